@@ -1,0 +1,39 @@
+"""hf_vidtok: LARP / EVATok video tokenizers for the Hugging Face ecosystem."""
+
+from setuptools import find_packages, setup
+
+CORE = [
+    "torch>=2.4,<2.14",
+    "transformers>=5.0,<6",
+    "safetensors>=0.4",
+    "einops>=0.7",
+    "numpy>=1.24",
+    "huggingface-hub>=1.0",
+]
+EXTRAS = {
+    "train": ["accelerate>=1.0", "datasets>=4.0", "av>=14", "tqdm", "scikit-video>=1.1.11", "pyyaml"],
+    "pipelines": ["diffusers>=0.35", "av>=14"],
+    "metrics": ["scipy>=1.10"],
+    "evaluate": ["evaluate>=0.4"],
+}
+EXTRAS["test"] = sorted(
+    set(EXTRAS["train"] + EXTRAS["pipelines"] + EXTRAS["metrics"] + ["pytest>=8", "pytest-timeout"])
+)
+EXTRAS["dev"] = sorted(set(EXTRAS["test"]))
+
+setup(
+    name="hf_vidtok",
+    version="0.1.0",
+    description="LARP and EVATok video tokenizers and AR video generators for transformers/diffusers",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    include_package_data=True,
+    package_data={"hf_vidtok": ["py.typed"]},
+    python_requires=">=3.11",
+    install_requires=CORE,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["hf-vidtok=hf_vidtok.cli:main"]},
+)

@@ -1,0 +1,21 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "larp_official_tiny"
+
+
+@pytest.fixture(scope="session")
+def larp_fixture_dir():
+    """The official tiny LARP export in ../shared/fixtures (the CI clone has shared/ beside it)."""
+    path = Path(os.environ.get("HF_VIDTOK_FIXTURES", FIXTURES))
+    if not path.is_dir():
+        pytest.fail(f"official fixture folder not found at {path} (set HF_VIDTOK_FIXTURES)")
+    return path
