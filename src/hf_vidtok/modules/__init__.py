@@ -3,7 +3,7 @@
 from .attention import Attention, Mlp, QueryTransformer, TransformerBlock
 from .patch_embed import FramePatchEmbed, PatchEmbed3D, build_patch_embed
 from .position_embeddings import sincos_1d, sincos_2d, sincos_3d, sincos_table
-from .vector_quantizer import VectorQuantizer, VectorQuantizerOutput
+from .vector_quantizer import VectorQuantizer, VectorQuantizerOutput, sample_categorical
 
 __all__ = [
     "Attention",
@@ -19,4 +19,5 @@ __all__ = [
     "sincos_table",
     "VectorQuantizer",
     "VectorQuantizerOutput",
+    "sample_categorical",
 ]

@@ -12,7 +12,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["VectorQuantizer", "VectorQuantizerOutput"]
+__all__ = ["VectorQuantizer", "VectorQuantizerOutput", "sample_categorical"]
+
+
+def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw per row of ``probs (..., K)`` (rows need not be normalised) by inverse-CDF sampling.
+
+    Same distribution as ``torch.multinomial(probs, 1)`` but one uniform number per row instead of
+    K exponentials, and no input validation pass (no host sync): several times faster for large
+    codebooks. Returns ``(...)`` long.
+    """
+    cdf = probs.float().cumsum(dim=-1)
+    u = torch.rand(cdf.shape[:-1] + (1,), device=cdf.device, generator=generator) * cdf[..., -1:]
+    idx = torch.searchsorted(cdf, u, right=True).squeeze(-1)
+    return idx.clamp_(max=probs.shape[-1] - 1)
 
 
 @dataclass
@@ -107,8 +120,7 @@ class VectorQuantizer(nn.Module):
             sample = self.stochastic and (self.training or not self.eval_deterministic)
             if sample:
                 probs = torch.softmax(logits / self.stochastic_temperature, dim=-1)
-                indices = torch.multinomial(probs.reshape(-1, self.codebook_size), 1, generator=generator)
-                indices = indices.view(z.shape[:-1])
+                indices = sample_categorical(probs, generator=generator)
             else:
                 indices = logits.argmax(dim=-1)
             q = F.embedding(indices, codebook)

@@ -19,7 +19,7 @@ from transformers.utils import ModelOutput
 from ...modules.attention import QueryTransformer, TransformerBlock
 from ...modules.patch_embed import build_patch_embed
 from ...modules.position_embeddings import sincos_1d, sincos_3d, sincos_table
-from ...modules.vector_quantizer import VectorQuantizer
+from ...modules.vector_quantizer import VectorQuantizer, sample_categorical
 from .configuration_larp import LarpTokenizerConfig
 from .modeling_larp_prior import GptcBlock, GptcPrior
 
@@ -487,8 +487,7 @@ class LarpTokenizer(LarpPreTrainedModel):
             if not last:
                 with torch.no_grad():
                     probs = torch.softmax(logits.detach().float(), dim=-1)
-                    sampled = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
-                    sampled = F.embedding(sampled.view(b, n - 1), codebook)
+                    sampled = F.embedding(sample_categorical(probs, generator=generator), codebook)
                 mixed = torch.where(mask, sampled.to(ar_input.dtype), ar_input[:, 1:])
                 next_input = torch.cat([ar_input[:, :1], mixed], dim=1)
         if not c.prior_avg_loss_over_rounds:
