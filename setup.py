@@ -9,6 +9,7 @@ CORE = [
     "einops>=0.7",
     "numpy>=1.24",
     "huggingface-hub>=1.0",
+    "Jinja2",
 ]
 EXTRAS = {
     "train": ["accelerate>=1.0", "datasets>=4.0", "av>=14", "tqdm", "scikit-video>=1.1.11", "pyyaml"],
@@ -17,7 +18,7 @@ EXTRAS = {
     "evaluate": ["evaluate>=0.4"],
 }
 EXTRAS["test"] = sorted(
-    set(EXTRAS["train"] + EXTRAS["pipelines"] + EXTRAS["metrics"] + ["pytest>=8", "pytest-timeout"])
+    set(EXTRAS["train"] + EXTRAS["pipelines"] + EXTRAS["metrics"] + ["pytest>=8", "pytest-timeout", "evaluate>=0.4.6"])
 )
 EXTRAS["dev"] = sorted(set(EXTRAS["test"]))
 
@@ -31,7 +32,7 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     include_package_data=True,
-    package_data={"hf_vidtok": ["py.typed"]},
+    package_data={"hf_vidtok": ["py.typed", "hub/model_cards/*.md"]},
     python_requires=">=3.11",
     install_requires=CORE,
     extras_require=EXTRAS,

@@ -1,7 +1,10 @@
 """Shared building blocks (torch + einops only)."""
 
 from .attention import Attention, Mlp, QueryTransformer, TransformerBlock
+from .kv_cache import StaticKVCache
+from .llama_block import CausalSelfAttention, DropPath, LlamaBlock, SwiGLU, swiglu_hidden_size
 from .patch_embed import FramePatchEmbed, PatchEmbed3D, build_patch_embed
+from .rms_norm import RMSNorm
 from .position_embeddings import sincos_1d, sincos_2d, sincos_3d, sincos_table
 from .vector_quantizer import VectorQuantizer, VectorQuantizerOutput, sample_categorical
 
@@ -20,4 +23,11 @@ __all__ = [
     "VectorQuantizer",
     "VectorQuantizerOutput",
     "sample_categorical",
+    "StaticKVCache",
+    "CausalSelfAttention",
+    "DropPath",
+    "LlamaBlock",
+    "SwiGLU",
+    "swiglu_hidden_size",
+    "RMSNorm",
 ]

@@ -16,6 +16,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...hub.publishing import HubPublishMixin
 from ...modules.attention import QueryTransformer, TransformerBlock
 from ...modules.patch_embed import build_patch_embed
 from ...modules.position_embeddings import sincos_1d, sincos_3d, sincos_table
@@ -126,7 +127,7 @@ class LarpPreTrainedModel(PreTrainedModel):
             module._init_own_parameters()
 
 
-class LarpTokenizer(LarpPreTrainedModel):
+class LarpTokenizer(HubPublishMixin, LarpPreTrainedModel):
     """The LARP video tokenizer.
 
     * :meth:`encode` ``pixel_values (B, C, T, H, W)`` in ``[0, 1]`` -> :class:`LarpEncoderOutput`

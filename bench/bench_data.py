@@ -1,0 +1,158 @@
+"""Data-path throughput: prints one JSON object per measurement.
+
+1. ``read_video_clip``: clips/s of random 16-frame clips (+ resize/crop to 128) from each sample video.
+2. The streaming dataset (``load_video_dataset(..., streaming=True)``) over the sample videos through a
+   ``DataLoader`` with ``collate_video_clips``, with 0, 1 and 2 workers: clips/s of 16x128x128 clips.
+3. Seeking vs decoding from the start: 16-frame clips late in a long video (the bikes sample looped
+   to 1000 frames, h264 with a key frame every 50 frames).
+
+Usage: ``python bench/bench_data.py [--repeats 3] [--quick]``. CPU only; run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def emit(**kw):
+    kw.setdefault("torch_threads", torch.get_num_threads())
+    kw.setdefault("cpu_count", os.cpu_count())
+    kw.setdefault("machine", platform.machine())
+    print(json.dumps(kw), flush=True)
+
+
+def bench_read_video_clip(videos, repeats, clips_per_video):
+    from hf_vidtok.data import read_video_clip, resize_crop_uint8
+
+    for path in videos:
+        rates = []
+        for r in range(repeats):
+            rng = np.random.default_rng(r)
+            t0 = time.perf_counter()
+            for _ in range(clips_per_video):
+                clip = read_video_clip(path, 16, rng=rng)
+                resize_crop_uint8(clip, 128)
+            rates.append(clips_per_video / (time.perf_counter() - t0))
+        emit(
+            bench="read_video_clip", video=Path(path).name, num_frames=16, resolution=128,
+            clips=clips_per_video, clips_per_s_median=round(statistics.median(rates), 2),
+            clips_per_s_best=round(max(rates), 2),
+        )
+
+
+def bench_stream(videos, repeats, clips_per_video, workers_list):
+    from hf_vidtok.data import collate_video_clips, load_video_dataset
+
+    with tempfile.TemporaryDirectory() as d:
+        folder = Path(d) / "samples"
+        folder.mkdir()
+        for p in videos:
+            (folder / Path(p).name).symlink_to(p)
+        for workers in workers_list:
+            rates = []
+            for r in range(repeats):
+                ds = load_video_dataset(d, num_frames=16, resolution=128, clips_per_video=clips_per_video, streaming=True, seed=r)
+                loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=workers, collate_fn=collate_video_clips)
+                t0 = time.perf_counter()
+                n = 0
+                for batch in loader:
+                    assert batch["pixel_values"].shape[1:] == (3, 16, 128, 128)
+                    n += batch["pixel_values"].shape[0]
+                rates.append(n / (time.perf_counter() - t0))
+            emit(
+                bench="streaming_dataset", videos=len(videos), dataloader_workers=workers, clips=n, batch_size=4,
+                num_frames=16, resolution=128, clips_per_s_median=round(statistics.median(rates), 2),
+                clips_per_s_best=round(max(rates), 2), note="includes worker start-up; one shard per file",
+            )
+
+
+def make_long_video(src, dst, loops=4, keyint=50):
+    import av
+
+    with av.open(str(src)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    h, w = frames[0].shape[:2]
+    out = av.open(str(dst), "w")
+    s = out.add_stream("libx264", rate=25, options={"g": str(keyint), "keyint_min": str(keyint), "preset": "veryfast", "crf": "23"})
+    s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+    for _ in range(loops):
+        for img in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(p)
+    for p in s.encode():
+        out.mux(p)
+    out.close()
+    return len(frames) * loops, (h, w)
+
+
+def decode_from_start(path, indices):
+    """Baseline without seeking: decode sequentially up to the last wanted frame."""
+    import av
+
+    wanted, out = set(indices), {}
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        stream.thread_type = "SLICE"
+        stream.codec_context.thread_count = 1
+        for i, f in enumerate(c.decode(stream)):
+            if i in wanted:
+                out[i] = f.to_ndarray(format="rgb24")
+            if i >= max(indices):
+                break
+    return np.stack([out[i] for i in indices])
+
+
+def bench_seek(bikes, repeats):
+    from hf_vidtok.data import read_video_clip
+
+    with tempfile.TemporaryDirectory() as d:
+        long = Path(d) / "bikes_x4.mp4"
+        n, (h, w) = make_long_video(bikes, long)
+        read_video_clip(long, 16, start=0)  # index the file once (the dataset caches it too)
+        for start in (n // 2, n - 16 - 7):
+            idx = list(range(start, start + 16))
+            seek_t, full_t = [], []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                a = read_video_clip(long, 16, start=start)
+                seek_t.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                b = decode_from_start(long, idx)
+                full_t.append(time.perf_counter() - t0)
+                assert np.array_equal(a, b), "seek and sequential decode disagree"
+            emit(
+                bench="seek_vs_decode_from_start", video=f"bikes looped to {n} frames ({w}x{h}, h264, key frame every 50)",
+                start_frame=start, num_frames=16, seek_s_median=round(statistics.median(seek_t), 4),
+                from_start_s_median=round(statistics.median(full_t), 4),
+                speedup=round(statistics.median(full_t) / statistics.median(seek_t), 2), frames_identical=True,
+            )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--clips-per-video", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="1 repeat, 2 clips per video")
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.clips_per_video = 1, 2
+    from hf_vidtok.data import sample_videos
+
+    videos = sample_videos()
+    bench_read_video_clip(videos, args.repeats, args.clips_per_video)
+    bench_stream(videos, args.repeats, args.clips_per_video, (0, 1, 2))
+    bench_seek(videos[1], args.repeats)
+
+
+if __name__ == "__main__":
+    main()

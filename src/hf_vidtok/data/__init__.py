@@ -1,0 +1,69 @@
+"""hf_vidtok.data: PyAV clip reading, torch transforms, a ``datasets`` builder and collation.
+
+Data flow: video file --``read_video_clip``--> uint8 ``(T, H, W, 3)`` --transforms--> float
+``(C, T, H, W)`` in [0, 1] --``collate_video_clips``--> ``pixel_values (B, C, T, H, W)``.
+``load_video_dataset`` wraps the ``VideoClips`` builder (``folder``, ``ucf101``, ``csv`` layouts).
+Warnings about skipped files go to the ``hf_vidtok.data`` logger. The builder needs ``datasets``
+and reading needs ``av`` (``pip install hf_vidtok[train]``); both are imported only when used.
+"""
+
+from .collate import collate_video_clips
+from .layouts import LAYOUTS, VideoEntry, VideoListing, canonical_split, list_videos
+from .sample_videos import SAMPLE_VIDEO_NAMES, sample_videos
+from .transforms import (
+    VideoClipTransform,
+    center_crop,
+    random_horizontal_flip,
+    resize_crop_uint8,
+    resize_short_side,
+    resized_shape,
+    to_float_clip,
+)
+from .video_reader import (
+    VIDEO_EXTENSIONS,
+    BrokenVideoError,
+    VideoFile,
+    VideoIndex,
+    clip_frame_indices,
+    probe_video,
+    read_video_clip,
+)
+
+_BUILDER_NAMES = ("VideoClips", "VideoClipsConfig", "load_video_dataset")
+
+
+def __getattr__(name):  # PEP 562: import the datasets-based builder only when it is used
+    if name in _BUILDER_NAMES:
+        from . import builder
+
+        return getattr(builder, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "BrokenVideoError",
+    "LAYOUTS",
+    "SAMPLE_VIDEO_NAMES",
+    "VIDEO_EXTENSIONS",
+    "VideoClipTransform",
+    "VideoClips",
+    "VideoClipsConfig",
+    "VideoEntry",
+    "VideoFile",
+    "VideoIndex",
+    "VideoListing",
+    "canonical_split",
+    "center_crop",
+    "clip_frame_indices",
+    "collate_video_clips",
+    "list_videos",
+    "load_video_dataset",
+    "probe_video",
+    "random_horizontal_flip",
+    "read_video_clip",
+    "resize_crop_uint8",
+    "resize_short_side",
+    "resized_shape",
+    "sample_videos",
+    "to_float_clip",
+]

@@ -1,0 +1,382 @@
+"""``datasets`` builder that turns video files into fixed-size training clips, and its entry point.
+
+``VideoClips`` is a ``datasets.GeneratorBasedBuilder`` shipped in the package (no loading script),
+with configs ``folder``, ``ucf101`` and ``csv`` (see :mod:`hf_vidtok.data.layouts`). Each example:
+
+* ``video``: uint8 ``(num_frames, resolution, resolution, 3)`` (short-side resize + center crop),
+* ``label``: ``ClassLabel`` (-1 when the layout gives none), ``path``: the source file,
+* ``start_frame``: index of the clip's first source frame (``caption`` too for the ``csv`` layout).
+
+Clip starts are drawn from ``numpy.random.default_rng([seed, hash(file key)])``, so a seed gives
+the same clips in map-style and streaming mode, on any number of workers or nodes. In streaming
+mode every file is a shard. Broken files are skipped with one WARNING each on the
+``hf_vidtok.data`` logger, and the number skipped is logged when an iteration (or a worker's share
+of it) ends.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+try:
+    import datasets
+    from datasets.iterable_dataset import ExamplesIterable
+except ImportError as e:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "hf_vidtok.data's dataset builder needs `datasets`: `pip install hf_vidtok[train]`."
+    ) from e
+
+from .layouts import LAYOUTS, VideoEntry, canonical_split, list_videos
+from .transforms import resize_crop_uint8
+from .video_reader import BrokenVideoError, VideoFile
+
+__all__ = ["VideoClipsConfig", "VideoClips", "load_video_dataset"]
+
+logger = logging.getLogger("hf_vidtok.data")
+
+# Bump when the bytes a given config produces change (cache directories include it).
+_FORMAT_VERSION = "1"
+
+
+def _stable_hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def _positive_int(name, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+class SkipStats:
+    """Counts the files of one pass and logs one WARNING per skipped file, plus a summary."""
+
+    def __init__(self, split: Optional[str] = None):
+        self.split = split
+        self.files = 0
+        self.skipped: list = []
+
+    def skip(self, path: str, reason: str) -> None:
+        self.skipped.append((path, reason))
+        logger.warning("Skipping video file %r: %s", path, reason)
+
+    def report(self) -> None:
+        where = f" of split {self.split!r}" if self.split else ""
+        if self.skipped and self.files > 1:  # for a single file its own warning says it all
+            logger.warning(
+                "Skipped %d of %d video files%s (each reported above); %d files gave clips.",
+                len(self.skipped), self.files, where, self.files - len(self.skipped),
+            )
+        else:
+            logger.info("Skipped %d of %d video files%s.", len(self.skipped), self.files, where)
+
+
+class _VideoExamplesIterable(ExamplesIterable):
+    """ExamplesIterable that logs the skip summary when an iteration over its files ends."""
+
+    @classmethod
+    def _wrap(cls, it: ExamplesIterable) -> "_VideoExamplesIterable":
+        return cls(it.generate_examples_fn, it.kwargs, it.generate_more_kwargs_fn, it.sleep_on_threads_shutdown)
+
+    def __iter__(self):
+        stats = SkipStats(self.kwargs.get("split"))
+        inner = copy.copy(self)  # shares the live state dict, so checkpointing keeps working
+        inner.generate_examples_fn = functools.partial(self.generate_examples_fn, stats=stats)
+        yield from ExamplesIterable.__iter__(inner)
+        stats.report()
+
+    def shuffle_data_sources(self, generator):
+        return self._wrap(super().shuffle_data_sources(generator))
+
+    def shard_data_sources(self, num_shards, index, contiguous=True):
+        return self._wrap(super().shard_data_sources(num_shards, index, contiguous=contiguous))
+
+    def reshard_data_sources(self):
+        return self._wrap(super().reshard_data_sources())
+
+
+@dataclass
+class VideoClipsConfig(datasets.BuilderConfig):
+    """Config of :class:`VideoClips`; ``name`` is the layout (``folder``, ``ucf101`` or ``csv``).
+
+    ``data_dir``: dataset root (or CSV file(s) for ``csv``); ``split``: build only this split
+    (None: all); ``num_frames``/``frame_stride``/``fps``: clip sampling (see
+    :func:`~hf_vidtok.data.read_video_clip`); ``resolution``: output side; ``clips_per_video``: clips
+    drawn per file; ``seed``: clip sampling seed; ``min_frames``: files with fewer frames are
+    skipped as too short (None: ``max(1, num_frames // 2)``; shorter clips are padded by
+    repeating the last frame); ``fold``/``split_dir``: UCF-101 split files; ``video_root``: base of
+    relative paths; ``extensions``: video file suffixes for ``folder``; ``decode_threads``: FFmpeg
+    threads per file; ``shuffle_files``: permute the file order with ``seed`` (a shuffle with
+    no example buffer, so a stream's ``state_dict`` resumes exactly).
+    """
+
+    split: Optional[str] = None
+    num_frames: int = 16
+    resolution: int = 128
+    frame_stride: int = 1
+    fps: Optional[float] = None
+    clips_per_video: int = 1
+    seed: int = 0
+    min_frames: Optional[int] = None
+    fold: int = 1
+    split_dir: Optional[str] = None
+    video_root: Optional[str] = None
+    extensions: Optional[tuple] = None
+    decode_threads: int = 1
+    shuffle_files: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every field (``datasets`` sets overrides after ``__post_init__``, so the builder re-runs this)."""
+        if self.name not in LAYOUTS:
+            raise ValueError(f"layout (config name) must be one of {LAYOUTS}, got {self.name!r}")
+        for field_name in ("num_frames", "resolution", "frame_stride", "clips_per_video"):
+            _positive_int(field_name, getattr(self, field_name))
+        if self.min_frames is not None:
+            _positive_int("min_frames", self.min_frames)
+        if self.fps is not None and (isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or self.fps <= 0):
+            raise ValueError(f"fps must be None or a positive number, got {self.fps!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
+        if isinstance(self.decode_threads, bool) or not isinstance(self.decode_threads, int) or self.decode_threads < 0:
+            raise ValueError(f"decode_threads must be an int >= 0, got {self.decode_threads!r}")
+        if self.split is not None:
+            self.split = canonical_split(self.split)
+
+    @property
+    def effective_min_frames(self) -> int:
+        return self.min_frames if self.min_frames is not None else max(1, self.num_frames // 2)
+
+
+class VideoClips(datasets.GeneratorBasedBuilder):
+    """Video files -> clips (see the module docstring). Configs: ``folder``, ``ucf101``, ``csv``.
+
+    Example: ``VideoClips(config_name="folder", data_dir=d, num_frames=16).as_streaming_dataset("train")``;
+    most users call :func:`load_video_dataset`.
+    """
+
+    BUILDER_CONFIG_CLASS = VideoClipsConfig
+    BUILDER_CONFIGS = [VideoClipsConfig(name=layout) for layout in LAYOUTS]
+    DEFAULT_CONFIG_NAME = "folder"
+    DEFAULT_WRITER_BATCH_SIZE = 8  # a clip is ~0.8 MB at 16x128x128: keep Arrow write batches small
+    VERSION = datasets.Version("1.0.0")
+
+    def _listing(self):
+        if getattr(self, "_cached_listing", None) is None:
+            cfg = self.config
+            if cfg.data_dir is None:
+                raise ValueError("VideoClips needs data_dir (a directory, or CSV file(s) for the csv layout)")
+            self._cached_listing = list_videos(
+                cfg.name, cfg.data_dir, split=cfg.split, fold=cfg.fold, split_dir=cfg.split_dir,
+                video_root=cfg.video_root, extensions=cfg.extensions,
+            )
+        return self._cached_listing
+
+    def _info(self) -> datasets.DatasetInfo:
+        cfg = self.config
+        cfg.validate()
+        listing = self._listing()
+        feats = {
+            "video": datasets.Array4D(shape=(cfg.num_frames, cfg.resolution, cfg.resolution, 3), dtype="uint8"),
+            "label": datasets.ClassLabel(names=list(listing.class_names)),
+            "path": datasets.Value("string"),
+            "start_frame": datasets.Value("int32"),
+        }
+        if cfg.name == "csv":
+            feats["caption"] = datasets.Value("string")
+        return datasets.DatasetInfo(
+            description=f"Video clips ({cfg.name} layout) read with PyAV by hf_vidtok.data.",
+            features=datasets.Features(feats),
+        )
+
+    def _split_generators(self, dl_manager):
+        listing = self._listing()
+        wanted = [self.config.split] if self.config.split else list(listing.splits)
+        gens = []
+        for split in wanted:
+            if split not in listing.splits:
+                raise ValueError(
+                    f"split {split!r} is not available in {self.config.data_dir!r} "
+                    f"({self.config.name} layout); available: {sorted(listing.splits)}"
+                )
+            entries = listing.splits[split]
+            if not entries:
+                raise ValueError(f"split {split!r} of {self.config.data_dir!r} lists no video files")
+            entries = list(entries)
+            if self.config.shuffle_files:
+                order = np.random.default_rng([self.config.seed, _stable_hash(split)]).permutation(len(entries))
+                entries = [entries[i] for i in order]
+            gens.append(datasets.SplitGenerator(name=split, gen_kwargs={"entries": entries, "split": split}))
+        return gens
+
+    def _get_examples_iterable_for_split(self, split_generator):
+        return _VideoExamplesIterable(
+            self._generate_examples,
+            split_generator.gen_kwargs,
+            generate_more_kwargs_fn=getattr(self, "_generate_more_gen_kwargs", None),
+        )
+
+    def _read_clips(self, entry: VideoEntry) -> list:
+        """All clips of one file as ``[(start_frame, uint8 video)]``; raises for a broken file."""
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, _stable_hash(entry.key)])
+        with VideoFile(entry.path, num_threads=cfg.decode_threads) as video:
+            n = len(video)
+            if n < cfg.effective_min_frames:
+                raise BrokenVideoError(
+                    entry.path, f"too short: {n} frame(s), fewer than min_frames={cfg.effective_min_frames}"
+                )
+            clip_idx = [
+                video.clip_indices(cfg.num_frames, frame_stride=cfg.frame_stride, fps=cfg.fps, rng=rng)
+                for _ in range(cfg.clips_per_video)
+            ]
+            frames = video.read_frames(np.concatenate(clip_idx))  # one decoding pass for all clips
+        out = []
+        for c, idx in enumerate(clip_idx):
+            clip = frames[c * cfg.num_frames : (c + 1) * cfg.num_frames]
+            out.append((int(idx[0]), resize_crop_uint8(clip, cfg.resolution)))
+        return out
+
+    def _generate_examples(self, entries, split=None, stats: Optional[SkipStats] = None):
+        own_stats = stats is None
+        if own_stats:
+            stats = SkipStats(split)
+        with_caption = self.config.name == "csv"
+        for entry in entries:
+            stats.files += 1
+            try:
+                clips = self._read_clips(entry)
+            except BrokenVideoError as e:
+                stats.skip(entry.path, e.reason)
+                continue
+            except Exception as e:  # noqa: BLE001 - a bad file must never stop a run
+                stats.skip(entry.path, f"unreadable ({type(e).__name__}: {e})")
+                continue
+            for c, (start, video) in enumerate(clips):
+                example = {"video": video, "label": entry.label, "path": entry.path, "start_frame": start}
+                if with_caption:
+                    example["caption"] = entry.caption
+                yield f"{entry.key}#{c}", example
+        if own_stats:
+            stats.report()
+
+
+def _fingerprint(listing, layout: str) -> str:
+    """Hash of the file list (paths, labels, sizes, mtimes): a changed dataset gets a new cache."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(f"{_FORMAT_VERSION}|{layout}|{listing.class_names}".encode())
+    for split in sorted(listing.splits):
+        for e in listing.splits[split]:
+            try:
+                st = os.stat(e.path)
+                meta = f"{st.st_size}:{st.st_mtime_ns}"
+            except OSError:
+                meta = "missing"
+            h.update(f"{split}|{e.path}|{e.label}|{e.key}|{e.caption}|{meta}\n".encode())
+    return h.hexdigest()
+
+
+def load_video_dataset(
+    data_dir,
+    *,
+    layout: str = "folder",
+    split: str = "train",
+    num_frames: int = 16,
+    resolution: int = 128,
+    frame_stride: int = 1,
+    fps: Optional[float] = None,
+    clips_per_video: int = 1,
+    streaming: bool = False,
+    seed: int = 0,
+    shuffle: bool = False,
+    shuffle_buffer_size: Optional[int] = None,
+    min_frames: Optional[int] = None,
+    fold: int = 1,
+    split_dir=None,
+    video_root=None,
+    extensions=None,
+    decode_threads: int = 1,
+    cache_dir=None,
+    num_proc: Optional[int] = None,
+):
+    """Load video clips from ``data_dir`` as a ``datasets.Dataset`` (or ``IterableDataset``).
+
+    Examples hold ``video`` (uint8 ``(num_frames, resolution, resolution, 3)``), ``label``
+    (``ClassLabel``), ``path`` and ``start_frame`` (plus ``caption`` for ``layout="csv"``).
+    ``layout``: ``"folder"``, ``"ucf101"`` or ``"csv"`` (see :mod:`hf_vidtok.data.layouts`);
+    ``split``: ``"train"``, ``"validation"``/``"val"`` or ``"test"`` (UCF-101's validation is its
+    test list). ``streaming=True`` decodes on the fly (no Arrow cache; one shard per file, so
+    ``split_dataset_by_node`` and DataLoader workers share the files without duplicates);
+    otherwise clips are decoded once into an Arrow cache in ``cache_dir`` (``num_proc`` processes)
+    and returned with the numpy format for ``video``. ``shuffle`` shuffles with ``seed``: map-style
+    rows, or in streaming mode the file order plus, when ``shuffle_buffer_size`` is set, a buffer
+    of that many clips (``datasets`` drops the buffered clips when a stream resumes from its
+    ``state_dict``; without a buffer the resume is exact). The same ``seed`` gives the same clips
+    in both modes. See :class:`VideoClipsConfig` for the other arguments.
+    Raises ``ValueError`` up front for a wrong layout/split, a missing directory or split file, or
+    a CSV without a ``path`` column.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    split = canonical_split(split)
+    if layout == "ucf101" and split == "validation":
+        split = "test"  # UCF-101 has train/test lists only; LARP validates on testlist01
+    if shuffle_buffer_size is not None:
+        shuffle_buffer_size = _positive_int("shuffle_buffer_size", shuffle_buffer_size)
+    if num_proc is not None:
+        _positive_int("num_proc", num_proc)
+    if extensions is not None:
+        extensions = tuple([extensions] if isinstance(extensions, str) else extensions)
+    listing = list_videos(
+        layout, data_dir, split=split, fold=fold, split_dir=split_dir, video_root=video_root, extensions=extensions
+    )
+    if split not in listing.splits:
+        raise ValueError(
+            f"split {split!r} is not available in {os.fspath(data_dir)!r} ({layout} layout); "
+            f"available: {sorted(listing.splits)}"
+        )
+    if not listing.splits[split]:
+        raise ValueError(f"split {split!r} of {os.fspath(data_dir)!r} lists no video files")
+    builder = VideoClips(
+        config_name=layout,
+        cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+        hash=_fingerprint(listing, layout),
+        data_dir=os.fspath(data_dir),
+        split=split,
+        num_frames=num_frames,
+        resolution=resolution,
+        frame_stride=frame_stride,
+        fps=None if fps is None else float(fps),
+        clips_per_video=clips_per_video,
+        seed=seed,
+        min_frames=min_frames,
+        fold=fold,
+        split_dir=None if split_dir is None else os.fspath(split_dir),
+        video_root=None if video_root is None else os.fspath(video_root),
+        extensions=extensions,
+        decode_threads=decode_threads,
+        shuffle_files=bool(shuffle and streaming),
+    )
+    builder._cached_listing = listing
+    if streaming:
+        ds = builder.as_streaming_dataset(split=split)
+        if shuffle and shuffle_buffer_size is not None and shuffle_buffer_size > 1:
+            ds = ds.shuffle(seed=seed, buffer_size=shuffle_buffer_size)
+        return ds
+    builder.download_and_prepare(num_proc=num_proc)
+    ds = builder.as_dataset(split=split)
+    ds = ds.with_format("numpy", columns=["video"], output_all_columns=True, dtype=np.uint8)
+    if shuffle:
+        ds = ds.shuffle(seed=seed)
+    return ds

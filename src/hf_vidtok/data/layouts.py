@@ -1,0 +1,305 @@
+"""Listing the videos of a dataset on disk: ``folder``, ``ucf101`` and ``csv`` layouts.
+
+Every problem found here (wrong layout, missing directory, split file or ``path`` column) raises
+``ValueError`` before any video is read; problems with individual video files are left to the
+reader, which skips them.
+
+* ``folder``: ``data_dir/<class>/**/<video>``, or ``data_dir/<split>/<class>/**/<video>`` with
+  split folders ``train``, ``val``/``validation``, ``test``. Labels index the sorted class names
+  (union over the split folders).
+* ``ucf101``: ``data_dir`` holds the class folders of UCF-101 (``UCF-101/`` inside it is found
+  too) and the official split files ``classInd.txt``, ``trainlist0{1,2,3}.txt`` and
+  ``testlist0{1,2,3}.txt`` (in ``split_dir``, default ``data_dir/ucfTrainTestlist``, ``data_dir`` or
+  its parent's ``ucfTrainTestlist``). Class names follow ``classInd.txt``.
+* ``csv``: a CSV file (or several joined by ``+``), or a directory holding ``<split>.csv``; column
+  ``path`` (relative paths are taken from ``video_root``, default the CSV's folder), optional
+  ``label`` (int or class name), ``caption``, and ``action``/``class`` naming integer labels;
+  the official LARP CSV ``id,path,action,label`` is accepted.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .video_reader import VIDEO_EXTENSIONS
+
+__all__ = ["LAYOUTS", "VideoEntry", "VideoListing", "canonical_split", "list_videos"]
+
+LAYOUTS = ("folder", "ucf101", "csv")
+_SPLIT_ALIASES = {
+    "train": ("train", "training"),
+    "validation": ("validation", "val", "valid"),
+    "test": ("test", "testing"),
+}
+
+
+def canonical_split(split: str) -> str:
+    """``'val'`` -> ``'validation'``, ``'training'`` -> ``'train'``, ...; ValueError for others."""
+    if not isinstance(split, str):
+        raise TypeError(f"split must be a str, got {type(split).__name__}")
+    for name, aliases in _SPLIT_ALIASES.items():
+        if split.lower() in aliases:
+            return name
+    raise ValueError(f"split must be one of {sorted(_SPLIT_ALIASES)} (or val/training/testing), got {split!r}")
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    """One video to read: absolute ``path``, ``label`` (-1: none), ``key`` (stable id relative to the
+    dataset root; seeds the clip sampling) and ``caption`` ("" when none)."""
+
+    path: str
+    label: int
+    key: str
+    caption: str = ""
+
+
+@dataclass
+class VideoListing:
+    """All splits of a dataset: ``splits[name]`` lists :class:`VideoEntry`; labels index ``class_names``."""
+
+    class_names: list
+    splits: dict
+    has_caption: bool = False
+    sources: dict = field(default_factory=dict)  # split -> files/folders it was listed from
+
+
+def _dir(path, what: str) -> Path:
+    p = Path(os.fspath(path)).expanduser()
+    if not p.is_dir():
+        raise ValueError(f"{what} {str(p)!r} is not an existing directory")
+    return p
+
+
+def _abs(path) -> str:
+    """Absolute, normalised path; symlinks are kept (a link's own name identifies the video)."""
+    return os.path.normpath(os.path.abspath(os.fspath(path)))
+
+
+def _is_video(p: Path, extensions: Sequence[str]) -> bool:
+    # broken symlinks are listed too: the reader then skips them with a warning ("file not found")
+    return (p.is_file() or p.is_symlink()) and not p.name.startswith(".") and p.suffix.lower() in extensions
+
+
+def _norm_ext(extensions) -> tuple:
+    if extensions is None:
+        return VIDEO_EXTENSIONS
+    if isinstance(extensions, str):
+        extensions = (extensions,)
+    out = tuple(("." + e.lower().lstrip(".")) for e in extensions)
+    if not out:
+        raise ValueError("extensions must name at least one file extension")
+    return out
+
+
+# --------------------------------------------------------------------------------------- folder
+def _list_folder(data_dir: Path, extensions) -> VideoListing:
+    roots = {}
+    for name, aliases in _SPLIT_ALIASES.items():
+        for alias in aliases:
+            if (data_dir / alias).is_dir():
+                roots[name] = data_dir / alias
+                break
+    if not roots:
+        roots = {"train": data_dir}
+    class_dirs = {s: sorted(d.name for d in r.iterdir() if d.is_dir() and not d.name.startswith(".")) for s, r in roots.items()}
+    class_names = sorted(set().union(*class_dirs.values()))
+    if not class_names:
+        raise ValueError(f"folder layout: {str(data_dir)!r} has no class sub-folders (expected data_dir/<class>/<video>)")
+    label_of = {c: i for i, c in enumerate(class_names)}
+    splits = {}
+    for s, root in roots.items():
+        entries = []
+        for c in class_dirs[s]:
+            for p in sorted((root / c).rglob("*")):
+                if _is_video(p, extensions):
+                    entries.append(VideoEntry(_abs(p), label_of[c], p.relative_to(data_dir).as_posix()))
+        splits[s] = entries
+    return VideoListing(class_names, splits, sources={s: str(r) for s, r in roots.items()})
+
+
+# --------------------------------------------------------------------------------------- ucf101
+def _read_lines(path: Path) -> list:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return [ln.strip() for ln in f.read().splitlines() if ln.strip()]
+
+
+def _list_ucf101(data_dir: Path, fold: int, split_dir, video_root) -> VideoListing:
+    if fold not in (1, 2, 3):
+        raise ValueError(f"fold must be 1, 2 or 3 for the UCF-101 splits, got {fold!r}")
+    if split_dir is not None:
+        candidates = [_dir(split_dir, "split_dir")]
+    else:
+        candidates = [data_dir / "ucfTrainTestlist", data_dir, data_dir.parent / "ucfTrainTestlist"]
+    sdir = next((d for d in candidates if (d / "classInd.txt").is_file()), None)
+    if sdir is None:
+        raise ValueError(
+            "ucf101 layout: classInd.txt not found in " + ", ".join(repr(str(d)) for d in candidates)
+            + " (pass split_dir= pointing at the folder of classInd.txt / trainlist01.txt / testlist01.txt)"
+        )
+    if video_root is not None:
+        vroot = _dir(video_root, "video_root")
+    elif (data_dir / "UCF-101").is_dir():
+        vroot = data_dir / "UCF-101"
+    else:
+        vroot = data_dir
+    class_names, index_of = [], {}
+    for i, line in enumerate(_read_lines(sdir / "classInd.txt")):
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise ValueError(f"{sdir / 'classInd.txt'} line {i + 1}: expected '<index> <ClassName>', got {line!r}")
+        if int(parts[0]) != len(class_names) + 1:
+            raise ValueError(f"{sdir / 'classInd.txt'}: class indices must run 1, 2, 3, ...; got {line!r}")
+        index_of[parts[1].lower()] = len(class_names)
+        class_names.append(parts[1])
+    splits, sources = {}, {}
+    for split, stem in (("train", "trainlist"), ("test", "testlist")):
+        list_file = sdir / f"{stem}0{fold}.txt"
+        if not list_file.is_file():
+            continue
+        entries = []
+        for i, line in enumerate(_read_lines(list_file)):
+            parts = line.replace("\\", "/").split()
+            rel = parts[0]
+            cls = rel.split("/")[0].lower() if "/" in rel else None
+            if len(parts) > 1:
+                if not parts[1].isdigit() or not 1 <= int(parts[1]) <= len(class_names):
+                    raise ValueError(f"{list_file} line {i + 1}: label must be 1..{len(class_names)}, got {line!r}")
+                label = int(parts[1]) - 1
+            elif cls in index_of:
+                label = index_of[cls]
+            else:
+                raise ValueError(f"{list_file} line {i + 1}: class folder of {rel!r} is not in classInd.txt")
+            entries.append(VideoEntry(_abs(vroot / rel), label, rel))
+        splits[split] = entries
+        sources[split] = str(list_file)
+    if not splits:
+        raise ValueError(f"ucf101 layout: neither trainlist0{fold}.txt nor testlist0{fold}.txt is in {str(sdir)!r}")
+    return VideoListing(class_names, splits, sources=sources)
+
+
+# ------------------------------------------------------------------------------------------ csv
+def _csv_files(data_dir: str) -> dict:
+    """Map split -> list of CSV paths, or {None: [...]} for explicitly given files."""
+    if "+" in data_dir and not os.path.exists(data_dir):
+        parts = data_dir.split("+")
+        for p in parts:
+            if not Path(p).expanduser().is_file():
+                raise ValueError(f"csv layout: CSV file {p!r} (from {data_dir!r}) does not exist")
+        return {None: [Path(p).expanduser() for p in parts]}
+    p = Path(data_dir).expanduser()
+    if p.is_file():
+        return {None: [p]}
+    if not p.is_dir():
+        raise ValueError(f"csv layout: data_dir {data_dir!r} is neither a CSV file nor a directory")
+    found = {}
+    for name, aliases in _SPLIT_ALIASES.items():
+        for alias in aliases:
+            if (p / f"{alias}.csv").is_file():
+                found[name] = [p / f"{alias}.csv"]
+                break
+    if not found:
+        raise ValueError(f"csv layout: {data_dir!r} holds no train.csv / validation.csv (val.csv) / test.csv")
+    return found
+
+
+def _int_or_none(value: str):
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            f = float(value)
+        except ValueError:
+            return None
+        return int(f) if f.is_integer() else None
+
+
+def _list_csv(data_dir, video_root, requested_split: Optional[str]) -> VideoListing:
+    files = _csv_files(os.fspath(data_dir))
+    if None in files:
+        files = {requested_split or "train": files[None]}
+    vroot = _dir(video_root, "video_root") if video_root is not None else None
+    rows_by_split, has_caption = {}, False
+    for split, paths in files.items():
+        rows = []
+        for path in paths:
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                reader = csv.DictReader(f)
+                header = [h.strip() for h in (reader.fieldnames or [])]
+                if "path" not in header:
+                    raise ValueError(f"csv layout: {str(path)!r} has no 'path' column (columns: {header})")
+                has_caption |= "caption" in header
+                base = vroot or Path(_abs(path.parent))
+                for row in reader:
+                    row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+                    if row.get("path"):
+                        row["_abs"] = _abs(base / row["path"])
+                        rows.append(row)
+        rows_by_split[split] = rows
+    all_rows = [r for rows in rows_by_split.values() for r in rows]
+    raw_labels = [r.get("label", "") for r in all_rows]
+    names_col = next((c for c in ("action", "class", "class_name") if any(c in r for r in all_rows)), None)
+    int_labels = [_int_or_none(v) for v in raw_labels if v != ""]
+    if raw_labels and any(v != "" for v in raw_labels) and all(v is not None for v in int_labels):
+        # integer labels; names from the action/class column when there is one
+        names = {}
+        for r in all_rows:
+            lab = _int_or_none(r.get("label", "")) if r.get("label", "") != "" else None
+            if lab is None or lab < 0:
+                continue
+            name = r.get(names_col, "") if names_col else ""
+            if name and names.get(lab, name) != name:
+                raise ValueError(f"csv layout: label {lab} is used for both {names[lab]!r} and {name!r}")
+            if name:
+                names[lab] = name
+            names.setdefault(lab, "")
+        top = max(names) + 1 if names else 0
+        class_names = [names.get(i) or str(i) for i in range(top)]
+        if len(set(class_names)) != len(class_names):
+            class_names = [f"{i}:{n}" for i, n in enumerate(class_names)]
+
+        def label_of(r):
+            v = r.get("label", "")
+            return -1 if v == "" else max(_int_or_none(v), -1)
+    else:
+        col = "label" if any(v != "" for v in raw_labels) else names_col
+        class_names = sorted({r.get(col, "") for r in all_rows} - {""}) if col else []
+        index = {c: i for i, c in enumerate(class_names)}
+
+        def label_of(r):
+            return index.get(r.get(col, ""), -1) if col else -1
+    splits = {}
+    for split, rows in rows_by_split.items():
+        splits[split] = [VideoEntry(r["_abs"], label_of(r), r["path"], r.get("caption", "")) for r in rows]
+    return VideoListing(class_names, splits, has_caption, {s: "+".join(map(str, p)) for s, p in files.items()})
+
+
+def list_videos(
+    layout: str,
+    data_dir,
+    *,
+    split: Optional[str] = None,
+    fold: int = 1,
+    split_dir=None,
+    video_root=None,
+    extensions=None,
+) -> VideoListing:
+    """List the videos and class names of ``data_dir`` in ``layout`` (see the module docstring).
+
+    ``split`` (canonical name) only matters for a ``csv`` layout given as a single CSV file, whose
+    rows then form that split. Raises ``ValueError`` for a bad layout, directory or split file.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if data_dir is None:
+        raise ValueError("data_dir must be given (a directory, or a CSV file for layout='csv')")
+    if layout == "csv":
+        return _list_csv(data_dir, video_root, split)
+    root = _dir(data_dir, "data_dir")
+    if layout == "folder":
+        return _list_folder(root, _norm_ext(extensions))
+    return _list_ucf101(root, fold, split_dir, video_root)

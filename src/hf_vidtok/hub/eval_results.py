@@ -1,0 +1,157 @@
+"""Reading the ``eval_results.json`` that training and evaluation write, for model cards."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["METRICS", "MetricSpec", "load_eval_results", "normalize_eval_results"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How one metric is shown: model-index ``type``, display ``name``, and whether higher is better."""
+
+    type: str
+    name: str
+    higher_is_better: bool
+    description: str
+
+
+# Canonical metric keys in the order cards list them.
+METRICS: dict[str, MetricSpec] = {
+    "psnr": MetricSpec("psnr", "PSNR", True, "dB, mean over videos of -10 log10(MSE), data range 1"),
+    "ssim": MetricSpec("ssim", "SSIM", True, "11x11 gaussian window (sigma 1.5), mean over frames"),
+    "lpips": MetricSpec("lpips", "LPIPS", False, "VGG, mean over frames"),
+    "rfvd": MetricSpec("fvd", "rFVD", False, "reconstruction FVD (I3D logits), reconstructions vs inputs"),
+    "gfvd": MetricSpec("fvd", "gFVD", False, "generation FVD (I3D logits), samples vs real clips"),
+    "fp_fvd": MetricSpec("fvd", "FP-FVD", False, "frame-prediction FVD, predicted vs real clips"),
+}
+
+# Accepted spellings -> canonical key. "fvd" alone means rFVD for tokenizers and gFVD for generators.
+_ALIASES = {
+    "psnr": "psnr",
+    "ssim": "ssim",
+    "lpips": "lpips",
+    "rfvd": "rfvd",
+    "r_fvd": "rfvd",
+    "recon_fvd": "rfvd",
+    "gfvd": "gfvd",
+    "g_fvd": "gfvd",
+    "fp_fvd": "fp_fvd",
+    "fvd_fp": "fp_fvd",
+}
+_PREFIXES = ("validation/", "validation_", "eval/", "eval_", "val/", "val_", "test/", "test_", "final_", "final/")
+# Protocol fields copied as they are (after prefix stripping).
+_PROTOCOL_KEYS = (
+    "step",
+    "initial_psnr",
+    "initial_ssim",
+    "dataset",
+    "dataset_name",
+    "dataset_config",
+    "dataset_split",
+    "split",
+    "num_videos",
+    "num_samples",
+    "num_frames",
+    "resolution",
+    "frame_stride",
+    "cfg_scale",
+    "guidance_scale",
+    "temperature",
+    "top_k",
+    "top_p",
+    "seed",
+    "num_cond_frames",
+    "hardware",
+    "train_time_s",
+    "wall_time_s",
+    "tokens_per_clip",
+)
+
+
+def load_eval_results(source: str | os.PathLike | Mapping[str, Any] | None) -> dict[str, Any]:
+    """Read evaluation results from a path to a JSON file (or a folder holding ``eval_results.json``),
+    or take a mapping as it is, and return the normalised dict (see :func:`normalize_eval_results`).
+
+    ``None`` gives ``{}``. A JSON list (a history of validations) is read as its last entry.
+    """
+    if source is None:
+        return {}
+    if isinstance(source, Mapping):
+        return normalize_eval_results(source)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"`eval_results` must be a dict, a path to a JSON file or None, got {type(source).__name__}")
+    path = Path(source)
+    if path.is_dir():
+        path = path / "eval_results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"`eval_results`: no such file: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"`eval_results`: {path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    if isinstance(data, list):
+        if not data:
+            raise ValueError(f"`eval_results`: {path} holds an empty list")
+        data = data[-1]
+    if not isinstance(data, dict):
+        raise ValueError(f"`eval_results`: {path} must hold a JSON object, got {type(data).__name__}")
+    return normalize_eval_results(data)
+
+
+def _strip(key: str) -> str:
+    key = key.strip().lower()
+    for prefix in _PREFIXES:
+        if key.startswith(prefix):
+            return key[len(prefix) :]
+    return key
+
+
+def normalize_eval_results(results: Mapping[str, Any], *, fvd_key: str | None = None) -> dict[str, Any]:
+    """Map the keys of ``results`` to canonical names.
+
+    Metric keys (any case, optional ``val_``/``eval_``/``val/`` prefix) become ``psnr``, ``ssim``,
+    ``lpips``, ``rfvd``, ``gfvd``, ``fp_fvd``; a bare ``fvd`` is kept as ``fvd`` unless ``fvd_key`` says
+    which one it is. Metric values must be finite numbers. Protocol fields (``step``, ``dataset``,
+    ``split``, ``num_videos``, ``num_frames``, ``resolution``, ...) are kept; other keys are dropped.
+    A nested ``{"metrics": {...}}`` block is flattened first.
+    """
+    if not isinstance(results, Mapping):
+        raise TypeError(f"`eval_results` must be a mapping, got {type(results).__name__}")
+    flat: dict[str, Any] = {}
+    for key, value in results.items():
+        if isinstance(value, Mapping) and str(key).lower() in ("metrics", "results", "eval", "validation"):
+            flat.update({str(k): v for k, v in value.items()})
+        else:
+            flat[str(key)] = value
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        name = _strip(key)
+        canonical = _ALIASES.get(name)
+        if name == "fvd":
+            canonical = fvd_key or "fvd"
+        if canonical is not None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+                raise ValueError(f"`eval_results`: metric {key!r} must be a finite number, got {value!r}")
+            out[canonical] = float(value)
+        elif name in _PROTOCOL_KEYS:
+            out[name] = value
+    for alias, name in (
+        ("num_validation_clips", "num_videos"),
+        ("num_clips", "num_videos"),
+        ("validation_data", "dataset"),
+    ):
+        key = next((k for k in flat if alias in (k.strip().lower(), _strip(k))), None)
+        if key is not None and name not in out and flat[key] is not None:
+            out[name] = flat[key]
+    if "split" in out and "dataset_split" not in out:
+        out["dataset_split"] = out.pop("split")
+    if "dataset_name" in out and "dataset" not in out:
+        out["dataset"] = out.pop("dataset_name")
+    return out

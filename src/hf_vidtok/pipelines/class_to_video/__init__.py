@@ -1,0 +1,3 @@
+from .pipeline_class_to_video import ClassToVideoPipeline
+
+__all__ = ["ClassToVideoPipeline"]

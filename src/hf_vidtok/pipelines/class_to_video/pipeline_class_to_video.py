@@ -1,0 +1,145 @@
+"""Class-conditional video generation: VideoARGenerator samples tokens, LarpTokenizer decodes them."""
+
+from __future__ import annotations
+
+import difflib
+
+import torch
+from diffusers import DiffusionPipeline
+
+from ...hub.loading import PipelineHubMixin
+
+from ...models.larp.modeling_larp import LarpTokenizer
+from ...models.video_ar.modeling_video_ar import VideoARGenerator
+from ..pipeline_output import VideoPipelineOutput
+from ..video_processing import postprocess_video
+
+__all__ = ["ClassToVideoPipeline"]
+
+
+def check_components(tokenizer, generator):
+    if not isinstance(tokenizer, LarpTokenizer):
+        raise TypeError(f"`tokenizer` must be a LarpTokenizer, got {type(tokenizer).__name__}")
+    if not isinstance(generator, VideoARGenerator):
+        raise TypeError(f"`generator` must be a VideoARGenerator, got {type(generator).__name__}")
+    tc, gc = tokenizer.config, generator.config
+    if gc.codebook_size != tc.codebook_size:
+        raise ValueError(f"generator codebook_size {gc.codebook_size} != tokenizer codebook_size {tc.codebook_size}")
+    if gc.max_seq_len != tc.bottleneck_token_num:
+        raise ValueError(
+            f"generator max_seq_len {gc.max_seq_len} != tokenizer bottleneck_token_num {tc.bottleneck_token_num}"
+        )
+
+
+class ClassToVideoPipeline(PipelineHubMixin, DiffusionPipeline):
+    """Generate videos of given classes (e.g. UCF-101 actions).
+
+    Components: ``tokenizer`` (:class:`~hf_vidtok.LarpTokenizer`) and ``generator``
+    (:class:`~hf_vidtok.VideoARGenerator`, class-conditional). Class names come from
+    ``generator.config.id2label``. Saved and loaded as one folder with ``model_index.json``
+    (load it with ``ClassToVideoPipeline.from_pretrained``, after ``import hf_vidtok``).
+
+    Example::
+
+        pipe = ClassToVideoPipeline.from_pretrained("path/or/repo")
+        frames = pipe(["ApplyEyeMakeup", 3], guidance_scale=1.25, generator=torch.Generator().manual_seed(0)).frames
+        export_to_video(frames[0], "out.mp4", fps=8)
+    """
+
+    model_cpu_offload_seq = "generator->tokenizer"
+
+    def __init__(self, tokenizer: LarpTokenizer, generator: VideoARGenerator):
+        super().__init__()
+        check_components(tokenizer, generator)
+        if generator.config.frame_prediction:
+            raise ValueError("`generator` is a frame-prediction model; use FramePredictionPipeline")
+        self.register_modules(tokenizer=tokenizer, generator=generator)
+
+    @property
+    def labels(self) -> dict[str, int]:
+        """Class name -> id, from the generator config's ``id2label``."""
+        return {str(name): int(i) for i, name in self.generator.config.id2label.items()}
+
+    def get_label_ids(self, label) -> list[int]:
+        """Map class names and/or ids (a single one or a list) to ids; raises ``ValueError`` on unknown ones."""
+        items = [label] if isinstance(label, (str, int)) or torch.is_tensor(label) and label.dim() == 0 else list(label)
+        num_classes = self.generator.config.num_classes
+        names = self.labels
+        lower = {k.lower(): v for k, v in names.items()}
+        ids = []
+        for item in items:
+            if torch.is_tensor(item):
+                item = int(item)
+            if isinstance(item, bool):
+                raise TypeError(f"`class_labels` must hold ints or class names, got {item!r}")
+            if isinstance(item, int):
+                if not 0 <= item < num_classes:
+                    raise ValueError(f"class id {item} is out of range: `class_labels` must be in [0, {num_classes - 1}]")
+                ids.append(item)
+            elif isinstance(item, str):
+                key = item.strip()
+                if key in names:
+                    ids.append(names[key])
+                elif key.lower() in lower:
+                    ids.append(lower[key.lower()])
+                else:
+                    close = difflib.get_close_matches(key, list(names), n=3)
+                    hint = f"; did you mean {close}?" if close else ""
+                    raise ValueError(f"unknown class name {item!r} in `class_labels`{hint}")
+            else:
+                raise TypeError(f"`class_labels` must hold ints or class names, got {type(item).__name__}")
+        if not ids:
+            raise ValueError("`class_labels` is empty")
+        return ids
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        class_labels,
+        *,
+        num_videos_per_label: int = 1,
+        guidance_scale: float = 1.25,
+        cfg_interval: int = -1,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+    ):
+        """Generate ``len(class_labels) * num_videos_per_label`` videos (label-major order).
+
+        Args:
+            class_labels: an id, a class name, or a list of them.
+            guidance_scale: classifier-free guidance (1 disables it; official UCF-101 setting 1.25).
+            temperature, top_k, top_p: sampling (0 / 1 disable top-k / top-p).
+            generator: a ``torch.Generator`` on the generator model's device, for reproducible videos.
+            output_type: ``"np"`` (B, T, H, W, C), ``"pt"`` (B, T, C, H, W) or ``"pil"``.
+        Returns:
+            :class:`VideoPipelineOutput` (or a tuple ``(frames,)``), frames clamped to [0, 1].
+        """
+        if int(num_videos_per_label) != num_videos_per_label or num_videos_per_label < 1:
+            raise ValueError(f"`num_videos_per_label` must be a positive int, got {num_videos_per_label}")
+        if output_type not in ("np", "pt", "pil"):
+            raise ValueError(f"`output_type` must be 'np', 'pt' or 'pil', got {output_type!r}")
+        ids = self.get_label_ids(class_labels)
+        device = self.generator.device
+        labels = torch.tensor(ids, device=device).repeat_interleave(int(num_videos_per_label))
+        num_tokens = self.generator.config.max_seq_len
+        with self.progress_bar(total=num_tokens) as bar:
+            tokens = self.generator.generate(
+                class_labels=labels,
+                cfg_scale=guidance_scale,
+                cfg_interval=cfg_interval,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                generator=generator,
+                step_callback=lambda step: bar.update(),
+            )
+        video = self.tokenizer.eval().decode(tokens.to(self.tokenizer.device))
+        frames = postprocess_video(video, output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (frames,)
+        return VideoPipelineOutput(frames=frames)

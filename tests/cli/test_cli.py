@@ -1,0 +1,379 @@
+"""End-to-end tests of the `hf-vidtok` command on tiny random models and videos made in the test."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hubtest_utils import CLASS_NAMES, tiny_generator, tiny_tokenizer
+from huggingface_hub import ModelCard
+from safetensors import safe_open
+
+from hf_vidtok.cli import build_parser, main
+
+
+def write_video(path, num_frames=10, height=20, width=24, fps=10, seed=0):
+    """A small h264 mp4 of moving colour gradients (PyAV)."""
+    import av
+
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, size=(3,))
+    yy, xx = np.mgrid[0:height, 0:width]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for t in range(num_frames):
+            frame = np.stack(
+                [(xx * 8 + t * 10 + base[0]) % 256, (yy * 8 + base[1]) % 256, np.full_like(xx, base[2])], -1
+            )
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame.astype(np.uint8), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def last_json(out):
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    tiny_tokenizer(seed=11).save_pretrained(root / "tokenizer")
+    tiny_generator(seed=11).save_pretrained(root / "generator")
+    videos = [write_video(root / f"clip{i}.mp4", seed=i) for i in range(3)]
+    return {"root": root, "tokenizer": root / "tokenizer", "generator": root / "generator", "videos": videos}
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("convert", "encode", "reconstruct", "generate", "evaluate", "publish"):
+        assert name in out
+    for name in ("convert", "encode", "reconstruct", "generate", "evaluate", "publish"):
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0
+    with pytest.raises(SystemExit) as exc:
+        main(["encode"])  # missing arguments: argparse usage error
+    assert exc.value.code == 2
+
+
+def test_console_script_entry_point(tmp_path):
+    """The installed `hf-vidtok` console script (hf_vidtok.cli:main) exits 1 with one line on errors."""
+    script = Path(sys.executable).parent / "hf-vidtok"
+    cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "hf_vidtok.cli"]
+    missing = tmp_path / "missing.mp4"
+    bad = subprocess.run(
+        cmd + ["encode", str(missing), "--model", str(tmp_path), "--output", str(tmp_path / "t.st")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr.strip().splitlines() == [f"hf-vidtok encode: error: no such video file: {missing}"]
+
+
+def test_encode_videos_to_safetensors(models, tmp_path, capsys):
+    out_file = tmp_path / "tokens.safetensors"
+    code, out, err = run(
+        capsys, "encode", *models["videos"], "--model", models["tokenizer"], "--output", out_file, "--batch_size", 2
+    )
+    assert code == 0, err
+    result = last_json(out)
+    assert result["videos"] == 3 and result["tokens_per_clip"] == 8
+    # 4 frames at 10 fps = 0.4 s of video -> 8 / 0.4 = 20 tokens per second
+    assert result["clip_seconds"] == pytest.approx(0.4) and result["tokens_per_second"] == pytest.approx(20.0)
+    assert result["encode_tokens_per_s"] > 0
+    with safe_open(str(out_file), "pt") as f:
+        ids = f.get_tensor("indices")
+        meta = f.metadata()
+    assert ids.shape == (3, 8) and ids.dtype == torch.long
+    assert json.loads(meta["paths"]) == [str(p) for p in models["videos"]]
+    # same ids as the library on the same clips
+    from hf_vidtok import LarpTokenizer
+    from hf_vidtok.data.transforms import VideoClipTransform
+    from hf_vidtok.data.video_reader import read_video_clip
+
+    tokenizer = LarpTokenizer.from_pretrained(models["tokenizer"]).eval()
+    clips = torch.stack([VideoClipTransform(16)(read_video_clip(p, 4, start=0)) for p in models["videos"]])
+    with torch.no_grad():
+        assert torch.equal(tokenizer.encode(clips).indices, ids)
+
+
+def test_errors_are_one_line_with_exit_status_1(models, tmp_path, capsys):
+    video = models["videos"][0]
+    cases = [
+        (
+            ["encode", tmp_path / "nope.mp4", "--model", models["tokenizer"], "--output", tmp_path / "t.st"],
+            "no such video file",
+        ),
+        (
+            ["encode", video, "--model", tmp_path / "missing_model", "--output", tmp_path / "t.st"],
+            "no such model folder",
+        ),
+        (
+            ["encode", video, "--model", models["generator"], "--output", tmp_path / "t.st"],
+            "is a video_ar model, expected a tokenizer",
+        ),
+        (
+            ["encode", video, "--model", models["tokenizer"], "--output", tmp_path / "t.st", "--num_frames", 7],
+            "does not match",
+        ),
+        (
+            ["reconstruct", video, "--model", models["generator"], "--output", tmp_path / "r.mp4"],
+            "expected a tokenizer",
+        ),
+        (
+            [
+                "generate",
+                "Biking",
+                "--tokenizer",
+                models["tokenizer"],
+                "--generator",
+                models["tokenizer"],
+                "--output_dir",
+                tmp_path,
+            ],
+            "expected a generator",
+        ),
+        (
+            ["generate", "Biking", "--model", models["tokenizer"], "--output_dir", tmp_path],
+            "expected a ClassToVideoPipeline",
+        ),
+        (["publish", tmp_path / "nope", "--repo_id", "user/x"], "no such folder"),
+        (
+            ["publish", models["tokenizer"], "--repo_id", "user/x", "--eval_results", tmp_path / "none.json"],
+            "--eval_results: no such file",
+        ),
+        (["convert", "--input", tmp_path / "nope", "--output", tmp_path / "o"], "no such folder"),
+        (["convert", "--input", models["tokenizer"], "--output", tmp_path / "o"], "already an hf_vidtok tokenizer"),
+    ]
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    cases.append((["encode", broken, "--model", models["tokenizer"], "--output", tmp_path / "t.st"], str(broken)))
+    for argv, message in cases:
+        code, out, err = run(capsys, *argv)
+        assert code == 1, (argv, out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"hf-vidtok {argv[0]}: error: "), (argv, err)
+        assert message in lines[0], (argv, err)
+        assert out == ""
+
+
+def test_publish_folder_to_fake_hub_and_load_back(models, hub, tmp_path, capsys):
+    from hf_vidtok import LarpTokenizer
+
+    run_dir = tmp_path / "run"
+    folder = run_dir / "tokenizer"
+    tokenizer = LarpTokenizer.from_pretrained(models["tokenizer"])
+    tokenizer.save_pretrained(folder)
+    (run_dir / "eval_results.json").write_text(
+        json.dumps({"step": 20, "psnr": 27.5, "ssim": 0.8125, "initial_psnr": 9.5})
+    )
+    code, out, err = run(
+        capsys, "publish", folder, "--repo_id", "user/cli-tok", "--revision", "v1", "--commit_message", "cli"
+    )
+    assert code == 0, err
+    result = last_json(out)
+    assert result["commit"] == hub.repos["user/cli-tok"].branches["v1"] and result["revision"] == "v1"
+    card = ModelCard(hub.files("user/cli-tok", "v1")["README.md"].decode())
+    assert card.data.library_name == "hf_vidtok"
+    assert {(r.metric_name, r.metric_value) for r in card.data.eval_results} == {("PSNR", 27.5), ("SSIM", 0.8125)}
+    loaded = LarpTokenizer.from_pretrained("user/cli-tok", revision="v1")
+    for key, value in tokenizer.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    # the CLI loads models by repo id too
+    code, out, err = run(
+        capsys,
+        "encode",
+        models["videos"][0],
+        "--model",
+        "user/cli-tok",
+        "--revision",
+        "v1",
+        "--output",
+        tmp_path / "t.st",
+    )
+    assert code == 0, err
+    code, out, err = run(
+        capsys, "encode", models["videos"][0], "--model", "user/not-there", "--output", tmp_path / "t.st"
+    )
+    assert code == 1 and "not found" in err
+
+
+def test_convert_official_exports(larp_fixture_dir, hub, tmp_path, capsys):
+    from hf_vidtok import LarpTokenizer
+    from hf_vidtok.models.video_ar import VideoARGenerator
+
+    code, out, err = run(capsys, "convert", "--input", larp_fixture_dir, "--output", tmp_path / "tok")
+    assert code == 0, err
+    assert last_json(out)["kind"] == "tokenizer"
+    tokenizer = LarpTokenizer.from_pretrained(tmp_path / "tok")
+    assert (tmp_path / "tok" / "README.md").is_file() and not list((tmp_path / "tok").glob("*.bin"))
+    card = ModelCard.load(tmp_path / "tok" / "README.md")
+    assert card.data.library_name == "hf_vidtok"
+    from hf_vidtok.models.larp.convert_larp_original_to_hf import load_original_tokenizer
+
+    reference = load_original_tokenizer(str(larp_fixture_dir))
+    for key, value in reference.state_dict().items():
+        assert torch.equal(tokenizer.state_dict()[key], value), key
+
+    code, out, err = run(
+        capsys,
+        "convert",
+        "--input",
+        larp_fixture_dir / "ar",
+        "--output",
+        tmp_path / "ar",
+        "--push_to_hub",
+        "user/conv-ar",
+    )
+    assert code == 0, err
+    result = last_json(out)
+    assert result["kind"] == "ar" and result["commit"] == hub.repos["user/conv-ar"].branches["main"]
+    local = VideoARGenerator.from_pretrained(tmp_path / "ar")
+    pushed = VideoARGenerator.from_pretrained("user/conv-ar")
+    for key, value in local.state_dict().items():
+        assert torch.equal(pushed.state_dict()[key], value), key
+    assert ModelCard(hub.files("user/conv-ar")["README.md"].decode()).data.library_name == "hf_vidtok"
+
+
+def test_parser_types():
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["encode", "v.mp4", "--model", "m", "--output", "o", "--frame_stride", "0"])
+    args = parser.parse_args(["generate", "Biking", "3", "--model", "m", "--output_dir", "o"])
+    assert args.classes == ["Biking", "3"] and args.guidance_scale == 1.25
+
+
+def test_class_ids_from_names_and_numbers(models, capsys):
+    from hf_vidtok.cli import CLIError, _class_ids
+
+    config = tiny_generator().config
+    assert _class_ids(["Biking", "jumprope", "0"], config) == [1, 2, 0]
+    with pytest.raises(CLIError, match="unknown class 'Swimming'; known classes: " + ", ".join(CLASS_NAMES)):
+        _class_ids(["Swimming"], config)
+    with pytest.raises(CLIError, match="class id 3 is out of range"):
+        _class_ids(["3"], config)
+
+
+def test_reconstruct_writes_mp4_and_reports_psnr_ssim(models, tmp_path, capsys):
+    from hf_vidtok import LarpTokenizer
+    from hf_vidtok.data import VideoClipTransform, read_video_clip
+    from hf_vidtok.metrics import psnr, ssim
+
+    video, out_file = models["videos"][1], tmp_path / "rec" / "recon.mp4"
+    code, out, err = run(capsys, "reconstruct", video, "--model", models["tokenizer"], "--output", out_file)
+    assert code == 0, err
+    result = last_json(out)
+    assert result["output"] == str(out_file) and result["tokens"] == 8
+    tokenizer = LarpTokenizer.from_pretrained(models["tokenizer"]).eval()
+    clip = VideoClipTransform(16)(read_video_clip(video, 4, start=0)).unsqueeze(0)
+    with torch.no_grad():
+        recon = tokenizer.decode(tokenizer.encode(clip).indices).clamp(0, 1)
+    assert result["psnr"] == pytest.approx(float(psnr(recon, clip)), rel=1e-6)
+    assert result["ssim"] == pytest.approx(float(ssim(recon, clip)), rel=1e-6)
+    written = read_video_clip(out_file, 4, start=0)
+    assert written.shape == (4, 16, 16, 3)
+    # the mp4 holds the reconstruction (up to H.264 loss)
+    assert np.abs(written.astype(np.float32) / 255 - recon[0].permute(1, 2, 3, 0).numpy()).mean() < 0.06
+    code, out, err = run(
+        capsys, "reconstruct", video, "--model", models["tokenizer"], "--output", tmp_path / "sbs.mp4", "--side_by_side"
+    )
+    assert code == 0, err
+    assert read_video_clip(tmp_path / "sbs.mp4", 4, start=0).shape == (4, 16, 32, 3)
+
+
+def test_generate_from_pipeline_folder_and_from_parts(models, tmp_path, capsys):
+    from hf_vidtok import LarpTokenizer
+    from hf_vidtok.data import probe_video
+    from hf_vidtok.models.video_ar import VideoARGenerator
+    from hf_vidtok.pipelines import ClassToVideoPipeline
+
+    tokenizer = LarpTokenizer.from_pretrained(models["tokenizer"])
+    generator = VideoARGenerator.from_pretrained(models["generator"])
+    ClassToVideoPipeline(tokenizer=tokenizer, generator=generator).save_pretrained(tmp_path / "pipe")
+    argv = ["Biking", "2", "--num_videos_per_label", 2, "--seed", 5, "--fps", 4, "--no_progress"]
+    code, out, err = run(capsys, "generate", *argv, "--model", tmp_path / "pipe", "--output_dir", tmp_path / "a")
+    assert code == 0, err
+    result = last_json(out)
+    assert result["class_ids"] == [1, 2]
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == ["000_Biking.mp4", "001_Biking.mp4", "002_JumpRope.mp4", "003_JumpRope.mp4"]
+    assert probe_video(tmp_path / "a" / "000_Biking.mp4").num_frames == 4
+    # a pipeline folder also serves as --model of encode (its tokenizer/ sub-folder)
+    code, out, err = run(
+        capsys, "encode", models["videos"][0], "--model", tmp_path / "pipe", "--output", tmp_path / "t"
+    )
+    assert code == 0 and last_json(out)["tokens_per_clip"] == 8, err
+    # same seed, models given separately: the same videos
+    code, out, err = run(
+        capsys, "generate", *argv, "--tokenizer", models["tokenizer"], "--generator", models["generator"],
+        "--output_dir", tmp_path / "b",
+    )  # fmt: skip
+    assert code == 0, err
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    code, out, err = run(capsys, "generate", "Swimming", "--model", tmp_path / "pipe", "--output_dir", tmp_path / "c")
+    assert code == 1 and "unknown class 'Swimming'" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run(capsys, "generate", "7", "--model", tmp_path / "pipe", "--output_dir", tmp_path / "c")
+    assert code == 1 and "class id 7 is out of range" in err
+
+
+def test_evaluate_two_folders(models, tmp_path, capsys):
+    from hf_vidtok.data import VideoClipTransform, read_video_clip
+    from hf_vidtok.metrics import LPIPS, InceptionI3D, psnr, ssim
+
+    real, fake = tmp_path / "real", tmp_path / "fake"
+    real.mkdir(), fake.mkdir()
+    for i in range(2):
+        write_video(real / f"v{i}.mp4", num_frames=16, seed=i)
+        write_video(fake / f"v{i}.mp4", num_frames=16, seed=i + 10)
+    code, out, err = run(capsys, "evaluate", "--real", real, "--generated", fake, "--num_frames", 4, "--resolution", 16)
+    assert code == 0, err
+    result = last_json(out)
+
+    def clips(folder, num_frames):
+        return torch.stack(
+            [VideoClipTransform(16)(read_video_clip(folder / f"v{i}.mp4", num_frames, start=0)) for i in range(2)]
+        )
+
+    assert result["num_pairs"] == 2
+    assert result["psnr"] == pytest.approx(float(psnr(clips(fake, 4), clips(real, 4))), rel=1e-5)
+    assert result["ssim"] == pytest.approx(float(ssim(clips(fake, 4), clips(real, 4))), rel=1e-5)
+    assert "lpips" not in result and "fvd" not in result
+
+    # LPIPS and FVD with small random networks saved as safetensors (no download)
+    torch.manual_seed(0)
+    lpips = LPIPS()
+    lpips_file = lpips.save_pretrained(tmp_path / "lpips")
+    i3d_file = InceptionI3D(width_divisor=8).save_pretrained(tmp_path / "i3d")
+    argv = ["evaluate", "--real", real, "--generated", fake, "--num_frames", 16, "--resolution", 16]
+    argv += ["--lpips_weights", lpips_file, "--i3d_weights", i3d_file, "--output", tmp_path / "res.json"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    result = last_json(out)
+    saved = json.loads((tmp_path / "res.json").read_text())
+    assert saved.keys() == result.keys() and saved["fvd"] == pytest.approx(result["fvd"])
+    with torch.no_grad():  # LPIPS per video (mean over frames), then over videos
+        expected_lpips = float(lpips(clips(fake, 16), clips(real, 16)).double().mean())
+    assert result["lpips"] == pytest.approx(expected_lpips, rel=1e-5)
+    assert result["fvd"] > 0 and np.isfinite(result["fvd"])
+
+    code, out, err = run(capsys, "evaluate", "--real", real, "--generated", fake, "--metrics", "fvd")
+    assert code == 1 and "needs --i3d_weights" in err
+    code, out, err = run(capsys, "evaluate", "--real", tmp_path / "nope", "--generated", fake)
+    assert code == 1 and "--real: no such folder" in err

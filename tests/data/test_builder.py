@@ -1,0 +1,237 @@
+import logging
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+datasets = pytest.importorskip("datasets")
+
+from hf_vidtok.data import (  # noqa: E402
+    VideoClips,
+    collate_video_clips,
+    load_video_dataset,
+    read_video_clip,
+    resize_crop_uint8,
+    sample_videos,
+)
+from vidtok_data_helpers import make_broken_files, write_video  # noqa: E402
+
+T, R = 8, 8  # clip frames, resolution
+GOOD_PER_CLASS = {
+    "cats": ["h264_bframes.mp4", "mpeg4_bframes.avi", "msmpeg4.avi", "mjpeg.avi", "h264.mov", "vp9.webm", "h264_vfr.mkv"],
+    "dogs": ["cinepak.avi", "mpeg4.mov", "vp8.webm", "vp9.mkv", "vp8.ogv", "mpeg2.mpg", "hevc.mkv", "ntsc_rate.mp4", "odd_size.avi"],
+}
+
+
+@pytest.fixture(scope="module")
+def video_folder(tmp_path_factory, codec_videos):
+    """16 good videos of many codecs in two class folders, with 6 broken files mixed in."""
+    root = tmp_path_factory.mktemp("folder_ds")
+    for cls, names in GOOD_PER_CLASS.items():
+        (root / cls).mkdir()
+        for name in names:
+            shutil.copy(codec_videos[name], root / cls / name)
+    reasons = make_broken_files(root / "dogs")
+    (root / "cats" / "README.txt").write_text("not a video extension: ignored, not skipped")
+    return root, reasons
+
+
+def _key(ex):
+    return (ex["path"], int(ex["start_frame"]))
+
+
+def _hf_records(caplog):
+    return [r for r in caplog.records if r.name == "hf_vidtok.data" and r.levelno == logging.WARNING]
+
+
+def test_streaming_skips_each_broken_file_once_and_keeps_every_good_one(video_folder, caplog):
+    root, reasons = video_folder
+    ds = load_video_dataset(root, num_frames=T, resolution=R, clips_per_video=2, streaming=True, seed=3)
+    assert isinstance(ds, datasets.IterableDataset)
+    assert ds.num_shards == 16 + len(reasons)  # shards = files
+    assert ds.features["label"].names == ["cats", "dogs"]
+    with caplog.at_level(logging.WARNING, logger="hf_vidtok.data"):
+        examples = list(ds)
+    n_good = sum(len(v) for v in GOOD_PER_CLASS.values())
+    assert len(examples) == 2 * n_good
+    counts = Counter(Path(ex["path"]).name for ex in examples)
+    assert set(counts) == {n for v in GOOD_PER_CLASS.values() for n in v} and set(counts.values()) == {2}
+    records = _hf_records(caplog)
+    for name, fragment in reasons.items():
+        mine = [r for r in records if name in r.getMessage()]
+        assert len(mine) == 1, (name, [r.getMessage() for r in records])
+        assert fragment in mine[0].getMessage()
+    summary = [r.getMessage() for r in records if r.getMessage().startswith("Skipped")]
+    assert summary == [
+        f"Skipped {len(reasons)} of {n_good + len(reasons)} video files of split 'train' (each reported above); "
+        f"{n_good} files gave clips."
+    ]
+    for ex in examples:
+        assert ex["video"].shape == (T, R, R, 3) and ex["video"].dtype == np.uint8
+        assert ex["label"] == (0 if "/cats/" in ex["path"] else 1)
+        # frame-exact: the stored clip is the resized clip read at start_frame
+        want = resize_crop_uint8(read_video_clip(ex["path"], T, start=ex["start_frame"]), R)
+        np.testing.assert_array_equal(ex["video"], want)
+
+
+def test_map_style_equals_streaming_for_the_same_seed(video_folder, tmp_path, caplog):
+    root, reasons = video_folder
+    kw = dict(num_frames=T, resolution=R, clips_per_video=2, seed=5)
+    stream_examples = list(load_video_dataset(root, streaming=True, **kw))
+    stream = {_key(ex): ex["video"] for ex in stream_examples}  # two clips of a file may share a start
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hf_vidtok.data"):
+        ds = load_video_dataset(root, cache_dir=tmp_path, **kw)
+    assert isinstance(ds, datasets.Dataset)
+    assert len([r for r in _hf_records(caplog) if "Skipping" in r.getMessage()]) == len(reasons)
+    assert len(ds) == len(stream_examples) == 32
+    assert sorted(_key(ex) for ex in ds) == sorted(_key(ex) for ex in stream_examples)
+    ex0 = ds[0]
+    assert isinstance(ex0["video"], np.ndarray) and ex0["video"].dtype == np.uint8 and isinstance(ex0["label"], int)
+    for ex in ds:
+        np.testing.assert_array_equal(ex["video"], stream[_key(ex)])
+    # a second call reuses the Arrow cache; another seed draws other clips
+    again = load_video_dataset(root, cache_dir=tmp_path, **kw)
+    assert again.cache_files == ds.cache_files
+    other = sorted(_key(ex) for ex in load_video_dataset(root, streaming=True, **{**kw, "seed": 6}))
+    assert len(other) == 32 and other != sorted(_key(ex) for ex in stream_examples)
+
+
+def test_nodes_and_workers_split_files_without_duplicates(video_folder):
+    from datasets.distributed import split_dataset_by_node
+
+    root, _ = video_folder
+    ds = load_video_dataset(root, num_frames=T, resolution=R, streaming=True, seed=0)
+    full = sorted(_key(ex) for ex in ds)
+    for world in (2, 4, 23):  # 23 shards (files): 23 splits by shards, 2 and 4 by examples
+        parts = [[_key(ex) for ex in split_dataset_by_node(ds, rank=r, world_size=world)] for r in range(world)]
+        merged = [k for p in parts for k in p]
+        assert sorted(merged) == full and len(set(merged)) == len(merged), world
+        assert sum(map(bool, parts)) == min(world, 16)  # nodes given only broken files get nothing
+    parts = [[_key(ex) for ex in split_dataset_by_node(ds, rank=r, world_size=3, strategy="shards")] for r in range(3)]
+    assert sorted(k for p in parts for k in p) == full  # uneven shard counts, each file read once
+    singles = [[_key(ex) for ex in ds.shard(num_shards=ds.num_shards, index=i)] for i in range(ds.num_shards)]
+    assert sorted(k for p in singles for k in p) == full and max(len({k[0] for k in p}) for p in singles) == 1
+    loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=2, collate_fn=lambda b: [_key(e) for e in b])
+    seen = [k for batch in loader for k in batch]
+    assert sorted(seen) == full and len(set(seen)) == len(seen)
+
+
+def test_stream_state_dict_resumes_exactly(video_folder):
+    from datasets.distributed import split_dataset_by_node
+
+    root, _ = video_folder
+
+    def make():
+        ds = load_video_dataset(root, num_frames=T, resolution=R, clips_per_video=2, streaming=True, seed=1, shuffle=True)
+        return split_dataset_by_node(ds, rank=1, world_size=2)
+
+    full = [_key(ex) for ex in make()]
+    assert len(full) == 16  # every other one of the 32 clips
+    ds = make()
+    it = iter(ds)
+    head = [_key(next(it)) for _ in range(7)]
+    state = ds.state_dict()
+    resumed = make()
+    resumed.load_state_dict(state)
+    tail = [_key(ex) for ex in resumed]
+    assert head + tail == full
+
+
+def test_shuffle_is_seeded(video_folder):
+    root, _ = video_folder
+    kw = dict(num_frames=T, resolution=R, streaming=True, seed=2)
+    plain = [_key(ex) for ex in load_video_dataset(root, **kw)]
+    for buffer in (None, 8):  # file order only (exact resume), or files plus a clip buffer
+        a = [_key(ex) for ex in load_video_dataset(root, shuffle=True, shuffle_buffer_size=buffer, **kw)]
+        b = [_key(ex) for ex in load_video_dataset(root, shuffle=True, shuffle_buffer_size=buffer, **kw)]
+        assert a == b and sorted(a) == sorted(plain) and a != plain
+        c = [_key(ex) for ex in load_video_dataset(root, shuffle=True, shuffle_buffer_size=buffer, **{**kw, "seed": 9})]
+        assert c != a
+
+
+def test_too_short_policy(tmp_path, caplog):
+    (tmp_path / "c").mkdir()
+    write_video(tmp_path / "c" / "two.mp4", n=2)
+    write_video(tmp_path / "c" / "six.mp4", n=6)
+    with caplog.at_level(logging.WARNING, logger="hf_vidtok.data"):
+        default = list(load_video_dataset(tmp_path, num_frames=T, resolution=R, streaming=True))
+    assert [Path(e["path"]).name for e in default] == ["six.mp4"]  # 6 >= T // 2: padded
+    assert "too short: 2 frame(s), fewer than min_frames=4" in caplog.text
+    ex = default[0]
+    np.testing.assert_array_equal(ex["video"][5], ex["video"][7])  # padding repeats the last frame
+    padded = list(load_video_dataset(tmp_path, num_frames=T, resolution=R, streaming=True, min_frames=1))
+    assert sorted(Path(e["path"]).name for e in padded) == ["six.mp4", "two.mp4"]
+
+
+def test_ucf101_and_csv_layouts_end_to_end(tmp_path, codec_videos):
+    root = tmp_path / "UCF101"
+    lists = root / "ucfTrainTestlist"
+    lists.mkdir(parents=True)
+    (lists / "classInd.txt").write_text("1 Archery\r\n2 YoYo\r\n")
+    (lists / "trainlist01.txt").write_text("Archery/v_Archery_g01_c01.avi 1\r\nYoYo/v_YoYo_g01_c01.avi 2\r\nYoYo/v_YoYo_g02_c01.avi 2\r\n")
+    (lists / "testlist01.txt").write_text("YoYo/v_YoYo_g03_c01.avi\r\n")
+    copies = [
+        ("Archery/v_Archery_g01_c01.avi", "mpeg4_bframes.avi"),
+        ("YoYo/v_YoYo_g01_c01.avi", "msmpeg4.avi"),
+        ("YoYo/v_YoYo_g03_c01.avi", "mjpeg.avi"),
+    ]
+    for rel, src in copies:
+        (root / "UCF-101" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(codec_videos[src], root / "UCF-101" / rel)  # v_YoYo_g02_c01.avi is listed but missing
+    train = list(load_video_dataset(root, layout="ucf101", num_frames=T, resolution=R, streaming=True))
+    assert sorted((Path(e["path"]).name, e["label"]) for e in train) == [("v_Archery_g01_c01.avi", 0), ("v_YoYo_g01_c01.avi", 1)]
+    val = load_video_dataset(root, layout="ucf101", split="validation", num_frames=T, resolution=R, cache_dir=tmp_path / "cache")
+    assert val.features["label"].names == ["Archery", "YoYo"] and [e["label"] for e in val] == [1]
+
+    csv_path = tmp_path / "clips.csv"
+    csv_path.write_text(
+        "id,path,action,label,caption\n"
+        f"0,{codec_videos['vp9.webm']},YoYo,1,spins\n1,{codec_videos['vp8.ogv']},Archery,0,aims\n"
+    )
+    ds = load_video_dataset(csv_path, layout="csv", num_frames=T, resolution=R, cache_dir=tmp_path / "cache")
+    assert ds.features["label"].names == ["Archery", "YoYo"]
+    assert sorted((e["caption"], e["label"]) for e in ds) == [("aims", 0), ("spins", 1)]
+
+
+def test_dataloader_collate_gives_training_batches(video_folder):
+    root, _ = video_folder
+    ds = load_video_dataset(root, num_frames=T, resolution=R, streaming=True)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=collate_video_clips)
+    batch = next(iter(loader))
+    assert batch["pixel_values"].shape == (4, 3, T, R, R) and batch["pixel_values"].dtype == torch.float32
+    assert batch["labels"].dtype == torch.long and batch["labels"].shape == (4,)
+
+
+def test_real_sample_videos_stream(tmp_path):
+    (tmp_path / "samples").mkdir()
+    for p in sample_videos():
+        (tmp_path / "samples" / p.name).symlink_to(p)
+    ds = load_video_dataset(tmp_path, num_frames=4, resolution=32, frame_stride=2, streaming=True, seed=0)
+    exs = list(ds)
+    assert len(exs) == 3 and all(e["video"].shape == (4, 32, 32, 3) and e["video"].std() > 5 for e in exs)
+
+
+def test_up_front_errors(video_folder, tmp_path):
+    root, _ = video_folder
+    with pytest.raises(ValueError, match="layout must be one of"):
+        load_video_dataset(root, layout="kinetics")
+    with pytest.raises(ValueError, match="not an existing directory"):
+        load_video_dataset(tmp_path / "nope")
+    with pytest.raises(ValueError, match="split 'test' is not available"):
+        load_video_dataset(root, split="test", streaming=True)
+    with pytest.raises(ValueError, match="split must be one of"):
+        load_video_dataset(root, split="dev")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file\nx.mp4\n")
+    with pytest.raises(ValueError, match="no 'path' column"):
+        load_video_dataset(bad, layout="csv", streaming=True)
+    with pytest.raises(ValueError, match="num_frames"):
+        load_video_dataset(root, num_frames=0, streaming=True)
+    with pytest.raises(ValueError, match="classInd.txt"):
+        load_video_dataset(root, layout="ucf101", streaming=True)
+    with pytest.raises(ValueError, match="data_dir"):
+        VideoClips(config_name="folder")
