@@ -7,12 +7,12 @@ import torch
 
 from hf_vidtok import LarpTokenizer, LarpTokenizerConfig
 from hf_vidtok.models.video_ar import VideoARGenerator, VideoARGeneratorConfig
+from hf_vidtok.data import repeat_to_num_frames
 from hf_vidtok.pipelines import (
     ClassToVideoPipeline,
     FramePredictionPipeline,
     VideoPipelineOutput,
     export_to_video,
-    repeat_to_num_frames,
 )
 
 LABELS = {0: "ApplyEyeMakeup", 1: "Archery", 2: "BabyCrawling"}

@@ -22,6 +22,7 @@ __all__ = [
     "to_float_clip",
     "resize_crop_uint8",
     "VideoClipTransform",
+    "repeat_to_num_frames",
 ]
 
 
@@ -151,3 +152,14 @@ class VideoClipTransform:
             f"flip_p={self.flip_p}, resize_in_uint8={self.resize_in_uint8})"
         )
 
+
+
+def repeat_to_num_frames(video: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Pad ``video (B, C, t, H, W)`` to ``num_frames`` frames by repeating its last frame (the official
+    ``repeat_to_m_frames``, used for the frame-prediction condition); longer clips are cut."""
+    if video.dim() != 5:
+        raise ValueError(f"`video` must be (B, C, T, H, W), got shape {tuple(video.shape)}")
+    t = video.shape[2]
+    if t >= num_frames:
+        return video[:, :, :num_frames]
+    return torch.cat([video, video[:, :, -1:].expand(-1, -1, num_frames - t, -1, -1)], dim=2)

@@ -30,6 +30,8 @@ METRICS: dict[str, MetricSpec] = {
     "rfvd": MetricSpec("fvd", "rFVD", False, "reconstruction FVD (I3D logits), reconstructions vs inputs"),
     "gfvd": MetricSpec("fvd", "gFVD", False, "generation FVD (I3D logits), samples vs real clips"),
     "fp_fvd": MetricSpec("fvd", "FP-FVD", False, "frame-prediction FVD, predicted vs real clips"),
+    "nll": MetricSpec("nll", "NLL", False, "AR generator: mean next-token negative log-likelihood (nats)"),
+    "perplexity": MetricSpec("perplexity", "Perplexity", False, "AR generator: exp(NLL)"),
 }
 
 # Accepted spellings -> canonical key. "fvd" alone means rFVD for tokenizers and gFVD for generators.
@@ -44,6 +46,9 @@ _ALIASES = {
     "g_fvd": "gfvd",
     "fp_fvd": "fp_fvd",
     "fvd_fp": "fp_fvd",
+    "nll": "nll",
+    "perplexity": "perplexity",
+    "ppl": "perplexity",
 }
 _PREFIXES = ("validation/", "validation_", "eval/", "eval_", "val/", "val_", "test/", "test_", "final_", "final/")
 # Protocol fields copied as they are (after prefix stripping).

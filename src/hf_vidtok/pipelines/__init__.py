@@ -6,7 +6,8 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("hf_vidtok.pipelines needs diffusers: pip install 'hf_vidtok[pipelines]'") from e
 
 from .class_to_video import ClassToVideoPipeline
-from .frame_prediction import FramePredictionPipeline, repeat_to_num_frames
+from ..data.transforms import repeat_to_num_frames
+from .frame_prediction import FramePredictionPipeline
 from .pipeline_output import VideoPipelineOutput
 from .video_export import export_to_video
 from .video_processing import postprocess_video

@@ -1,3 +1,3 @@
-from .pipeline_frame_prediction import FramePredictionPipeline, repeat_to_num_frames
+from .pipeline_frame_prediction import FramePredictionPipeline
 
-__all__ = ["FramePredictionPipeline", "repeat_to_num_frames"]
+__all__ = ["FramePredictionPipeline"]

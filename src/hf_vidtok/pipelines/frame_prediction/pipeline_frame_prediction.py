@@ -10,19 +10,12 @@ from ...hub.loading import PipelineHubMixin
 
 from ...models.larp.modeling_larp import LarpTokenizer
 from ...models.video_ar.modeling_video_ar import VideoARGenerator
+from ...data.transforms import repeat_to_num_frames
 from ..class_to_video.pipeline_class_to_video import check_components
 from ..pipeline_output import VideoPipelineOutput
 from ..video_processing import postprocess_video
 
 __all__ = ["FramePredictionPipeline", "repeat_to_num_frames"]
-
-
-def repeat_to_num_frames(video: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """Pad ``video (B, C, t, H, W)`` to ``num_frames`` by repeating its last frame (official ``repeat_to_m_frames``)."""
-    t = video.shape[2]
-    if t >= num_frames:
-        return video[:, :, :num_frames]
-    return torch.cat([video, video[:, :, -1:].expand(-1, -1, num_frames - t, -1, -1)], dim=2)
 
 
 class FramePredictionPipeline(PipelineHubMixin, DiffusionPipeline):
