@@ -369,26 +369,9 @@ def build_clip_stream(args, accelerator, tok_config) -> tuple[tu.ShardedClipStre
         tu.hf_shard_reader(make_dataset), probe.num_shards, batch_size=args.train_batch_size, collate_fn=_collate,
         process_index=accelerator.process_index, num_processes=accelerator.num_processes,
         num_workers=args.dataloader_num_workers, seed=args.seed, shuffle=True,
-        gather_fn=(lambda obj: _gather_object(accelerator, obj)),
+        gather_fn=(lambda obj: tu.gather_object_list(accelerator, obj)),
     )
     return stream, probe.num_shards * args.clips_per_video, class_names
-
-
-def _gather_object(accelerator, obj):
-    if accelerator.num_processes == 1:
-        return [obj]
-    from accelerate.utils import gather_object
-
-    return gather_object([obj])
-
-
-def _flip(pixel_values: torch.Tensor) -> torch.Tensor:
-    """Flip each clip horizontally with probability 1/2 (global RNG, restored by checkpoints)."""
-    flip = torch.rand(pixel_values.shape[0]) < 0.5
-    if not flip.any():
-        return pixel_values
-    mask = flip.to(pixel_values.device).view(-1, 1, 1, 1, 1)
-    return torch.where(mask, pixel_values.flip(-1), pixel_values)
 
 
 def _tokenize_batch(tokenizer, pixel_values, spec: TokenSpec, autocast) -> dict[str, np.ndarray | torch.Tensor]:
@@ -493,27 +476,6 @@ def run_validation(accelerator, model, val, args, autocast) -> dict[str, float]:
 # ------------------------------------------------------------------------------------------------ main
 
 
-def _setup_logging(accelerator):
-    names = ("hf_vidtok", "hf_vidtok.data", "accelerate", "datasets", "transformers")
-    saved = {n: (logging.getLogger(n).level, logging.getLogger(n).propagate) for n in names}
-    root = logging.getLogger("hf_vidtok")
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.propagate = False
-    root.setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
-    for name in names[1:]:
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-    def restore():
-        root.removeHandler(handler)
-        for n, (level, propagate) in saved.items():
-            logging.getLogger(n).setLevel(level)
-            logging.getLogger(n).propagate = propagate
-
-    return restore
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     args.output_dir = tu.check_output_dir_writable(args.output_dir)
@@ -527,7 +489,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         mixed_precision=args.mixed_precision, report_to=args.report_to, logging_dir=args.logging_dir,
         dynamo_backend="inductor" if args.compile else None,
     )
-    restore_logging = _setup_logging(accelerator)
+    restore_logging = tu.setup_training_logging(accelerator)
     try:
         return _train(args, accelerator)
     finally:
@@ -648,7 +610,7 @@ def _train(args, accelerator) -> dict[str, Any]:
             check_token_batch({"label": labels.numpy()}, spec, num_classes, "training clips")
         pixel_values = batch["pixel_values"].to(accelerator.device, non_blocking=True)
         if args.random_flip:
-            pixel_values = _flip(pixel_values)
+            pixel_values = tu.random_flip_clips(pixel_values)
         tok = _tokenize_batch(tokenizer, pixel_values, spec, autocast)
         return {"input_ids": tok["input_ids"], "cond_ids": tok["cond_ids"], "label": labels.to(accelerator.device)}
 

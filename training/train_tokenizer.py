@@ -285,16 +285,8 @@ def build_train_stream(args, accelerator) -> tu.ShardedClipStream:
         num_workers=args.dataloader_num_workers,
         seed=args.seed,
         shuffle=True,
-        gather_fn=(lambda obj: _gather_object(accelerator, obj)),
+        gather_fn=(lambda obj: tu.gather_object_list(accelerator, obj)),
     )
-
-
-def _gather_object(accelerator, obj):
-    if accelerator.num_processes == 1:
-        return [obj]
-    from accelerate.utils import gather_object
-
-    return gather_object([obj])
 
 
 def load_validation_clips(args, accelerator) -> list[torch.Tensor]:
@@ -388,15 +380,6 @@ def _disc_loss(kind: str, logits_real: torch.Tensor, logits_fake: torch.Tensor) 
     from hf_vidtok.losses.gan_losses import discriminator_loss
 
     return discriminator_loss(kind, logits_real, logits_fake)
-
-
-def _flip(pixel_values: torch.Tensor) -> torch.Tensor:
-    """Flip each clip horizontally with probability 1/2 (global RNG, so checkpoints restore it)."""
-    flip = torch.rand(pixel_values.shape[0]) < 0.5
-    if not flip.any():
-        return pixel_values
-    mask = flip.to(pixel_values.device).view(-1, 1, 1, 1, 1)
-    return torch.where(mask, pixel_values.flip(-1), pixel_values)
 
 
 def train_step(args, accelerator, c: Components, pixel_values: torch.Tensor, global_step: int) -> dict[str, torch.Tensor]:
@@ -583,30 +566,6 @@ def write_data_audit(args, accelerator, c: Components, seen: list[str]) -> str:
 # ------------------------------------------------------------------------------------------------ main
 
 
-def _setup_logging(accelerator):
-    """One stderr handler on the ``hf_vidtok`` logger (INFO on the main process, WARNING elsewhere); the
-    data builder's per-file summaries are silenced (skipped files stay visible as WARNINGs). Returns a
-    function restoring the previous logger settings (main() may run inside a larger program or tests)."""
-    names = ("hf_vidtok", "hf_vidtok.data", "accelerate", "datasets", "transformers")
-    saved = {n: (logging.getLogger(n).level, logging.getLogger(n).propagate) for n in names}
-    root = logging.getLogger("hf_vidtok")
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.propagate = False
-    root.setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
-    for name in names[1:]:
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-    def restore():
-        root.removeHandler(handler)
-        for n, (level, propagate) in saved.items():
-            logging.getLogger(n).setLevel(level)
-            logging.getLogger(n).propagate = propagate
-
-    return restore
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     args.output_dir = tu.check_output_dir_writable(args.output_dir)
@@ -624,7 +583,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         find_unused_parameters=args.ddp_find_unused_parameters,
         dynamo_backend="inductor" if args.compile else None,
     )
-    restore_logging = _setup_logging(accelerator)
+    restore_logging = tu.setup_training_logging(accelerator)
     try:
         return _train(args, accelerator)
     finally:
@@ -728,7 +687,7 @@ def _train(args, accelerator) -> dict[str, Any]:
                 seen.extend(batch["clip_ids"])
             pixel_values = pixel_values.to(accelerator.device, non_blocking=True)
             if args.random_flip:
-                pixel_values = _flip(pixel_values)
+                pixel_values = tu.random_flip_clips(pixel_values)
             logs = train_step(args, accelerator, c, pixel_values, step)
         c.lr_scheduler.step()
         if c.disc_lr_scheduler is not None:

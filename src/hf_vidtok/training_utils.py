@@ -44,10 +44,12 @@ __all__ = [
     "prune_checkpoints",
     "resolve_resume_checkpoint",
     "clean_partial_checkpoints",
-    "video_psnr",
     "evaluate_reconstruction",
     "save_side_by_side_video",
     "write_json_atomic",
+    "random_flip_clips",
+    "gather_object_list",
+    "setup_training_logging",
 ]
 
 logger = logging.getLogger("hf_vidtok.training")
@@ -782,16 +784,6 @@ def resolve_resume_checkpoint(resume_from: str | None, output_dir: str) -> str |
 # ------------------------------------------------------------------------------------------- validation
 
 
-def video_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-video PSNR ``(B,)`` in dB of clamped ``pred`` vs ``target`` (B, C, T, H, W) in [0, 1]
-    (data range 1, MSE over C, T, H, W), as the official evaluator. Prefer ``hf_vidtok.metrics.psnr``
-    for reporting; this is the fallback used when the metrics package is unavailable."""
-    if pred.shape != target.shape or pred.dim() != 5:
-        raise ValueError(f"`pred` and `target` must be (B, C, T, H, W) of equal shape, got {pred.shape}, {target.shape}")
-    mse = (pred.float().clamp(0, 1) - target.float()).pow(2).flatten(1).mean(1)
-    return -10.0 * torch.log10(mse.clamp_min(1e-10))
-
-
 @torch.no_grad()
 def evaluate_reconstruction(
     model: nn.Module,
@@ -848,35 +840,60 @@ def save_side_by_side_video(
 ) -> str:
     """Write an mp4 whose frames show ``original`` (top) above ``reconstruction`` (bottom), clips side by
     side left to right. Inputs (B, C, T, H, W) in [0, 1]; ``scale`` repeats pixels for tiny clips."""
-    av = require_train_extra("av")
+    from .pipelines.video_export import export_to_video
+
     if original.shape != reconstruction.shape or original.dim() != 5:
         raise ValueError("`original` and `reconstruction` must be (B, C, T, H, W) of equal shape")
-    rows = []
-    for video in (original, reconstruction):
-        v = video.float().clamp(0, 1)
-        v = torch.cat(list(v), dim=-1)  # (C, T, H, B*W)
-        rows.append(v)
+    rows = [torch.cat(list(video.float().clamp(0, 1)), dim=-1) for video in (original, reconstruction)]  # (C, T, H, B*W)
     grid = torch.cat(rows, dim=-2)  # (C, T, 2H, B*W)
     if scale > 1:
         grid = grid.repeat_interleave(scale, -1).repeat_interleave(scale, -2)
-    frames = (grid.permute(1, 2, 3, 0) * 255).round().to(torch.uint8).numpy()  # (T, H, W, C)
-    t, h, w, _ = frames.shape
-    pad_h, pad_w = h % 2, w % 2
-    if pad_h or pad_w:
-        import numpy as np
-
-        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-        h, w = h + pad_h, w + pad_w
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp.mp4"
-    with av.open(tmp, mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": "12"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    export_to_video(grid.permute(1, 2, 3, 0).cpu(), tmp, fps=fps, crf=12)  # (T, H, W, C), odd sizes padded
     os.replace(tmp, path)
     return path
+
+
+# ------------------------------------------------------------------ shared by the training scripts
+
+def random_flip_clips(pixel_values: torch.Tensor) -> torch.Tensor:
+    """Flip each clip horizontally with probability 1/2 (global RNG, so checkpoints restore it); ``(B, C, T, H, W)``."""
+    flip = torch.rand(pixel_values.shape[0]) < 0.5
+    if not flip.any():
+        return pixel_values
+    mask = flip.to(pixel_values.device).view(-1, 1, 1, 1, 1)
+    return torch.where(mask, pixel_values.flip(-1), pixel_values)
+
+
+def gather_object_list(accelerator, obj):
+    """All processes' ``obj`` as a list (``[obj]`` on one process)."""
+    if accelerator.num_processes == 1:
+        return [obj]
+    from accelerate.utils import gather_object
+
+    return gather_object([obj])
+
+
+def setup_training_logging(accelerator):
+    """One stderr handler on the ``hf_vidtok`` logger (INFO on the main process, WARNING elsewhere); the
+    data builder's per-file summaries are silenced (skipped files stay visible as WARNINGs). Returns a
+    function restoring the previous logger settings (main() may run inside a larger program or tests)."""
+    names = ("hf_vidtok", "hf_vidtok.data", "accelerate", "datasets", "transformers")
+    saved = {n: (logging.getLogger(n).level, logging.getLogger(n).propagate) for n in names}
+    root = logging.getLogger("hf_vidtok")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.propagate = False
+    root.setLevel(logging.INFO if accelerator.is_main_process else logging.WARNING)
+    for name in names[1:]:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+    def restore():
+        root.removeHandler(handler)
+        for n, (level, propagate) in saved.items():
+            logging.getLogger(n).setLevel(level)
+            logging.getLogger(n).propagate = propagate
+
+    return restore

@@ -155,8 +155,7 @@ def test_model_push_to_hub_method_writes_the_hf_vidtok_card(hub):
     from hf_vidtok.hub import HubPublishMixin
 
     for model, repo in ((tiny_tokenizer(seed=6), "user/method-tok"), (tiny_generator(seed=6), "user/method-ar")):
-        if not isinstance(model, HubPublishMixin):
-            pytest.skip(f"{type(model).__name__} does not use hf_vidtok.hub.HubPublishMixin yet")
+        assert isinstance(model, HubPublishMixin)
         model.push_to_hub(repo, revision="dev", commit_message="via method", eval_results={"psnr": 20.0})
         card = _card(hub, repo, "dev")
         assert card.data.library_name == "hf_vidtok"
@@ -203,8 +202,7 @@ def test_push_pipeline_and_load_back(hub):
     check(ClassToVideoPipeline.from_pretrained(resolve_pipeline_folder("user/tiny-c2v", revision="v1")))
     from hf_vidtok.hub import PipelineHubMixin
 
-    if not issubclass(ClassToVideoPipeline, PipelineHubMixin):
-        pytest.skip("ClassToVideoPipeline does not use hf_vidtok.hub.PipelineHubMixin yet (repo-id loading)")
+    assert issubclass(ClassToVideoPipeline, PipelineHubMixin)
     check(ClassToVideoPipeline.from_pretrained("user/tiny-c2v", revision="v1"))
     pipe.push_to_hub("user/tiny-c2v-method", commit_message="method")
     assert _card(hub, "user/tiny-c2v-method").data.library_name == "hf_vidtok"
