@@ -477,33 +477,10 @@ def run_validation(accelerator, model, val, args, autocast) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    args.output_dir = tu.check_output_dir_writable(args.output_dir)
-    if args.torch_num_threads is not None:
-        torch.set_num_threads(args.torch_num_threads)
-    if args.allow_tf32 and torch.cuda.is_available():
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    accelerator = tu.setup_accelerator(
-        args.output_dir, gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision, report_to=args.report_to, logging_dir=args.logging_dir,
-        dynamo_backend="inductor" if args.compile else None,
-    )
-    restore_logging = tu.setup_training_logging(accelerator)
-    try:
-        return _train(args, accelerator)
-    finally:
-        restore_logging()
+    return tu.run_training(parse_args(argv), _train)
 
 
 def _train(args, accelerator) -> dict[str, Any]:
-    from accelerate.utils import set_seed
-
-    set_seed(args.seed)  # same initial weights on every process
-    if accelerator.is_main_process:
-        removed = tu.clean_partial_checkpoints(args.output_dir)
-        if removed:
-            logger.warning("removed unfinished checkpoint folders %s", removed)
     autocast = et.AUTOCAST_DTYPES.get(args.mixed_precision or "no")
     if args.frame_prediction and args.num_cond_frames < 1:
         raise ValueError(f"`--num_cond_frames` must be >= 1, got {args.num_cond_frames}")

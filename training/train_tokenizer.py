@@ -595,36 +595,12 @@ def write_data_audit(args, accelerator, c: Components, seen: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    args.output_dir = tu.check_output_dir_writable(args.output_dir)
-    if args.torch_num_threads is not None:
-        torch.set_num_threads(args.torch_num_threads)
-    if args.allow_tf32 and torch.cuda.is_available():
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    accelerator = tu.setup_accelerator(
-        args.output_dir,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        report_to=args.report_to,
-        logging_dir=args.logging_dir,
-        find_unused_parameters=args.ddp_find_unused_parameters,
-        dynamo_backend="inductor" if args.compile else None,
-    )
-    restore_logging = tu.setup_training_logging(accelerator)
-    try:
-        return _train(args, accelerator)
-    finally:
-        restore_logging()
+    return tu.run_training(args, _train, find_unused_parameters=args.ddp_find_unused_parameters)
 
 
 def _train(args, accelerator) -> dict[str, Any]:
     from accelerate.utils import set_seed
 
-    set_seed(args.seed)  # same initial weights on every process
-    if accelerator.is_main_process:
-        removed = tu.clean_partial_checkpoints(args.output_dir)
-        if removed:
-            logger.warning("removed unfinished checkpoint folders %s", removed)
     model = build_model(args)
     config = model.config
     if args.num_frames is None:

@@ -50,6 +50,7 @@ __all__ = [
     "random_flip_clips",
     "gather_object_list",
     "setup_training_logging",
+    "run_training",
 ]
 
 logger = logging.getLogger("hf_vidtok.training")
@@ -897,3 +898,36 @@ def setup_training_logging(accelerator):
             logging.getLogger(n).propagate = propagate
 
     return restore
+
+
+def run_training(args, train_fn: Callable[[Any, Any], Any], **accelerator_kwargs) -> Any:
+    """What every training script's ``main`` does around its loop: check the output dir, set torch threads /
+    TF32, build the accelerator (``--mixed_precision``, ``--report_to``, ``--compile`` ...), set up logging,
+    seed every process identically, remove unfinished checkpoint folders, then ``train_fn(args, accelerator)``."""
+    args.output_dir = check_output_dir_writable(args.output_dir)
+    if getattr(args, "torch_num_threads", None) is not None:
+        torch.set_num_threads(args.torch_num_threads)
+    if getattr(args, "allow_tf32", False) and torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    accelerator = setup_accelerator(
+        args.output_dir,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        report_to=args.report_to,
+        logging_dir=args.logging_dir,
+        dynamo_backend="inductor" if getattr(args, "compile", False) else None,
+        **accelerator_kwargs,
+    )
+    restore_logging = setup_training_logging(accelerator)
+    try:
+        from accelerate.utils import set_seed
+
+        set_seed(args.seed)  # same initial weights on every process
+        if accelerator.is_main_process:
+            removed = clean_partial_checkpoints(args.output_dir)
+            if removed:
+                logger.warning("removed unfinished checkpoint folders %s", removed)
+        return train_fn(args, accelerator)
+    finally:
+        restore_logging()
