@@ -10,28 +10,14 @@ import numpy as np
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from hubtest_utils import TOKENIZER_KWARGS
 
 pytest.importorskip("accelerate")
 av = pytest.importorskip("av")
 yaml = pytest.importorskip("yaml")
 
 SCRIPT = Path(__file__).resolve().parents[2] / "training" / "train_tokenizer.py"
-TINY = dict(
-    frame_num=4,
-    input_size=16,
-    patch_size=8,
-    temporal_patch_size=2,
-    encoder_hidden_size=32,
-    decoder_hidden_size=32,
-    encoder_num_heads=2,
-    decoder_num_heads=2,
-    encoder_depth=1,
-    decoder_depth=1,
-    bottleneck_token_num=8,
-    codebook_size=37,
-    bottleneck_dim=8,
-    prior_name=None,
-)
+TINY = dict(TOKENIZER_KWARGS)
 
 
 def _video(path, phase):

@@ -7,7 +7,7 @@ import os
 import torch
 from safetensors.torch import load_file
 
-__all__ = ["resolve_weights_file", "load_safetensors_with_metadata"]
+__all__ = ["resolve_weights_file", "load_safetensors_with_metadata", "save_converted_weights"]
 
 
 def resolve_weights_file(
@@ -49,3 +49,21 @@ def load_safetensors_with_metadata(path: str) -> tuple[dict[str, torch.Tensor], 
     with safe_open(path, framework="pt") as f:
         metadata = dict(f.metadata() or {})
     return load_file(path), metadata
+
+
+def save_converted_weights(model, output: str, default_filename: str, push_to_hub: str | None = None) -> str:
+    """Save a converted metric network with ``model.save_pretrained(folder, filename=...)`` (``output`` is a
+    folder, or a ``.safetensors`` file path) and optionally upload the file to the Hub repo ``push_to_hub``."""
+    if output.endswith(".safetensors"):
+        out_dir, filename = os.path.dirname(output) or ".", os.path.basename(output)
+    else:
+        out_dir, filename = output, default_filename
+    path = model.save_pretrained(out_dir, filename=filename)
+    print(f"wrote {path}")
+    if push_to_hub:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+        api.create_repo(push_to_hub, exist_ok=True)
+        api.upload_file(path_or_fileobj=path, path_in_repo=filename, repo_id=push_to_hub)
+    return path

@@ -28,6 +28,7 @@ import zipfile
 
 import torch
 
+from ._hub import save_converted_weights
 from .i3d import I3D_WEIGHTS_NAME, InceptionI3D
 
 __all__ = ["read_torchscript_tensors", "convert_i3d_state_dict", "load_i3d_source", "main"]
@@ -278,19 +279,7 @@ def main(argv: list[str] | None = None) -> str:
     sd = convert_i3d_state_dict(load_i3d_source(args.input))
     model = InceptionI3D()
     model.load_state_dict(sd, strict=True)
-    if args.output.endswith(".safetensors"):
-        out_dir, filename = os.path.dirname(args.output) or ".", os.path.basename(args.output)
-    else:
-        out_dir, filename = args.output, I3D_WEIGHTS_NAME
-    path = model.save_pretrained(out_dir, filename=filename)
-    print(f"wrote {path}")
-    if args.push_to_hub:
-        from huggingface_hub import HfApi
-
-        api = HfApi()
-        api.create_repo(args.push_to_hub, exist_ok=True)
-        api.upload_file(path_or_fileobj=path, path_in_repo=filename, repo_id=args.push_to_hub)
-    return path
+    return save_converted_weights(model, args.output, I3D_WEIGHTS_NAME, args.push_to_hub)
 
 
 if __name__ == "__main__":

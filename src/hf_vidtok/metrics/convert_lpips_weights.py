@@ -23,6 +23,7 @@ import re
 
 import torch
 
+from ._hub import save_converted_weights
 from .lpips_vgg import _LPIPS_CHANNELS, _SCALE, _SHIFT, LPIPS, LPIPS_WEIGHTS_NAME, VGG16_CONV_INDICES
 
 __all__ = ["load_state_dict_file", "convert_lpips_state_dicts", "main"]
@@ -139,19 +140,7 @@ def main(argv: list[str] | None = None) -> str:
 
     model = LPIPS()
     model.load_state_dict(sd, strict=True)
-    if args.output.endswith(".safetensors"):
-        out_dir, filename = os.path.dirname(args.output) or ".", os.path.basename(args.output)
-    else:
-        out_dir, filename = args.output, LPIPS_WEIGHTS_NAME
-    path = model.save_pretrained(out_dir, filename=filename)
-    print(f"wrote {path}")
-    if args.push_to_hub:
-        from huggingface_hub import HfApi
-
-        api = HfApi()
-        api.create_repo(args.push_to_hub, exist_ok=True)
-        api.upload_file(path_or_fileobj=path, path_in_repo=filename, repo_id=args.push_to_hub)
-    return path
+    return save_converted_weights(model, args.output, LPIPS_WEIGHTS_NAME, args.push_to_hub)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ class _PerVideoScoreMetric(evaluate.Metric):
         )
 
     def _scores(self, predictions: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define _scores (abstract base of the per-video metrics)")
 
     def add_batch(self, *, predictions=None, references=None, **kwargs):
         """Score a batch of videos and store the per-video scores."""
