@@ -16,9 +16,10 @@ EXTRAS = {
     "pipelines": ["diffusers>=0.35", "av>=14"],
     "metrics": ["scipy>=1.10"],
     "evaluate": ["evaluate>=0.4"],
+    "plot": ["matplotlib>=3.7"],
 }
 EXTRAS["test"] = sorted(
-    set(EXTRAS["train"] + EXTRAS["pipelines"] + EXTRAS["metrics"] + ["pytest>=8", "pytest-timeout", "evaluate>=0.4.6"])
+    set(EXTRAS["train"] + EXTRAS["pipelines"] + EXTRAS["metrics"] + EXTRAS["plot"] + ["pytest>=8", "pytest-timeout", "evaluate>=0.4.6"])
 )
 EXTRAS["dev"] = sorted(set(EXTRAS["test"]))
 
