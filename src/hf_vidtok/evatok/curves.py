@@ -173,7 +173,7 @@ def plot_quality_cost_curves(curves: dict, path) -> str:
             if not points:
                 continue
             pts = sorted(points, key=lambda p: p["avg_tokens"])
-            style, color, label = _STYLE[name]
+            style, color, label = _STYLE.get(name, ("*-", None, name.replace("_", " ")))  # e.g. a router's points
             ax.plot([p["avg_tokens"] for p in pts], [p[key] for p in pts], style, color=color, label=label, ms=4)
             if name in ("uniform", "max_reward"):
                 tag = "level" if name == "uniform" else "w_q"
