@@ -1,0 +1,670 @@
+"""EVATok adaptive-length video tokenizer: a block-causal Q-Former that encodes every temporal block
+of a clip with its own number of 1-D tokens (Xiong et al., CVPR 2026, Sec. 3.1 and App. K).
+
+Layouts: videos ``(B, C, T, H, W)`` floats in ``[0, 1]``; an assignment is ``(B, num_blocks)`` long
+token counts; variable-length tokens are packed block after block per clip and padded to the batch
+maximum: ``indices (B, L_max)`` long (-1 on padding), ``attention_mask (B, L_max)`` (1 = token),
+``token_counts (B, num_blocks)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from ...modules.masks import block_causal_mask, packed_block_layout
+from ...modules.patch_embed import PatchEmbed3D
+from ...modules.pooling import multilevel_pool
+from ...modules.position_embeddings import sincos_3d
+from ...modules.qformer import QFormerLayer
+from ...modules.vector_quantizer import VectorQuantizer
+from .configuration_evatok import EvatokTokenizerConfig
+
+__all__ = [
+    "EvatokPreTrainedModel",
+    "EvatokTokenizer",
+    "EvatokEncoderOutput",
+    "EvatokTokenizerOutput",
+    "EvatokBlockOutput",
+    "EvatokPrefixState",
+]
+
+
+@dataclass
+class EvatokEncoderOutput(ModelOutput):
+    """Output of :meth:`EvatokTokenizer.encode`.
+
+    Args:
+        indices (`(B, L_max)` long): token ids, block after block per clip, -1 on padding.
+        attention_mask (`(B, L_max)` long): 1 for tokens, 0 for padding.
+        token_counts (`(B, num_blocks)` long): tokens of every block.
+        quantized (`(B, L_max, code_dim)` float32): l2-normalised codes with the straight-through
+            gradient (padding rows are meaningless); input of :meth:`~EvatokTokenizer.decode_latents`.
+        block_ids (`(B, L_max)` long): block of every position (padding: the last block).
+        commitment_loss, codebook_loss (scalars): ``|sg(q) - z|^2`` and ``|q - sg(z)|^2`` over valid tokens.
+        entropy_loss (scalar): MAGVIT-v2 entropy loss over valid tokens (0 outside training mode
+            unless requested).
+    """
+
+    indices: torch.LongTensor | None = None
+    attention_mask: torch.LongTensor | None = None
+    token_counts: torch.LongTensor | None = None
+    quantized: torch.FloatTensor | None = None
+    block_ids: torch.LongTensor | None = None
+    commitment_loss: torch.FloatTensor | None = None
+    codebook_loss: torch.FloatTensor | None = None
+    entropy_loss: torch.FloatTensor | None = None
+
+
+@dataclass
+class EvatokTokenizerOutput(ModelOutput):
+    """Output of :meth:`EvatokTokenizer.forward`.
+
+    Args:
+        reconstruction (`(B, C, T, H, W)`): decoded video, unclamped.
+        indices, attention_mask, token_counts, quantized, block_ids: as in :class:`EvatokEncoderOutput`.
+        commitment_loss, codebook_loss, entropy_loss (scalars): VQ losses over valid tokens (unweighted).
+        align_hidden_states (`(B, num_blocks, h, w, D)`, optional): output of decoder layer
+            ``align_layer`` (for the representation alignment loss), when requested.
+    """
+
+    reconstruction: torch.FloatTensor | None = None
+    indices: torch.LongTensor | None = None
+    attention_mask: torch.LongTensor | None = None
+    token_counts: torch.LongTensor | None = None
+    quantized: torch.FloatTensor | None = None
+    block_ids: torch.LongTensor | None = None
+    commitment_loss: torch.FloatTensor | None = None
+    codebook_loss: torch.FloatTensor | None = None
+    entropy_loss: torch.FloatTensor | None = None
+    align_hidden_states: torch.FloatTensor | None = None
+
+
+@dataclass
+class EvatokBlockOutput:
+    """Output of :meth:`EvatokTokenizer.step_block` for one temporal block ``t``.
+
+    Args:
+        block_index (`int`): t (0-based).
+        reconstruction (`(B, C, frames_per_block, H, W)`): the block's frames, unclamped.
+        indices (`(B, count)` long): the block's token ids.
+        quantized (`(B, count, code_dim)`): the block's codes.
+    """
+
+    block_index: int
+    reconstruction: torch.Tensor
+    indices: torch.Tensor
+    quantized: torch.Tensor
+
+
+@dataclass
+class EvatokPrefixState:
+    """Cached state after encoding/decoding blocks ``< num_blocks_done`` along one assignment prefix.
+
+    Never modified in place: :meth:`EvatokTokenizer.step_block` returns a new child state, so a parent
+    can be stepped again for its siblings (depth-first search over assignment prefixes).
+    ``query_content`` and ``encoder_reference_kv`` do not depend on the assignment and are shared.
+    """
+
+    num_blocks_done: int
+    token_counts: tuple
+    query_content: torch.Tensor
+    encoder_reference_kv: list
+    encoder_kv: list = field(default_factory=list)
+    decoder_kv: list = field(default_factory=list)
+    decoder_token_kv: list = field(default_factory=list)
+
+
+def _not_compiling() -> bool:
+    return not torch.compiler.is_compiling()
+
+
+class EvatokPreTrainedModel(PreTrainedModel):
+    config_class = EvatokTokenizerConfig
+    config: EvatokTokenizerConfig
+    base_model_prefix = "evatok"
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["QFormerLayer"]
+    _supports_sdpa = True
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv3d)):
+            init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, VectorQuantizer):
+            init.normal_(module.embedding.weight, std=1.0)
+        elif isinstance(module, EvatokTokenizer):
+            module._init_own_parameters()
+
+
+class EvatokTokenizer(EvatokPreTrainedModel):
+    """The EVATok tokenizer (see :class:`EvatokTokenizerConfig` for the architecture).
+
+    * :meth:`encode` ``(pixel_values, assignment=None)`` -> :class:`EvatokEncoderOutput`.
+    * :meth:`decode` ``(indices, token_counts)`` / :meth:`decode_latents` ``(quantized, token_counts)``
+      -> video ``(B, C, T, H, W)``, unclamped; both also take a list of per-clip tensors.
+    * :meth:`forward` ``(pixel_values, assignment=None, generator=None, output_align_hidden_states=False)``
+      -> :class:`EvatokTokenizerOutput`; in training mode without an assignment every clip draws its
+      own uniformly from all ``len(token_levels) ** num_blocks`` candidates (stage 1).
+    * :meth:`init_prefix_state` / :meth:`step_block`: block-by-block encoding + decoding with KV caches
+      for scoring assignment prefixes (stage 2).
+
+    ``assignment`` is a ``(B, num_blocks)`` integer tensor of counts, one sequence of ``num_blocks``
+    counts for the whole batch, or None (``config.default_assignment``). Shapes depend on it, so it is
+    read on the host: a CPU tensor or a tuple gives tight padding; an accelerator tensor is validated
+    on the device (no synchronisation) and padded to ``max_length`` (default: ``config.max_tokens``).
+    """
+
+    def __init__(self, config: EvatokTokenizerConfig):
+        super().__init__(config)
+        c = config
+        d = c.hidden_size
+        nb, maxq, nl = c.num_blocks, max(c.token_levels), len(c.token_levels)
+        num_patches = nb * c.patches_per_block
+        self.patch_embed = PatchEmbed3D(c.in_channels, d, c.patch_size, c.temporal_patch_size)
+        # encoder references and queries
+        self.reference_norm = nn.LayerNorm(d, eps=c.layer_norm_eps)
+        self.reference_pos = nn.Parameter(torch.zeros(1, num_patches, d))
+        self.query_norm = nn.LayerNorm(d, eps=c.layer_norm_eps)
+        self.query_proj = nn.Linear(d, d)
+        self.query_index_embed = nn.Parameter(torch.zeros(maxq, d))
+        self.query_block_embed = nn.Parameter(torch.zeros(nb, d))
+        self.query_level_embed = nn.Parameter(torch.zeros(nl, d))
+        self.encoder_layers = nn.ModuleList(
+            [QFormerLayer(d, c.num_attention_heads, c.mlp_ratio, c.layer_norm_eps, c.qkv_bias) for _ in range(c.encoder_layers)]
+        )
+        self.encoder_norm = nn.LayerNorm(d, eps=c.layer_norm_eps)
+        self.pre_quant_proj = nn.Linear(d, c.code_dim)
+        # Loss weights live in the training objective: the quantiser returns unweighted terms, and the
+        # entropy term is computed here (only when needed) from its logits.
+        self.quantizer = VectorQuantizer(
+            c.codebook_size,
+            c.code_dim,
+            commitment_loss_weight=1.0,
+            codebook_loss_weight=1.0,
+            entropy_loss_weight=0.0,
+            entropy_loss_temperature=c.entropy_loss_temperature,
+            l2_normalized=c.vq_l2_normalized,
+            stochastic=c.vq_stochastic,
+            stochastic_temperature=c.vq_stochastic_temperature,
+            eval_deterministic=True,
+        )
+        self.post_quant_proj = nn.Linear(c.code_dim, d)
+        # decoder
+        self.token_norm = nn.LayerNorm(d, eps=c.layer_norm_eps)
+        self.token_index_embed = nn.Parameter(torch.zeros(maxq, d))
+        self.token_block_embed = nn.Parameter(torch.zeros(nb, d))
+        self.token_level_embed = nn.Parameter(torch.zeros(nl, d))
+        self.decoder_query_pos = nn.Parameter(torch.zeros(1, num_patches, d))
+        self.decoder_layers = nn.ModuleList(
+            [QFormerLayer(d, c.num_attention_heads, c.mlp_ratio, c.layer_norm_eps, c.qkv_bias) for _ in range(c.decoder_layers)]
+        )
+        self.decoder_norm = nn.LayerNorm(d, eps=c.layer_norm_eps)
+        self.head = nn.Linear(d, c.temporal_patch_size * c.patch_size**2 * c.in_channels)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def _init_own_parameters(self):
+        c = self.config
+        gh, gw = c.patch_grid
+        table = torch.from_numpy(sincos_3d(c.hidden_size, gh, c.num_blocks, gw)).float().unsqueeze(0)
+        for p in (self.reference_pos, self.decoder_query_pos):
+            init.copy_(p, table.to(p.device, p.dtype))
+        for p in (
+            self.query_index_embed, self.query_block_embed, self.query_level_embed,
+            self.token_index_embed, self.token_block_embed, self.token_level_embed,
+        ):
+            init.trunc_normal_(p, std=c.initializer_range)
+
+    # ------------------------------------------------------------------ input checks
+    def _check_pixel_values(self, pixel_values) -> torch.Tensor:
+        c = self.config
+        hh, ww = c.image_hw
+        if not torch.is_tensor(pixel_values):
+            raise TypeError(f"`pixel_values` must be a torch.Tensor, got {type(pixel_values).__name__}")
+        if not pixel_values.is_floating_point():
+            raise TypeError(
+                f"`pixel_values` must be a floating-point tensor with values in [0, 1], got dtype {pixel_values.dtype} "
+                "(convert uint8 frames with `x.float() / 255`)"
+            )
+        expected = (c.in_channels, c.num_frames, hh, ww)
+        if pixel_values.dim() != 5 or tuple(pixel_values.shape[1:]) != expected:
+            raise ValueError(
+                f"`pixel_values` must have shape (B, C, T, H, W) = (B, {', '.join(map(str, expected))}), "
+                f"got {tuple(pixel_values.shape)}"
+            )
+        if pixel_values.shape[0] == 0:
+            raise ValueError("`pixel_values` must hold at least one clip (batch size 0)")
+        if _not_compiling():
+            if pixel_values.device.type == "cpu":
+                lo, hi = float(pixel_values.min()), float(pixel_values.max())
+                if not (lo >= 0.0 and hi <= 1.0):
+                    raise ValueError(f"`pixel_values` must lie in [0, 1], got values in [{lo}, {hi}]")
+            else:
+                torch._assert_async(
+                    ((pixel_values >= 0) & (pixel_values <= 1)).all(), "`pixel_values` must lie in [0, 1]"
+                )
+        return pixel_values.to(self.patch_embed.proj.weight.dtype)
+
+    def _levels(self, device) -> torch.Tensor:
+        return torch.tensor(self.config.token_levels, device=device, dtype=torch.long)
+
+    def _check_counts(self, counts, batch_size: int, name: str, max_length: int | None = None):
+        """Validate ``counts`` (tensor (B, T) or (T,) / sequence of T ints / None = default assignment).
+
+        Returns ``(counts (B, T) long on the model device, L_max, host_counts)``: ``host_counts`` is the
+        ``(B, T)`` CPU tensor when the values are known on the host (then checked there and ``L_max`` is
+        the longest total), else None (accelerator tensor: checked with ``torch._assert_async``, no
+        synchronisation, ``L_max = max_length`` or ``config.max_tokens``).
+        """
+        c = self.config
+        nb, levels = c.num_blocks, c.token_levels
+        device = self.patch_embed.proj.weight.device
+        if counts is None:
+            counts = c.default_assignment
+        if torch.is_tensor(counts):
+            if counts.is_floating_point() or counts.is_complex() or counts.dtype == torch.bool:
+                raise TypeError(f"`{name}` must be an integer tensor of token counts, got dtype {counts.dtype}")
+            if counts.dim() == 1 and counts.shape[0] == nb:
+                counts = counts.unsqueeze(0).expand(batch_size, nb)
+            if counts.dim() != 2 or tuple(counts.shape) != (batch_size, nb):
+                raise ValueError(
+                    f"`{name}` must have shape (B, num_blocks) = ({batch_size}, {nb}), got {tuple(counts.shape)}"
+                )
+            host = counts.long() if counts.device.type == "cpu" else None
+        else:
+            if isinstance(counts, (str, bytes)) or not hasattr(counts, "__len__"):
+                raise TypeError(f"`{name}` must be a (B, {nb}) tensor, a sequence of {nb} ints or None, got {counts!r}")
+            seq = list(counts)
+            if len(seq) != nb or not all(isinstance(k, int) and not isinstance(k, bool) for k in seq):
+                raise ValueError(f"`{name}` must hold {nb} ints (one per block), got {seq!r}")
+            host = torch.tensor(seq, dtype=torch.long).unsqueeze(0).expand(batch_size, nb)
+            counts = host
+        if host is not None:
+            bad = ~torch.isin(host, torch.tensor(levels))
+            if bool(bad.any()):
+                raise ValueError(f"`{name}` values must be token levels {levels}, got {sorted(set(host[bad].tolist()))}")
+            length = int(host.sum(1).max())
+            if max_length is not None and int(max_length) < length:
+                raise ValueError(f"`max_length` ({max_length}) is shorter than the longest clip ({length} tokens)")
+        else:
+            length = c.max_tokens
+            if _not_compiling():
+                torch._assert_async(
+                    torch.isin(counts, self._levels(counts.device)).all(), f"`{name}` values must be token levels {levels}"
+                )
+                if max_length is not None:
+                    torch._assert_async((counts.sum(1) <= int(max_length)).all(), "`max_length` shorter than a clip")
+        if max_length is not None:
+            length = int(max_length)
+        counts = counts.to(device=device, dtype=torch.long, non_blocking=True).contiguous()
+        return counts, length, host
+
+    def random_assignment(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Per-clip assignments drawn uniformly from all candidates: ``(batch_size, num_blocks)`` long on
+        ``generator``'s device (CPU without one). Uniform over ``m ** T`` candidates = independent uniform
+        levels per block."""
+        device = generator.device if generator is not None else torch.device("cpu")
+        idx = torch.randint(len(self.config.token_levels), (batch_size, self.config.num_blocks), generator=generator, device=device)
+        return self._levels(device)[idx]
+
+    # ------------------------------------------------------------------ encoder
+    def _query_content(self, patches: torch.Tensor) -> torch.Tensor:
+        """Pyramid-pooled query content of every block: ``(B, num_blocks, max_level, D)``."""
+        c = self.config
+        b, d = patches.shape[0], patches.shape[-1]
+        gh, gw = c.patch_grid
+        feat = self.query_norm(patches).view(b * c.num_blocks, gh, gw, d).permute(0, 3, 1, 2)
+        pooled = multilevel_pool(feat, max(c.token_levels))
+        return self.query_proj(pooled).view(b, c.num_blocks, -1, d)
+
+    def _references(self, patches: torch.Tensor):
+        """Encoder references and their key positions."""
+        return self.reference_norm(patches), self.reference_pos.to(patches.dtype)
+
+    def _patch_block_ids(self, device) -> torch.Tensor:
+        return torch.arange(self.config.num_blocks, device=device).repeat_interleave(self.config.patches_per_block)
+
+    def _run_layer(self, layer, *args, **kwargs):
+        if self.gradient_checkpointing and self.training:
+            return checkpoint(layer, *args, use_reentrant=False, **kwargs)
+        return layer(*args, **kwargs)
+
+    def _encode_packed(self, pixel_values, counts, length, generator=None, compute_entropy_loss=None):
+        patches = self.patch_embed(pixel_values)
+        b = patches.shape[0]
+        layout = packed_block_layout(counts, length)
+        levels = self._levels(counts.device)
+        level_ids = torch.searchsorted(levels, counts).gather(1, layout.block_ids)
+        content = self._query_content(patches)
+        maxq = content.shape[2]
+        flat = (layout.block_ids * maxq + layout.positions).unsqueeze(-1).expand(-1, -1, content.shape[-1])
+        h = content.reshape(b, -1, content.shape[-1]).gather(1, flat)
+        query_pos = (
+            self.query_index_embed[layout.positions]
+            + self.query_block_embed[layout.block_ids]
+            + self.query_level_embed[level_ids]
+        ).to(h.dtype)
+        refs, ref_pos = self._references(patches)
+        self_mask = block_causal_mask(layout.block_ids, layout.block_ids, layout.valid)
+        cross_mask = block_causal_mask(layout.block_ids, self._patch_block_ids(h.device)[None])
+        for layer in self.encoder_layers:
+            ref_kv = layer.reference_kv(refs, ref_pos)
+            h = self._run_layer(layer, h, ref_kv, self_mask=self_mask, cross_mask=cross_mask, query_pos=query_pos)
+        z = self.pre_quant_proj(self.encoder_norm(h))
+        vq = self.quantizer(z, mask=layout.valid, generator=generator)
+        if compute_entropy_loss is None:
+            compute_entropy_loss = self.training
+        if compute_entropy_loss:
+            entropy = self.quantizer._entropy_loss(vq.logits, layout.valid)
+        else:
+            entropy = vq.commitment_loss.new_zeros(())
+        indices = torch.where(layout.valid, vq.indices, torch.full_like(vq.indices, -1))
+        return EvatokEncoderOutput(
+            indices=indices,
+            attention_mask=layout.valid.long(),
+            token_counts=counts,
+            quantized=vq.quantized,
+            block_ids=layout.block_ids,
+            commitment_loss=vq.commitment_loss,
+            codebook_loss=vq.codebook_loss,
+            entropy_loss=entropy,
+        ), layout
+
+    def encode(
+        self,
+        pixel_values: torch.Tensor,
+        assignment=None,
+        generator: torch.Generator | None = None,
+        max_length: int | None = None,
+        compute_entropy_loss: bool | None = None,
+    ) -> EvatokEncoderOutput:
+        """Tokenize ``pixel_values (B, C, T, H, W)`` in [0, 1] with ``assignment`` (see the class docstring).
+
+        ``max_length`` pads to a fixed ``L_max`` (>= every clip's total); ``generator`` drives stochastic
+        code selection (``config.vq_stochastic``, training mode). ``compute_entropy_loss`` defaults to
+        ``self.training``.
+        """
+        pixel_values = self._check_pixel_values(pixel_values)
+        counts, length, _ = self._check_counts(assignment, pixel_values.shape[0], "assignment", max_length)
+        return self._encode_packed(pixel_values, counts, length, generator, compute_entropy_loss)[0]
+
+    # ------------------------------------------------------------------ decoder
+    def _decode_tokens(self, tokens, layout, counts, align_layer: int | None = None):
+        """Decoder on ``tokens (B, L, D)`` (after ``post_quant_proj``) -> (video, hidden states of ``align_layer``)."""
+        c = self.config
+        b, _, d = tokens.shape
+        nb, num_patches = c.num_blocks, c.num_blocks * c.patches_per_block
+        levels = self._levels(counts.device)
+        level_ids = torch.searchsorted(levels, counts).gather(1, layout.block_ids)
+        refs = self.token_norm(tokens)
+        token_pos = (
+            self.token_index_embed[layout.positions]
+            + self.token_block_embed[layout.block_ids]
+            + self.token_level_embed[level_ids]
+        ).to(refs.dtype)
+        first = tokens.gather(1, layout.starts.unsqueeze(-1).expand(-1, -1, d))  # (B, nb, D)
+        h = first.unsqueeze(2).expand(b, nb, c.patches_per_block, d).reshape(b, num_patches, d)
+        query_pos = self.decoder_query_pos.to(h.dtype)
+        patch_blocks = self._patch_block_ids(h.device)[None]
+        self_mask = block_causal_mask(patch_blocks, patch_blocks)
+        cross_mask = block_causal_mask(patch_blocks, layout.block_ids, layout.valid)
+        hidden = h if align_layer == 0 else None
+        for i, layer in enumerate(self.decoder_layers):
+            ref_kv = layer.reference_kv(refs, token_pos)
+            h = self._run_layer(layer, h, ref_kv, self_mask=self_mask, cross_mask=cross_mask, query_pos=query_pos)
+            if align_layer == i + 1:
+                hidden = h
+        video = self.unpatchify(self.head(self.decoder_norm(h)))
+        if hidden is not None:
+            gh, gw = c.patch_grid
+            hidden = hidden.view(b, nb, gh, gw, d)
+        return video, hidden
+
+    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, t*h*w, pt*p*p*C)`` (channel fastest) -> ``(B, C, t*pt, H, W)`` for any number t of blocks."""
+        c = self.config
+        gh, gw = c.patch_grid
+        pt, p = c.temporal_patch_size, c.patch_size
+        b = x.shape[0]
+        t = x.shape[1] // (gh * gw)
+        x = x.reshape(b, t, gh, gw, pt, p, p, c.in_channels).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        return x.reshape(b, c.in_channels, t * pt, gh * p, gw * p)
+
+    def _pack(self, items, token_counts, name: str, trailing: tuple):
+        """List of per-clip tensors -> (padded (B, L_max, *trailing), counts (B, T), L_max); validates on the host."""
+        if len(items) == 0:
+            raise ValueError(f"`{name}` must hold at least one clip")
+        if token_counts is None:
+            raise ValueError("`token_counts` is required to decode variable-length tokens")
+        b = len(items)
+        counts, length, host = self._check_counts(token_counts, b, "token_counts")
+        totals = host.sum(1).tolist() if host is not None else None
+        for i, item in enumerate(items):
+            if not torch.is_tensor(item):
+                raise TypeError(f"`{name}[{i}]` must be a torch.Tensor, got {type(item).__name__}")
+            if item.dim() != 1 + len(trailing) or tuple(item.shape[1:]) != trailing:
+                raise ValueError(f"`{name}[{i}]` must have shape (L_i, {', '.join(map(str, trailing))})".replace(", )", ")") + f", got {tuple(item.shape)}")
+            if totals is not None and item.shape[0] != totals[i]:
+                raise ValueError(
+                    f"`{name}[{i}]` has {item.shape[0]} tokens but `token_counts[{i}]` sums to {totals[i]}"
+                )
+        length = max(item.shape[0] for item in items)
+        fill = -1 if not trailing else 0
+        out = items[0].new_full((b, length) + trailing, fill)
+        for i, item in enumerate(items):
+            out[i, : item.shape[0]] = item.to(out.device)
+        return out, counts, length
+
+    def _check_token_tensor(self, values, token_counts, name: str, trailing: tuple):
+        """Padded tensor input -> (values, counts, layout)."""
+        if isinstance(values, (list, tuple)):
+            values, counts, length = self._pack(list(values), token_counts, name, trailing)
+        else:
+            if not torch.is_tensor(values):
+                raise TypeError(f"`{name}` must be a torch.Tensor or a list of per-clip tensors, got {type(values).__name__}")
+            if values.dim() != 2 + len(trailing) or tuple(values.shape[2:]) != trailing:
+                raise ValueError(f"`{name}` must have shape (B, L_max{''.join(', ' + str(s) for s in trailing)}), got {tuple(values.shape)}")
+            if values.shape[0] == 0:
+                raise ValueError(f"`{name}` must hold at least one clip (batch size 0)")
+            if token_counts is None:
+                raise ValueError("`token_counts` is required to decode variable-length tokens")
+            counts, length, host = self._check_counts(token_counts, values.shape[0], "token_counts")
+            if host is None:
+                length = values.shape[1]
+            if length > values.shape[1]:
+                raise ValueError(
+                    f"`token_counts` needs {length} tokens for its longest clip but `{name}` has only {values.shape[1]} positions"
+                )
+            length = values.shape[1]
+        layout = packed_block_layout(counts, length)
+        if counts.device.type != "cpu" and _not_compiling():
+            torch._assert_async((layout.lengths <= length).all(), f"`token_counts` need more tokens than `{name}` holds")
+        return values, counts, layout
+
+    def decode_latents(self, quantized, token_counts) -> torch.Tensor:
+        """Decode codes ``quantized (B, L_max, code_dim)`` (or a list of ``(L_i, code_dim)``) laid out by
+        ``token_counts (B, num_blocks)`` -> video ``(B, C, T, H, W)``, unclamped. Padding rows are ignored."""
+        c = self.config
+        if torch.is_tensor(quantized) and not quantized.is_floating_point():
+            raise TypeError(f"`quantized` must be a floating-point tensor, got dtype {quantized.dtype}")
+        quantized, counts, layout = self._check_token_tensor(quantized, token_counts, "quantized", (c.code_dim,))
+        tokens = self.post_quant_proj(quantized.to(self.post_quant_proj.weight.dtype))
+        return self._decode_tokens(tokens, layout, counts)[0]
+
+    def decode(self, indices, token_counts) -> torch.Tensor:
+        """Decode token ids ``indices (B, L_max)`` (-1 padding) or a list of per-clip 1-D id tensors, laid
+        out by ``token_counts (B, num_blocks)`` -> video ``(B, C, T, H, W)``, unclamped."""
+        c = self.config
+        items = indices if isinstance(indices, (list, tuple)) else [indices]
+        for i, item in enumerate(items):
+            if torch.is_tensor(item) and (item.is_floating_point() or item.is_complex() or item.dtype == torch.bool):
+                raise TypeError(f"`indices` must hold integer token ids, got dtype {item.dtype}")
+        indices, counts, layout = self._check_token_tensor(indices, token_counts, "indices", ())
+        indices = indices.long()
+        self._check_index_values(indices, layout)
+        codes = self.quantizer.lookup(torch.where(layout.valid, indices, torch.zeros_like(indices)))
+        tokens = self.post_quant_proj(codes.to(self.post_quant_proj.weight.dtype))
+        return self._decode_tokens(tokens, layout, counts)[0]
+
+    def _check_index_values(self, indices, layout):
+        k = self.config.codebook_size
+        ok_valid = (indices >= 0) & (indices < k)
+        ok = torch.where(layout.valid, ok_valid, indices == -1)
+        if not _not_compiling() or indices.numel() == 0:
+            return
+        if indices.device.type == "cpu":
+            if not bool(ok.all()):
+                bad_valid = (~ok_valid & layout.valid).any()
+                if bool(bad_valid):
+                    vals = indices[layout.valid & ~ok_valid]
+                    raise ValueError(
+                        f"`indices` must lie in [0, {k}) (codebook size) at the token positions given by "
+                        f"`token_counts`, got {sorted(set(vals.tolist()))[:8]}"
+                    )
+                raise ValueError(
+                    "`indices` hold tokens beyond the lengths given by `token_counts` (padding must be -1): "
+                    "the counts do not match the indices' lengths"
+                )
+        else:
+            torch._assert_async(ok.all(), "`indices` outside the codebook or not matching `token_counts`")
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        assignment=None,
+        generator: torch.Generator | None = None,
+        output_align_hidden_states: bool = False,
+        align_layer: int | None = None,
+        max_length: int | None = None,
+        compute_entropy_loss: bool | None = None,
+        return_dict: bool = True,
+    ) -> EvatokTokenizerOutput | tuple:
+        """Encode -> quantise -> decode.
+
+        Args:
+            pixel_values: ``(B, C, T, H, W)`` in [0, 1].
+            assignment: as in :meth:`encode`; None in training mode draws one per clip uniformly from all
+                candidates with ``generator`` (stage 1), None in eval mode is ``config.default_assignment``.
+            generator: drives the assignment draw (on its device) and stochastic code selection.
+            output_align_hidden_states: return decoder layer ``align_layer`` (default
+                ``config.align_decoder_layer``) as ``align_hidden_states (B, num_blocks, h, w, D)``.
+            max_length, compute_entropy_loss: as in :meth:`encode`.
+        """
+        pixel_values = self._check_pixel_values(pixel_values)
+        b = pixel_values.shape[0]
+        if assignment is None and self.training:
+            assignment = self.random_assignment(b, generator)
+        counts, length, _ = self._check_counts(assignment, b, "assignment", max_length)
+        vq_generator = generator if generator is not None and generator.device == counts.device else None
+        enc, layout = self._encode_packed(pixel_values, counts, length, vq_generator, compute_entropy_loss)
+        if output_align_hidden_states:
+            align_layer = self.config.align_decoder_layer if align_layer is None else int(align_layer)
+            if not 0 <= align_layer <= self.config.decoder_layers:
+                raise ValueError(f"`align_layer` must be in [0, {self.config.decoder_layers}], got {align_layer}")
+        else:
+            align_layer = None
+        tokens = self.post_quant_proj(enc.quantized.to(self.post_quant_proj.weight.dtype))
+        reconstruction, hidden = self._decode_tokens(tokens, layout, counts, align_layer)
+        out = EvatokTokenizerOutput(
+            reconstruction=reconstruction,
+            indices=enc.indices,
+            attention_mask=enc.attention_mask,
+            token_counts=enc.token_counts,
+            quantized=enc.quantized,
+            block_ids=enc.block_ids,
+            commitment_loss=enc.commitment_loss,
+            codebook_loss=enc.codebook_loss,
+            entropy_loss=enc.entropy_loss,
+            align_hidden_states=hidden,
+        )
+        return out if return_dict else out.to_tuple()
+
+    # ------------------------------------------------------------------ stage-2 prefix API
+    def init_prefix_state(self, pixel_values: torch.Tensor) -> EvatokPrefixState:
+        """Assignment-independent parts of ``pixel_values`` (patch embeddings, pooled query content and
+        every encoder layer's reference K/V), computed once; the root of :meth:`step_block`."""
+        pixel_values = self._check_pixel_values(pixel_values)
+        patches = self.patch_embed(pixel_values)
+        refs, ref_pos = self._references(patches)
+        return EvatokPrefixState(
+            num_blocks_done=0,
+            token_counts=(),
+            query_content=self._query_content(patches),
+            encoder_reference_kv=[layer.reference_kv(refs, ref_pos) for layer in self.encoder_layers],
+            encoder_kv=[None] * len(self.encoder_layers),
+            decoder_kv=[None] * len(self.decoder_layers),
+            decoder_token_kv=[None] * len(self.decoder_layers),
+        )
+
+    def step_block(self, state: EvatokPrefixState, count: int) -> tuple[EvatokBlockOutput, EvatokPrefixState]:
+        """Encode, quantise and decode the next block ``t = state.num_blocks_done`` with ``count`` tokens for
+        every clip, attending to the cached K/V of blocks ``< t``. Returns the block's output and the child
+        state (``state`` itself stays valid). Equals the full forward's block ``t`` along the same path."""
+        c = self.config
+        if not isinstance(state, EvatokPrefixState):
+            raise TypeError(f"`state` must be an EvatokPrefixState from init_prefix_state(), got {type(state).__name__}")
+        t = state.num_blocks_done
+        if t >= c.num_blocks:
+            raise ValueError(f"`state` already holds all {c.num_blocks} blocks")
+        if isinstance(count, bool) or not isinstance(count, int) or count not in c.token_levels:
+            raise ValueError(f"`count` must be one of the token levels {c.token_levels}, got {count!r}")
+        level = c.token_levels.index(count)
+        n = c.patches_per_block
+        # encoder: block t's queries against [cached blocks < t ; own] and the references of blocks <= t
+        h = state.query_content[:, t, :count]
+        query_pos = (
+            self.query_index_embed[:count] + self.query_block_embed[t] + self.query_level_embed[level]
+        ).to(h.dtype)[None]
+        encoder_kv = []
+        for i, layer in enumerate(self.encoder_layers):
+            rk, rv = state.encoder_reference_kv[i]
+            ref_kv = (rk[:, :, : (t + 1) * n], rv[:, :, : (t + 1) * n])
+            h, kv = layer(h, ref_kv, query_pos=query_pos, past_kv=state.encoder_kv[i], return_kv=True)
+            encoder_kv.append(kv)
+        z = self.pre_quant_proj(self.encoder_norm(h))
+        vq = self.quantizer(z)
+        tokens = self.post_quant_proj(vq.quantized.to(self.post_quant_proj.weight.dtype))
+        # decoder: block t's 3-D queries from its first token
+        refs = self.token_norm(tokens)
+        token_pos = (
+            self.token_index_embed[:count] + self.token_block_embed[t] + self.token_level_embed[level]
+        ).to(refs.dtype)[None]
+        b, d = tokens.shape[0], tokens.shape[-1]
+        h = tokens[:, :1].expand(b, n, d)
+        query_pos = self.decoder_query_pos[:, t * n : (t + 1) * n].to(h.dtype)
+        decoder_kv, decoder_token_kv = [], []
+        for i, layer in enumerate(self.decoder_layers):
+            tk, tv = layer.reference_kv(refs, token_pos)
+            past = state.decoder_token_kv[i]
+            if past is not None:
+                tk, tv = torch.cat([past[0], tk], dim=2), torch.cat([past[1], tv], dim=2)
+            decoder_token_kv.append((tk, tv))
+            h, kv = layer(h, (tk, tv), query_pos=query_pos, past_kv=state.decoder_kv[i], return_kv=True)
+            decoder_kv.append(kv)
+        block = self.unpatchify(self.head(self.decoder_norm(h)))
+        child = EvatokPrefixState(
+            num_blocks_done=t + 1,
+            token_counts=state.token_counts + (count,),
+            query_content=state.query_content,
+            encoder_reference_kv=state.encoder_reference_kv,
+            encoder_kv=encoder_kv,
+            decoder_kv=decoder_kv,
+            decoder_token_kv=decoder_token_kv,
+        )
+        return EvatokBlockOutput(block_index=t, reconstruction=block, indices=vq.indices, quantized=vq.quantized), child

@@ -1,0 +1,313 @@
+"""EvatokTokenizer: shapes, block causality, padding invariance, prefix (KV-cache) API, round trips, errors."""
+
+import itertools
+
+import pytest
+import torch
+from transformers import AutoModel
+
+from hf_vidtok import EvatokTokenizer, EvatokTokenizerConfig
+from hf_vidtok.models.evatok import EvatokEncoderOutput, EvatokTokenizerOutput
+from hf_vidtok.modules.qformer import QFormerLayer
+
+# tiny odd sizes: 3 blocks of a 4x5 patch map, levels 1/2/8
+TINY = dict(
+    image_size=(16, 20), num_frames=6, patch_size=4, temporal_patch_size=2, token_levels=(1, 2, 8), hidden_size=24,
+    num_attention_heads=3, encoder_layers=2, decoder_layers=2, codebook_size=37, code_dim=5, mlp_ratio=2.0,
+)
+LEVELS = TINY["token_levels"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest single-threaded (and do not fight other processes for cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make(dtype=torch.float64, seed=0, **overrides):
+    torch.manual_seed(seed)
+    return EvatokTokenizer(EvatokTokenizerConfig(**{**TINY, **overrides})).to(dtype).eval()
+
+
+def clips(b=3, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 3, 6, 16, 20, generator=g, dtype=dtype)
+
+
+MIXED = torch.tensor([[1, 8, 2], [8, 8, 8], [2, 1, 1]])
+
+
+def test_encode_decode_forward_shapes_and_padding():
+    model, x = make(), clips()
+    with torch.no_grad():
+        enc = model.encode(x, MIXED)
+        out = model(x, MIXED, output_align_hidden_states=True)
+    assert isinstance(enc, EvatokEncoderOutput) and isinstance(out, EvatokTokenizerOutput)
+    assert enc.indices.shape == (3, 24) and enc.indices.dtype == torch.long
+    assert enc.attention_mask.sum(1).tolist() == [11, 24, 4] and torch.equal(enc.token_counts, MIXED)
+    assert torch.equal(enc.indices == -1, enc.attention_mask == 0)
+    valid = enc.indices[enc.attention_mask.bool()]
+    assert int(valid.min()) >= 0 and int(valid.max()) < 37
+    assert enc.quantized.shape == (3, 24, 5)
+    torch.testing.assert_close(enc.quantized.norm(dim=-1)[enc.attention_mask.bool()], torch.ones(39))
+    assert out.reconstruction.shape == x.shape
+    assert out.align_hidden_states.shape == (3, 3, 4, 5, 24)
+    assert torch.equal(out.indices, enc.indices)
+    # default assignment in eval mode: the largest level <= 20 patches per block
+    assert model.config.default_assignment == [8, 8, 8]
+    assert model.encode(x).token_counts.tolist() == [[8, 8, 8]] * 3
+
+
+def test_decode_paths_agree():
+    model, x = make(), clips()
+    with torch.no_grad():
+        out = model(x, MIXED)
+        rec = model.decode(out.indices, out.token_counts)
+        per_clip = [out.indices[i, : int(MIXED[i].sum())] for i in range(3)]
+        rec_list = model.decode(per_clip, MIXED)
+        rec_latents = model.decode_latents(out.quantized, out.token_counts)
+    assert torch.equal(rec, rec_list)
+    # the VQ runs in float32: lookup vs straight-through codes differ by float32 rounding only
+    torch.testing.assert_close(rec, out.reconstruction, rtol=0, atol=1e-5)
+    torch.testing.assert_close(rec_latents, out.reconstruction, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_block_causality_is_bit_identical(dtype):
+    model = make(dtype)
+    x = clips(2, dtype)
+    nb = model.config.num_blocks
+    max_len = model.config.max_tokens
+    for t in range(nb - 1):
+        base = (2, 8, 1)
+        ref = model(x, base, max_length=max_len)
+        prefix_len = sum(base[: t + 1])
+        frames = slice(0, 2 * (t + 1))
+        # new frames for every later block
+        x2 = x.clone()
+        x2[:, :, 2 * (t + 1) :] = torch.rand_like(x2[:, :, 2 * (t + 1) :])
+        # and every other count for block t + 1
+        for k in LEVELS:
+            a = base[: t + 1] + (k,) + base[t + 2 :]
+            for xx in (x, x2):
+                out = model(xx, a, max_length=max_len)
+                assert torch.equal(out.indices[:, :prefix_len], ref.indices[:, :prefix_len])
+                assert torch.equal(out.quantized[:, :prefix_len], ref.quantized[:, :prefix_len])
+                assert torch.equal(out.reconstruction[:, :, frames], ref.reconstruction[:, :, frames])
+    # with tight padding (other key lengths) only reduction order can change
+    tight = model(x2, (2, 1, 1))
+    torch.testing.assert_close(tight.reconstruction[:, :, :2], ref.reconstruction[:, :, :2], rtol=0,
+                               atol=1e-12 if dtype == torch.float64 else 1e-5)
+
+
+def test_padded_mixed_batch_equals_per_clip_runs():
+    model, x = make(), clips()
+    with torch.no_grad():
+        batch = model(x, MIXED)
+        for i in range(3):
+            single = model(x[i : i + 1], MIXED[i : i + 1])
+            n = int(MIXED[i].sum())
+            assert torch.equal(batch.indices[i, :n], single.indices[0])
+            torch.testing.assert_close(batch.quantized[i, :n], single.quantized[0], rtol=0, atol=1e-12)
+            torch.testing.assert_close(batch.reconstruction[i], single.reconstruction[0], rtol=0, atol=1e-12)
+            # same padded length as the batch: bit-identical
+            padded = model(x[i : i + 1], MIXED[i : i + 1], max_length=batch.indices.shape[1])
+            assert torch.equal(batch.reconstruction[i], padded.reconstruction[0])
+
+
+def test_vq_losses_ignore_padding():
+    model, x = make().train(), clips()
+    ref = model(x, MIXED, compute_entropy_loss=True)
+    more = model(x, MIXED, max_length=40, compute_entropy_loss=True)
+    for name in ("commitment_loss", "codebook_loss", "entropy_loss"):
+        torch.testing.assert_close(getattr(more, name), getattr(ref, name), rtol=1e-6, atol=1e-9)
+    # token-weighted mean of the per-clip losses
+    lengths = MIXED.sum(1).double()
+    per_clip = torch.stack([model(x[i : i + 1], MIXED[i : i + 1]).commitment_loss for i in range(3)]).double()
+    torch.testing.assert_close(ref.commitment_loss.double(), (per_clip * lengths).sum() / lengths.sum(), rtol=1e-6, atol=0)
+    assert model.eval()(x, MIXED).entropy_loss == 0
+
+
+def test_prefix_state_paths_equal_full_forward_fp64_and_fp32():
+    for dtype, atol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        model, x = make(dtype), clips(2, dtype)
+        checked = []
+
+        def dfs(state, path, outs):
+            if len(path) == 3:
+                full = model(x, path)
+                offset = 0
+                for t, out in enumerate(outs):
+                    assert out.block_index == t and out.reconstruction.shape == (2, 3, 2, 16, 20)
+                    torch.testing.assert_close(out.reconstruction, full.reconstruction[:, :, 2 * t : 2 * t + 2], rtol=0, atol=atol)
+                    assert torch.equal(out.indices, full.indices[:, offset : offset + path[t]])
+                    offset += path[t]
+                checked.append(path)
+                return
+            for k in LEVELS:  # the parent state is stepped once per child (DFS)
+                out, child = model.step_block(state, k)
+                assert child.num_blocks_done == len(path) + 1 and child.token_counts == path + (k,)
+                dfs(child, path + (k,), outs + [out])
+
+        with torch.no_grad():
+            root = model.init_prefix_state(x)
+            dfs(root, (), [])
+        assert len(checked) == 27 and root.num_blocks_done == 0 and root.encoder_kv == [None, None]
+
+
+def test_random_assignment_in_training_mode():
+    model, x = make().train(), clips(8)
+    a = model(x, generator=torch.Generator().manual_seed(3)).token_counts
+    b = model(x, generator=torch.Generator().manual_seed(3)).token_counts
+    assert torch.equal(a, b) and a.shape == (8, 3)
+    assert torch.isin(a, torch.tensor(LEVELS)).all() and len({tuple(r) for r in a.tolist()}) > 1
+    draws = model.random_assignment(4000, torch.Generator().manual_seed(0))
+    freq = torch.stack([(draws == k).double().mean() for k in LEVELS])
+    torch.testing.assert_close(freq, torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.02, rtol=0)
+
+
+def test_save_load_and_auto_model_round_trip(tmp_path):
+    model, x = make(torch.float32), clips(2, torch.float32)
+    model.save_pretrained(tmp_path)
+    for loaded in (EvatokTokenizer.from_pretrained(tmp_path), AutoModel.from_pretrained(tmp_path)):
+        assert isinstance(loaded, EvatokTokenizer)
+        loaded.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x, MIXED[:2]).reconstruction, model(x, MIXED[:2]).reconstruction, rtol=0, atol=0)
+
+
+def test_gradients_reach_every_trainable_parameter():
+    model = make(torch.float32).train()
+    x = clips(3, torch.float32)
+    out = model(x, MIXED, output_align_hidden_states=True)
+    loss = out.reconstruction.square().mean() + out.commitment_loss + out.codebook_loss + out.entropy_loss
+    loss = loss + out.align_hidden_states.square().mean()
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    assert missing == []
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    model, x = make(torch.float64).train(), clips(2)
+    grads = []
+    for enable in (False, True):
+        model.zero_grad()
+        if enable:
+            model.activation_checkpointing_enable()
+        out = model(x, MIXED[:2])
+        out.reconstruction.square().mean().backward()
+        grads.append(model.patch_embed.proj.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_bf16_forward_runs():
+    model = make(torch.bfloat16)
+    with torch.no_grad():
+        out = model(clips(2, torch.float32), MIXED[:2])
+    assert out.reconstruction.dtype == torch.bfloat16 and torch.isfinite(out.reconstruction).all()
+
+
+def test_app_k_masks_reach_the_layers():
+    model = make(torch.float32, image_size=16, token_levels=(2, 8, 16))
+    seen = []
+    for layer in (*model.encoder_layers[:1], *model.decoder_layers[:1]):
+        layer.register_forward_pre_hook(lambda m, a, kw: seen.append((kw["self_mask"].shape, kw["cross_mask"].shape)), with_kwargs=True)
+    model(torch.rand(1, 3, 6, 16, 16), (16, 8, 2))
+    assert seen == [((1, 1, 26, 26), (1, 1, 26, 48)), ((1, 1, 48, 48), (1, 1, 48, 26))]
+
+
+# ---------------------------------------------------------------------- bad input
+def test_bad_pixel_values_raise():
+    model = make(torch.float32)
+    with pytest.raises(TypeError, match="pixel_values"):
+        model.encode([[0.0]])
+    with pytest.raises(TypeError, match="pixel_values"):
+        model.encode(torch.zeros(1, 3, 6, 16, 20, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="pixel_values"):
+        model.encode(torch.rand(3, 6, 16, 20))
+    with pytest.raises(ValueError, match="pixel_values"):
+        model.encode(torch.rand(1, 3, 4, 16, 20))
+    with pytest.raises(ValueError, match="pixel_values"):
+        model.encode(torch.rand(1, 3, 6, 20, 16))
+    with pytest.raises(ValueError, match=r"pixel_values.*\[0, 1\]"):
+        model.encode(torch.rand(1, 3, 6, 16, 20) * 255)
+    with pytest.raises(ValueError, match="pixel_values"):
+        model.encode(torch.rand(0, 3, 6, 16, 20))
+
+
+@pytest.mark.parametrize(
+    "assignment, exc",
+    [
+        ((1, 2), ValueError),
+        ((1, 2, 3), ValueError),
+        ((1, 2, 8.0), ValueError),
+        (torch.tensor([[1, 2, 4]]), ValueError),
+        (torch.tensor([[1.0, 2.0, 8.0]]), TypeError),
+        (torch.tensor([[1, 2, 8], [1, 2, 8]]), ValueError),
+        ("128", TypeError),
+    ],
+)
+def test_bad_assignments_raise(assignment, exc):
+    model = make(torch.float32)
+    with pytest.raises(exc, match="assignment"):
+        model.encode(torch.rand(1, 3, 6, 16, 20), assignment)
+
+
+def test_bad_max_length_and_align_layer_raise():
+    model = make(torch.float32)
+    with pytest.raises(ValueError, match="max_length"):
+        model.encode(torch.rand(1, 3, 6, 16, 20), (8, 8, 8), max_length=20)
+    with pytest.raises(ValueError, match="align_layer"):
+        model(torch.rand(1, 3, 6, 16, 20), output_align_hidden_states=True, align_layer=5)
+
+
+def test_bad_decode_inputs_raise():
+    model = make(torch.float32)
+    counts = torch.tensor([[1, 2, 1]])
+    good = torch.tensor([[3, 4, 5, 6]])
+    model.decode(good, counts)
+    with pytest.raises(TypeError, match="indices"):
+        model.decode(good.float(), counts)
+    with pytest.raises(ValueError, match="indices"):
+        model.decode(torch.tensor([3, 4, 5, 6]), counts)
+    with pytest.raises(ValueError, match=r"indices.*\[0, 37\)"):
+        model.decode(torch.tensor([[3, 4, 37, 6]]), counts)
+    with pytest.raises(ValueError, match=r"indices.*\[0, 37\)"):
+        model.decode(torch.tensor([[3, -1, 5, 6]]), counts)
+    with pytest.raises(ValueError, match="token_counts"):
+        model.decode(torch.tensor([[3, 4, 5, 6, 7]]), counts)  # a token beyond the counts' length
+    with pytest.raises(ValueError, match="token_counts"):
+        model.decode(torch.tensor([[3, 4, 5]]), counts)  # too short for the counts
+    with pytest.raises(ValueError, match="token_counts"):
+        model.decode(good, torch.tensor([[1, 2, 4]]))
+    with pytest.raises(ValueError, match="token_counts"):
+        model.decode(good, None)
+    with pytest.raises(ValueError, match=r"indices\[0\].*token_counts\[0\]"):
+        model.decode([torch.tensor([1, 2, 3])], counts)
+    with pytest.raises(TypeError, match=r"indices\[0\]"):
+        model.decode([[1, 2, 3, 4]], counts)
+    with pytest.raises(ValueError, match="quantized"):
+        model.decode_latents(torch.zeros(1, 4, 4), counts)
+    with pytest.raises(TypeError, match="quantized"):
+        model.decode_latents(torch.zeros(1, 4, 5, dtype=torch.long), counts)
+
+
+def test_bad_prefix_steps_raise():
+    model = make(torch.float32)
+    state = model.init_prefix_state(torch.rand(1, 3, 6, 16, 20))
+    with pytest.raises(ValueError, match="count"):
+        model.step_block(state, 4)
+    with pytest.raises(TypeError, match="state"):
+        model.step_block(None, 1)
+    for _ in range(3):
+        _, state = model.step_block(state, 1)
+    with pytest.raises(ValueError, match="state"):
+        model.step_block(state, 1)
+
+
+def test_qformer_layers_are_the_shared_module():
+    model = make(torch.float32)
+    assert all(isinstance(layer, QFormerLayer) for layer in (*model.encoder_layers, *model.decoder_layers))
