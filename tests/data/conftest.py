@@ -14,6 +14,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=import
 from vidtok_data_helpers import CODECS, VFR_PTS_MS, av, write_video  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _probe_cache_in_tmp(tmp_path_factory):
+    """The on-disk probe cache of these tests lives in a temporary folder (workers inherit it)."""
+    import os
+
+    from hf_vidtok.data import video_reader
+
+    old = os.environ.get(video_reader.PROBE_CACHE_ENV)
+    os.environ[video_reader.PROBE_CACHE_ENV] = str(tmp_path_factory.mktemp("probe_cache"))
+    yield
+    if old is None:
+        os.environ.pop(video_reader.PROBE_CACHE_ENV, None)
+    else:
+        os.environ[video_reader.PROBE_CACHE_ENV] = old
+
+
 @pytest.fixture(scope="session")
 def codec_videos(tmp_path_factory) -> dict:
     """name -> path for every codec in CODECS that this PyAV build can encode (20 frames each)."""

@@ -17,7 +17,13 @@ from hf_vidtok.data import (  # noqa: E402
     resize_crop_uint8,
     sample_videos,
 )
-from vidtok_data_helpers import make_broken_files, write_video  # noqa: E402
+from vidtok_data_helpers import (  # noqa: E402
+    full_decode,
+    make_broken_files,
+    make_partial_files,
+    tolerant_decode,
+    write_video,
+)
 
 T, R = 8, 8  # clip frames, resolution
 GOOD_PER_CLASS = {
@@ -75,6 +81,76 @@ def test_streaming_skips_each_broken_file_once_and_keeps_every_good_one(video_fo
         # frame-exact: the stored clip is the resized clip read at start_frame
         want = resize_crop_uint8(read_video_clip(ex["path"], T, start=ex["start_frame"]), R)
         np.testing.assert_array_equal(ex["video"], want)
+
+
+def _records(caplog, level):
+    return [r for r in caplog.records if r.name == "hf_vidtok.data" and r.levelno == level]
+
+
+def test_partial_files_give_clips_and_broken_ones_are_skipped(tmp_path, caplog):
+    """Every real-world over-declared case gives its clips from the frames that decode (one INFO line
+    each, counted as partial); only files without a usable video are skipped (one WARNING each)."""
+    root = tmp_path / "data"
+    partial = make_partial_files(root / "partial")
+    reasons = make_broken_files(root / "broken")
+    with caplog.at_level(logging.INFO, logger="hf_vidtok.data"):
+        examples = list(load_video_dataset(root, num_frames=6, resolution=R, clips_per_video=3, streaming=True, seed=4))
+    assert len(examples) == 3 * len(partial) == 27
+    assert Counter(Path(ex["path"]).name for ex in examples) == {name: 3 for name in partial}
+    infos = [r.getMessage() for r in _records(caplog, logging.INFO)]
+    for name, (usable, _, reason) in partial.items():
+        assert [m for m in infos if name in m] == [f"{root / 'partial' / name}: {reason}; using the {usable} frames that decode"]
+    warnings = [r.getMessage() for r in _records(caplog, logging.WARNING)]
+    for name, fragment in reasons.items():
+        mine = [m for m in warnings if f"{name}'" in m]
+        assert len(mine) == 1 and fragment in mine[0], (name, warnings)
+    assert warnings[-1] == (
+        f"Skipped {len(reasons)} of {len(reasons) + 9} video files of split 'train' (each reported above); "
+        "9 files gave clips (9 partial: fewer frames decode than their headers declare)."
+    )
+    refs = {name: tolerant_decode(root / "partial" / name) for name in partial}
+    for ex in examples:  # drawn among the frames that decode, frame-exactly (5 frames: padded to 6)
+        name = Path(ex["path"]).name
+        start, usable = int(ex["start_frame"]), partial[name][0]
+        assert 0 <= start <= max(usable - 6, 0)
+        want = np.stack([refs[name][min(start + k, usable - 1)] for k in range(6)])
+        np.testing.assert_array_equal(ex["video"], resize_crop_uint8(want, R))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="hf_vidtok.data"):  # map-style: the same clips, probes cached
+        ds = load_video_dataset(root, num_frames=6, resolution=R, clips_per_video=3, seed=4, cache_dir=tmp_path / "c")
+    assert sorted(_key(ex) for ex in ds) == sorted(_key(ex) for ex in examples)
+    assert not [m for m in (r.getMessage() for r in _records(caplog, logging.INFO)) if "frames that decode" in m]
+
+
+@pytest.fixture(scope="module")
+def real_over_declared_folder(tmp_path_factory):
+    """18 videos made from the real sample videos (first 30 frames, 48x32), each with a header that
+    declares more frames (or a longer duration) than decode: the six real-world cases x 3 videos."""
+    root = tmp_path_factory.mktemp("real_over_declared")
+    expected = {}
+    for src in sample_videos():
+        frames = [resize_crop_uint8(f[None], 32)[0] for f in full_decode(src)[:30]]
+        frames = [np.ascontiguousarray(np.concatenate([f, f[:, :16]], axis=1)) for f in frames]  # 32x48
+        made = make_partial_files(root / src.stem, frames=frames)
+        for name in ("edit_list.mov", "gaps_vp9.avi", "cut_cinepak.avi", "cut_h264.mp4", "cut_h264.mkv", "garbage_tail_h264.mp4"):
+            expected[f"{src.stem}/{name}"] = made[name][1]
+        for name in set(made) - {n.split("/")[1] for n in expected}:
+            (root / src.stem / name).unlink()
+    return root, expected
+
+
+def test_real_videos_with_over_declared_headers_all_stream(real_over_declared_folder, caplog):
+    root, declared = real_over_declared_folder
+    with caplog.at_level(logging.INFO, logger="hf_vidtok.data"):
+        examples = list(load_video_dataset(root, num_frames=4, resolution=R, clips_per_video=2, streaming=True, seed=0))
+    by_file = Counter(Path(ex["path"]).relative_to(root).as_posix() for ex in examples)
+    assert by_file == {key: 2 for key in declared} and len(declared) == 18  # every file streams
+    assert not _records(caplog, logging.WARNING)
+    assert _records(caplog, logging.INFO)[-1].getMessage() == "Read 18 video files of split 'train': 0 skipped, 18 partial."
+    for key, n_declared in declared.items():
+        usable = len(tolerant_decode(root / key))
+        assert 0 < usable and (n_declared == 0 or usable < n_declared), key
+        assert all(int(ex["start_frame"]) <= usable - 4 for ex in examples if ex["path"].endswith(key))
 
 
 def test_map_style_equals_streaming_for_the_same_seed(video_folder, tmp_path, caplog):

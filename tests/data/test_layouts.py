@@ -110,6 +110,30 @@ def test_csv_layouts(tmp_path):
         list_videos("csv", f"{plain}+{tmp_path / 'nope.csv'}")
 
 
+def test_keys_are_relative_to_the_data_root_wherever_it_lies(tmp_path):
+    """Keys seed the clip sampling: a CSV that lists its videos by absolute path (as the training script's
+    sample-data CSVs do) gives the same keys in any folder; folder and ucf101 keys are relative too."""
+    keys = []
+    for where in ("run_a/out", "elsewhere/deeper/run_b"):
+        root = tmp_path / where
+        (root / "sample_data" / "train").mkdir(parents=True)
+        csv_path = root / "sample_data" / "train.csv"
+        rows = [root / "sample_data" / "train" / "bikes.mp4", root / "sample_data" / "train" / ".." / "x" / "c.mp4"]
+        outside = tmp_path / "shared" / "carphone.mp4"
+        csv_path.write_text("path\n" + "".join(f"{p}\n" for p in [*rows, outside]) + "train/rel.mp4\n")
+        lst = list_videos("csv", csv_path, split="train")
+        keys.append([e.key for e in lst.splits["train"]])
+        assert [e.path for e in lst.splits["train"]][:2] == [str(rows[0]), str(root / "sample_data" / "x" / "c.mp4")]
+        # a video_root moves the base of relative keys
+        lst = list_videos("csv", csv_path, split="train", video_root=root / "sample_data" / "train")
+        assert [e.key for e in lst.splits["train"]][:2] == ["bikes.mp4", str(rows[1])]
+        (root / "folder" / "cls" / "sub").mkdir(parents=True)
+        (root / "folder" / "cls" / "sub" / "v.mp4").write_bytes(b"")
+        assert [e.key for e in list_videos("folder", root / "folder").splits["train"]] == ["cls/sub/v.mp4"]
+    # under the CSV's folder: relative; outside it: the path as written (the user's own key)
+    assert keys[0] == keys[1] == ["train/bikes.mp4", "x/c.mp4", str(tmp_path / "shared" / "carphone.mp4"), "train/rel.mp4"]
+
+
 def test_layout_errors(tmp_path):
     with pytest.raises(ValueError, match="layout must be one of"):
         list_videos("imagenet", tmp_path)

@@ -1,11 +1,30 @@
+import dataclasses
 import fractions
+import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from hf_vidtok.data import BrokenVideoError, VideoFile, clip_frame_indices, probe_video, read_video_clip
 from hf_vidtok.data import video_reader
-from vidtok_data_helpers import VFR_PTS_MS, full_decode, make_broken_files, nearest_source_frame, write_video
+from vidtok_data_helpers import (
+    FASTSTART,
+    H264_GOP10,
+    VFR_PTS_MS,
+    cut_in_packet,
+    full_decode,
+    make_broken_files,
+    make_partial_files,
+    nearest_source_frame,
+    tolerant_decode,
+    write_video,
+)
+
+PARTIAL_NAMES = [
+    "edit_list.mov", "edit_list.mp4", "gaps_vp9.avi", "gaps_mpeg4.avi", "cut_cinepak.avi", "cut_h264.mp4",
+    "cut_h264.mkv", "garbage_tail_h264.mp4", "garbage_tail_mpeg4.avi",
+]  # fmt: skip
 
 N = 20  # frames in every codec video
 
@@ -124,14 +143,109 @@ def test_broken_files_raise_broken_video_error(tmp_path):
     np.testing.assert_array_equal(clip[1], clip[3])
 
 
-def test_truncated_containers_are_detected(tmp_path):
+def test_cut_containers_give_the_frames_that_decode(tmp_path):
+    """A file cut short (a download that stopped) is read as far as it decodes, frame-exactly."""
     for name, codec, opts in [("a.avi", "mpeg4", {}), ("b.mkv", "libvpx-vp9", {}), ("c.webm", "libvpx", {})]:
         good = write_video(tmp_path / ("good_" + name), codec, n=30, options=opts)
         data = good.read_bytes()
         bad = tmp_path / name
         bad.write_bytes(data[: int(len(data) * 0.7)])
-        with pytest.raises(BrokenVideoError, match="truncated|not a readable"):
-            VideoFile(bad).read_frames([0])
+        ref = tolerant_decode(bad)
+        assert 0 < len(ref) < 30, name
+        with VideoFile(bad) as video:
+            assert len(video) == len(ref) and video.index.partial, name
+            idx = [0, len(ref) // 2, len(ref) - 1]
+            np.testing.assert_array_equal(video.read_frames(idx), np.stack([ref[i] for i in idx]), err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def partial_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("partial")
+    return folder, make_partial_files(folder)
+
+
+@pytest.mark.parametrize("name", PARTIAL_NAMES)
+def test_over_declared_headers_read_the_frames_that_decode(partial_files, name, caplog):
+    """Each real-world case: the usable frames are those a tolerant decode gives, the mismatch is logged
+    once at INFO, clips are drawn among the decodable frames and seeking stays exact."""
+    folder, expected = partial_files
+    path = folder / name
+    usable, declared, reason = expected[name]
+    ref = tolerant_decode(path)
+    assert len(ref) == usable
+    with caplog.at_level(logging.DEBUG, logger="hf_vidtok.data"):
+        video = VideoFile(path)
+        again = VideoFile(path)  # cached: probed (and logged) once
+    assert len(video) == len(again) == usable
+    assert video.index.declared_frames == declared and video.index.partial.startswith(reason)
+    mine = [r for r in caplog.records if r.name == "hf_vidtok.data" and r.levelno >= logging.INFO]
+    assert [(r.levelname, r.getMessage()) for r in mine] == [
+        ("INFO", f"{path}: {reason}; using the {usable} frames that decode")
+    ]
+    with video:
+        for start, num in [(0, 3), (usable - 4, 4), (usable // 2, 2), (usable - 1, 1)]:
+            start = max(start, 0)
+            np.testing.assert_array_equal(video.read_frames(range(start, start + num)), np.stack(ref[start : start + num]))
+        rng = np.random.default_rng(0)
+        starts = [video.read_clip(4, rng=rng)[0] for _ in range(12)]  # drawn among the decodable frames only
+        assert max(starts) <= usable - 4 and len(set(starts)) > 1
+        idx = rng.integers(0, usable, size=5)
+        np.testing.assert_array_equal(video.read_frames(idx), np.stack([ref[i] for i in idx]))
+        with pytest.raises(ValueError, match="frame indices"):
+            video.read_frames([usable])
+    again.close()
+
+
+def test_probe_is_cheap_and_cached(tmp_path, monkeypatch):
+    """A clean file costs a demux plus its last GOP (no full decode); a damaged one one full decode;
+    afterwards neither is demuxed nor decoded again: not in this process, nor (disk cache) in another."""
+    clean = write_video(tmp_path / "clean.mp4", n=60, options=H264_GOP10)
+    cut = cut_in_packet(write_video(tmp_path / "src.mp4", n=30, options=H264_GOP10, container_options=FASTSTART), tmp_path / "cut.mp4", 15)
+    calls = {"scan": 0, "full": 0, "frames": 0}
+    scan, full, decode = video_reader._scan_packets, video_reader._index_by_decoding, video_reader._decode
+
+    def count(name, fn):
+        def wrapped(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapped
+
+    def counting_decode(*a, **k):
+        for frame in decode(*a, **k):
+            calls["frames"] += 1
+            yield frame
+
+    monkeypatch.setattr(video_reader, "_scan_packets", count("scan", scan))
+    monkeypatch.setattr(video_reader, "_index_by_decoding", count("full", full))
+    monkeypatch.setattr(video_reader, "_decode", counting_decode)
+    assert len(VideoFile(clean)) == 60
+    assert calls["scan"] == 1 and calls["full"] == 0 and calls["frames"] <= 12  # the last GOP only
+    assert len(VideoFile(cut)) == 15
+    assert calls["scan"] == 2 and calls["full"] == 1
+    before = dict(calls)
+    for path in (clean, cut):
+        assert len(VideoFile(path)) in (60, 15)  # in-process cache
+    video_reader._cache.clear()  # a new process: the disk cache answers
+    assert len(VideoFile(clean)) == 60 and VideoFile(cut).index.partial == "the header declares 30 frames, 15 decode"
+    assert calls == before
+    files = list(Path(video_reader.probe_cache_dir()).rglob("*.json"))
+    assert files and max(f.stat().st_size for f in files) < 2000  # run-length timestamps: tiny
+    cached = video_reader._cached_probe(str(clean))
+    fresh = probe_video(clean, use_cache=False)
+    np.testing.assert_array_equal(cached.pts, fresh.pts)
+    np.testing.assert_array_equal(cached.keyframe_pts, fresh.keyframe_pts)
+    assert dataclasses.replace(cached, pts=None, keyframe_pts=None) == dataclasses.replace(fresh, pts=None, keyframe_pts=None)
+    # broken files are cached too; the disk cache can be turned off
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    scans = calls["scan"]
+    for _ in range(2):
+        with pytest.raises(BrokenVideoError, match="empty"):
+            VideoFile(tmp_path / "empty.mp4")
+    assert calls["scan"] == scans + 1
+    monkeypatch.setenv(video_reader.PROBE_CACHE_ENV, "0")
+    assert video_reader.probe_cache_dir() is None
+    video_reader._cache.clear()
+    assert len(VideoFile(clean)) == 60 and calls["scan"] == scans + 2
 
 
 def test_index_cache_follows_file_changes(tmp_path):
@@ -203,6 +317,9 @@ def test_unseekable_file_falls_back_to_decoding_from_start(codec_videos, monkeyp
 
         def decode(self, *args, **kwargs):
             return self._c.decode(*args, **kwargs)
+
+        def demux(self, *args, **kwargs):
+            return self._c.demux(*args, **kwargs)
 
         def close(self):
             self._c.close()

@@ -13,6 +13,7 @@ from .sample_videos import SAMPLE_VIDEO_NAMES, sample_videos
 from .transforms import (
     VideoClipTransform,
     center_crop,
+    random_flip_clips,
     random_horizontal_flip,
     repeat_to_num_frames,
     resize_crop_uint8,
@@ -26,9 +27,12 @@ from .video_reader import (
     VideoFile,
     VideoIndex,
     clip_frame_indices,
+    probe_cache_dir,
     probe_video,
     read_video_clip,
 )
+
+from .clip_stream import ShardedClipStream, hf_shard_reader
 
 _BUILDER_NAMES = ("VideoClips", "VideoClipsConfig", "load_video_dataset")
 
@@ -45,6 +49,7 @@ __all__ = [
     "BrokenVideoError",
     "LAYOUTS",
     "SAMPLE_VIDEO_NAMES",
+    "ShardedClipStream",
     "VIDEO_EXTENSIONS",
     "VideoClipTransform",
     "VideoClips",
@@ -57,9 +62,12 @@ __all__ = [
     "center_crop",
     "clip_frame_indices",
     "collate_video_clips",
+    "hf_shard_reader",
     "list_videos",
     "load_video_dataset",
+    "probe_cache_dir",
     "probe_video",
+    "random_flip_clips",
     "random_horizontal_flip",
     "repeat_to_num_frames",
     "read_video_clip",

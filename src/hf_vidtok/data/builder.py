@@ -7,11 +7,17 @@ with configs ``folder``, ``ucf101`` and ``csv`` (see :mod:`hf_vidtok.data.layout
 * ``label``: ``ClassLabel`` (-1 when the layout gives none), ``path``: the source file,
 * ``start_frame``: index of the clip's first source frame (``caption`` too for the ``csv`` layout).
 
-Clip starts are drawn from ``numpy.random.default_rng([seed, hash(file key)])``, so a seed gives
-the same clips in map-style and streaming mode, on any number of workers or nodes. In streaming
-mode every file is a shard. Broken files are skipped with one WARNING each on the
-``hf_vidtok.data`` logger, and the number skipped is logged when an iteration (or a worker's share
-of it) ends.
+Clip starts are drawn from ``numpy.random.default_rng([seed, hash(file key)])``, where the key is the
+file's path relative to the dataset root (see :class:`~hf_vidtok.data.VideoEntry`), never its absolute
+path: a seed gives the same clips in map-style and streaming mode, on any number of workers or
+nodes, and wherever the data (or the output folder) lies. In streaming mode every file is a shard.
+
+A file is read as far as it decodes (see :mod:`hf_vidtok.data.video_reader`): files whose header
+declares other frame counts than what decodes give clips from the decodable frames and are counted
+as *partial*. Only files with no usable video (empty, not a video, no video stream, nothing decodes,
+fewer frames than ``min_frames``) are skipped, with one WARNING each on the ``hf_vidtok.data``
+logger. When an iteration (or a worker's share of it) ends, the counts of files read, partial and
+skipped are logged.
 """
 
 from __future__ import annotations
@@ -56,13 +62,14 @@ def _positive_int(name, value) -> int:
     return int(value)
 
 
-class SkipStats:
-    """Counts the files of one pass and logs one WARNING per skipped file, plus a summary."""
+class FileStats:
+    """Counts the files of one pass: skipped ones (one WARNING each), partial ones, and a summary."""
 
     def __init__(self, split: Optional[str] = None):
         self.split = split
         self.files = 0
         self.skipped: list = []
+        self.partial: list = []
 
     def skip(self, path: str, reason: str) -> None:
         self.skipped.append((path, reason))
@@ -70,13 +77,18 @@ class SkipStats:
 
     def report(self) -> None:
         where = f" of split {self.split!r}" if self.split else ""
+        partial = (
+            f" ({len(self.partial)} partial: fewer frames decode than their headers declare)" if self.partial else ""
+        )
         if self.skipped and self.files > 1:  # for a single file its own warning says it all
             logger.warning(
-                "Skipped %d of %d video files%s (each reported above); %d files gave clips.",
-                len(self.skipped), self.files, where, self.files - len(self.skipped),
+                "Skipped %d of %d video files%s (each reported above); %d files gave clips%s.",
+                len(self.skipped), self.files, where, self.files - len(self.skipped), partial,
             )
         else:
-            logger.info("Skipped %d of %d video files%s.", len(self.skipped), self.files, where)
+            logger.info(
+                "Read %d video files%s: %d skipped, %d partial.", self.files, where, len(self.skipped), len(self.partial)
+            )
 
 
 class _VideoExamplesIterable(ExamplesIterable):
@@ -87,7 +99,7 @@ class _VideoExamplesIterable(ExamplesIterable):
         return cls(it.generate_examples_fn, it.kwargs, it.generate_more_kwargs_fn, it.sleep_on_threads_shutdown)
 
     def __iter__(self):
-        stats = SkipStats(self.kwargs.get("split"))
+        stats = FileStats(self.kwargs.get("split"))
         inner = copy.copy(self)  # shares the live state dict, so checkpointing keeps working
         inner.generate_examples_fn = functools.partial(self.generate_examples_fn, stats=stats)
         yield from ExamplesIterable.__iter__(inner)
@@ -110,8 +122,8 @@ class VideoClipsConfig(datasets.BuilderConfig):
     ``data_dir``: dataset root (or CSV file(s) for ``csv``); ``split``: build only this split
     (None: all); ``num_frames``/``frame_stride``/``fps``: clip sampling (see
     :func:`~hf_vidtok.data.read_video_clip`); ``resolution``: output side; ``clips_per_video``: clips
-    drawn per file; ``seed``: clip sampling seed; ``min_frames``: files with fewer frames are
-    skipped as too short (None: ``max(1, num_frames // 2)``; shorter clips are padded by
+    drawn per file; ``seed``: clip sampling seed; ``min_frames``: files with fewer frames that
+    decode are skipped as too short (None: ``max(1, num_frames // 2)``; shorter clips are padded by
     repeating the last frame); ``fold``/``split_dir``: UCF-101 split files; ``video_root``: base of
     relative paths; ``extensions``: video file suffixes for ``folder``; ``decode_threads``: FFmpeg
     threads per file; ``shuffle_files``: permute the file order with ``seed`` (a shuffle with
@@ -227,16 +239,18 @@ class VideoClips(datasets.GeneratorBasedBuilder):
             generate_more_kwargs_fn=getattr(self, "_generate_more_gen_kwargs", None),
         )
 
-    def _read_clips(self, entry: VideoEntry) -> list:
-        """All clips of one file as ``[(start_frame, uint8 video)]``; raises for a broken file."""
+    def _read_clips(self, entry: VideoEntry) -> tuple:
+        """``([(start_frame, uint8 video)] for all clips of one file, partial reason)``; raises for a
+        file without a clip. Starts are drawn among the frames that decode, seeded by the file's key."""
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, _stable_hash(entry.key)])
         with VideoFile(entry.path, num_threads=cfg.decode_threads) as video:
-            n = len(video)
+            n = len(video)  # the frames that decode
             if n < cfg.effective_min_frames:
                 raise BrokenVideoError(
                     entry.path, f"too short: {n} frame(s), fewer than min_frames={cfg.effective_min_frames}"
                 )
+            partial = video.index.partial
             clip_idx = [
                 video.clip_indices(cfg.num_frames, frame_stride=cfg.frame_stride, fps=cfg.fps, rng=rng)
                 for _ in range(cfg.clips_per_video)
@@ -246,23 +260,25 @@ class VideoClips(datasets.GeneratorBasedBuilder):
         for c, idx in enumerate(clip_idx):
             clip = frames[c * cfg.num_frames : (c + 1) * cfg.num_frames]
             out.append((int(idx[0]), resize_crop_uint8(clip, cfg.resolution)))
-        return out
+        return out, partial
 
-    def _generate_examples(self, entries, split=None, stats: Optional[SkipStats] = None):
+    def _generate_examples(self, entries, split=None, stats: Optional[FileStats] = None):
         own_stats = stats is None
         if own_stats:
-            stats = SkipStats(split)
+            stats = FileStats(split)
         with_caption = self.config.name == "csv"
         for entry in entries:
             stats.files += 1
             try:
-                clips = self._read_clips(entry)
+                clips, partial = self._read_clips(entry)
             except BrokenVideoError as e:
                 stats.skip(entry.path, e.reason)
                 continue
             except Exception as e:  # noqa: BLE001 - a bad file must never stop a run
                 stats.skip(entry.path, f"unreadable ({type(e).__name__}: {e})")
                 continue
+            if partial:
+                stats.partial.append((entry.path, partial))
             for c, (start, video) in enumerate(clips):
                 example = {"video": video, "label": entry.label, "path": entry.path, "start_frame": start}
                 if with_caption:

@@ -15,6 +15,11 @@ reader, which skips them.
   ``path`` (relative paths are taken from ``video_root``, default the CSV's folder), optional
   ``label`` (int or class name), ``caption``, and ``action``/``class`` naming integer labels;
   the official LARP CSV ``id,path,action,label`` is accepted.
+
+Every video gets a ``key``: its path relative to the dataset root (``data_dir`` for ``folder``, the
+split file's path for ``ucf101``, the path relative to ``video_root`` / the CSV's folder for ``csv``,
+even when the CSV lists it by its absolute path). The key seeds the clip sampling, so moving the data
+changes no clip. Only a CSV row naming a file outside that root keeps the path as written as its key.
 """
 
 from __future__ import annotations
@@ -49,8 +54,8 @@ def canonical_split(split: str) -> str:
 
 @dataclass(frozen=True)
 class VideoEntry:
-    """One video to read: absolute ``path``, ``label`` (-1: none), ``key`` (stable id relative to the
-    dataset root; seeds the clip sampling) and ``caption`` ("" when none)."""
+    """One video to read: absolute ``path``, ``label`` (-1: none), ``key`` (its path relative to the
+    dataset root, independent of where the data lies; seeds the clip sampling) and ``caption`` ("" when none)."""
 
     path: str
     label: int
@@ -78,6 +83,17 @@ def _dir(path, what: str) -> Path:
 def _abs(path) -> str:
     """Absolute, normalised path; symlinks are kept (a link's own name identifies the video)."""
     return os.path.normpath(os.path.abspath(os.fspath(path)))
+
+
+def _relative_key(path: str, root: str, written: str) -> str:
+    """``path`` (absolute) relative to ``root`` as a POSIX path; ``written`` when it lies outside ``root``."""
+    try:
+        rel = os.path.relpath(path, root)
+    except ValueError:  # another drive (Windows)
+        return written
+    if rel == os.curdir or rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
+        return written
+    return Path(rel).as_posix()
 
 
 def _is_video(p: Path, extensions: Sequence[str]) -> bool:
@@ -238,6 +254,7 @@ def _list_csv(data_dir, video_root, requested_split: Optional[str]) -> VideoList
                     row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
                     if row.get("path"):
                         row["_abs"] = _abs(base / row["path"])
+                        row["_key"] = _relative_key(row["_abs"], _abs(base), row["path"])
                         rows.append(row)
         rows_by_split[split] = rows
     all_rows = [r for rows in rows_by_split.values() for r in rows]
@@ -274,7 +291,7 @@ def _list_csv(data_dir, video_root, requested_split: Optional[str]) -> VideoList
             return index.get(r.get(col, ""), -1) if col else -1
     splits = {}
     for split, rows in rows_by_split.items():
-        splits[split] = [VideoEntry(r["_abs"], label_of(r), r["path"], r.get("caption", "")) for r in rows]
+        splits[split] = [VideoEntry(r["_abs"], label_of(r), r["_key"], r.get("caption", "")) for r in rows]
     return VideoListing(class_names, splits, has_caption, {s: "+".join(map(str, p)) for s, p in files.items()})
 
 

@@ -1,20 +1,41 @@
-"""Frame-exact video clip reading with PyAV.
+"""Frame-exact video clip reading with PyAV that follows the data, not the header.
 
 A file is first *probed*: its packets are demuxed (no decoding) to list the presentation
-timestamps of every frame and the key frames. Frame ``i`` is the ``i``-th frame of a full
-sequential decode, i.e. the ``i``-th smallest presentation timestamp. A clip read then seeks to
-the last key frame at or before the first wanted frame and decodes forward, matching frames by
-timestamp, so B-frame reordering and variable frame rates give exact indices. Every seek is
-checked (the decoder must deliver consecutive frames starting at or before the first wanted
-frame); when a check fails the reader seeks to an earlier key frame, and in the end decodes from
-the start, counting frames. Frames are returned as ``uint8`` arrays ``(T, H, W, 3)`` (RGB).
+timestamps of every frame and the key frames, and its last group of pictures is decoded to check
+that the file's end really decodes. When the container disagrees with its packets (fewer packets
+than the header declares, damaged packets, data that stops before the declared duration, a demuxer
+error) or the end does not decode, the file is indexed by one full decode instead. Either way the
+usable frames are exactly the intact frames a plain sequential decode outputs, where, as FFmpeg's
+command line does, a packet the decoder rejects is dropped instead of ending the decode (and frames
+the decoder flags as corrupt are left out). Frame ``i`` is the ``i``-th of them (the ``i``-th
+smallest presentation timestamp).
+
+Files whose header declares more (or fewer) frames than decode are usable: the mismatch is logged
+once, at INFO on the ``hf_vidtok.data`` logger, when the file is probed, and recorded in
+:attr:`VideoIndex.partial`. Only files where nothing decodes raise :class:`BrokenVideoError`.
+
+A clip read seeks to the last key frame at or before the first wanted frame and decodes forward,
+matching frames by timestamp, so B-frame reordering and variable frame rates give exact indices.
+Every seek is checked (the decoder must deliver consecutive frames starting at or before the first
+wanted frame); when a check fails the file is re-indexed by a full decode, and reads fall back to
+decoding from the start, counting frames. Frames are returned as ``uint8`` arrays ``(T, H, W, 3)``
+(RGB).
+
+Probe cache: what a probe learns is kept in process (keyed by the file's real path, size and
+modification time) and in a small JSON file per video under :func:`probe_cache_dir`
+(``$HF_VIDTOK_PROBE_CACHE``, default ``<datasets cache>/hf_vidtok_probes``; set the variable to
+``0`` to turn the disk cache off), so later epochs, DataLoader workers and runs neither demux nor
+decode a file again until it changes. Files that cannot give frames are cached too.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -25,10 +46,12 @@ import numpy as np
 
 __all__ = [
     "VIDEO_EXTENSIONS",
+    "PROBE_CACHE_ENV",
     "BrokenVideoError",
     "VideoIndex",
     "VideoFile",
     "probe_video",
+    "probe_cache_dir",
     "clip_frame_indices",
     "read_video_clip",
 ]
@@ -39,6 +62,11 @@ VIDEO_EXTENSIONS = (
     ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".ogv", ".ogg", ".mpg", ".mpeg",
     ".flv", ".wmv", ".3gp", ".ts", ".mts", ".m2ts", ".gif",
 )  # fmt: skip
+
+#: Environment variable naming the probe cache folder (``0``/``off``/empty: no disk cache).
+PROBE_CACHE_ENV = "HF_VIDTOK_PROBE_CACHE"
+# Bump when what a probe computes changes: cached probes of other versions are ignored.
+_PROBE_VERSION = 2
 
 RngLike = Union[None, int, np.random.Generator]
 
@@ -54,7 +82,7 @@ def _import_av():
 
 
 class BrokenVideoError(ValueError):
-    """A video file that cannot give a clip: empty, truncated, not a video, undecodable, too short.
+    """A video file that cannot give a clip: empty, not a video, no video stream, nothing decodes.
 
     ``path`` names the file and ``reason`` says what is wrong with it.
     """
@@ -69,10 +97,12 @@ class BrokenVideoError(ValueError):
 class VideoIndex:
     """What a probe learned about a file (no pixels).
 
-    ``pts``: presentation timestamps of all frames, sorted (frame ``i`` has ``pts[i]``), in units
-    of ``time_base``; ``keyframe_pts``: sorted timestamps of the key frames; ``exact_seek``: False
-    when timestamps are missing or repeated, in which case frames are located by decoding from the
-    start and counting. ``frame_rate`` is only used for files without usable timestamps.
+    ``pts``: presentation timestamps of all usable (decodable) frames, sorted (frame ``i`` has
+    ``pts[i]``), in units of ``time_base``; ``keyframe_pts``: sorted timestamps of the key frames;
+    ``exact_seek``: False when timestamps are missing or repeated, in which case frames are located
+    by decoding from the start and counting. ``frame_rate`` is only used for files without usable
+    timestamps. ``declared_frames``: the frame count in the container header (0: none);
+    ``partial``: why the header and the decodable frames disagree ("" when they agree).
     """
 
     path: str
@@ -84,6 +114,8 @@ class VideoIndex:
     height: int
     exact_seek: bool
     seekable: bool = True
+    declared_frames: int = 0
+    partial: str = ""
 
     @property
     def num_frames(self) -> int:
@@ -127,12 +159,63 @@ def _open(path: str):
     return container
 
 
-def probe_video(path: Union[str, os.PathLike]) -> VideoIndex:
-    """Demux ``path`` (without decoding) and return its :class:`VideoIndex`.
+def _open_single_threaded(path: str):
+    """``_open`` with one decoding thread: the frames a damaged file gives do not depend on threads."""
+    container = _open(path)
+    stream = container.streams.video[0]
+    stream.thread_type = "SLICE"
+    stream.codec_context.thread_count = 1
+    return container, stream
 
-    Raises :class:`BrokenVideoError` for a missing, empty, unreadable, truncated or frameless file.
+
+def _decode(container, stream):
+    """The intact frames of ``stream`` in output order, like ``container.decode(stream)``, but tolerant.
+
+    Hand-written because PyAV's decode raises on the first packet the decoder rejects (and on a
+    demuxer error), while FFmpeg's command line and players drop that packet and go on: a rejected
+    packet is skipped, a demuxer error ends the stream, and the decoder is then drained. Frames the
+    decoder flags as corrupt (damage it concealed, whose pixels depend on where decoding started)
+    are not frames of the video: they are dropped too.
     """
-    path = os.fspath(path)
+    av = _import_av()
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue  # the end-of-file packet, or an AVI "drop frame" placeholder (decodes to nothing)
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:
+                continue  # damaged data: FFmpeg conceals what it can and moves on
+            for frame in frames:
+                if not frame.is_corrupt:
+                    yield frame
+    except av.FFmpegError:
+        pass  # the demuxer gave up (a cut or damaged file): keep what the decoder holds
+    try:
+        frames = stream.codec_context.decode(None)  # drain the frames still in the decoder
+    except av.FFmpegError:
+        return
+    for frame in frames:
+        if not frame.is_corrupt:
+            yield frame
+
+
+def _strictly_increasing(values) -> bool:
+    return bool(values) and all(v is not None for v in values) and bool(np.all(np.diff(np.asarray(values, np.int64)) > 0))
+
+
+# ------------------------------------------------------------------------------------------- probe
+@dataclass
+class _PacketScan:
+    """What demuxing (without decoding) found: the packet index and what disagrees with the header."""
+
+    index: VideoIndex
+    listed: int  # frame packets (not discarded, not empty)
+    damage: Optional[str]  # why the packets cannot be trusted (None: they can)
+    short: str  # "" or how the data stops before the header's duration
+
+
+def _scan_packets(path: str) -> _PacketScan:
     container = _open(path)
     try:
         stream = container.streams.video[0]
@@ -140,8 +223,9 @@ def probe_video(path: Union[str, os.PathLike]) -> VideoIndex:
         tb = stream.time_base
         pts: list = []
         keys: list = []
-        n_corrupt = 0
+        n_corrupt = n_discard = n_empty = 0
         stream_end: dict = {}
+        damage = None
         try:
             for packet in container.demux():
                 if packet.pts is None and packet.dts is None and packet.size == 0:
@@ -154,38 +238,34 @@ def probe_video(path: Union[str, os.PathLike]) -> VideoIndex:
                 if packet.stream_index != vindex:
                     continue
                 if packet.is_discard:
-                    continue  # outside the edit list: the decoder drops it
+                    n_discard += 1  # outside the edit list: the decoder drops it
+                    continue
                 if packet.size == 0:
-                    continue  # AVI "drop frame" placeholders: the decoder outputs nothing
+                    n_empty += 1  # AVI "drop frame" placeholders: the decoder outputs nothing
+                    continue
                 n_corrupt += bool(packet.is_corrupt)
                 pts.append(packet.pts)
                 if packet.is_keyframe:
                     keys.append(packet.pts)
-        except Exception as e:  # noqa: BLE001
-            raise BrokenVideoError(path, f"truncated or corrupt data ({type(e).__name__}: {e})") from e
+        except Exception as e:  # noqa: BLE001 - a cut or damaged file: keep what came before
+            damage = f"the demuxer stopped after {len(pts)} frames ({type(e).__name__}: {e})"
         n = len(pts)
-        if n == 0:
-            raise BrokenVideoError(path, "too short: the video stream holds no frames")
-        if n_corrupt:
-            raise BrokenVideoError(path, f"truncated or corrupt: {n_corrupt} damaged packet(s)")
-        declared = int(stream.frames or 0)
-        if declared > 0 and n < declared:
-            raise BrokenVideoError(path, f"truncated: {n} of the {declared} declared frames are present")
+        declared = max(int(stream.frames or 0), 0)
+        if damage is None and n_corrupt:
+            damage = f"{n_corrupt} damaged packet(s)"
+        if damage is None and declared and n + n_discard + n_empty < declared:
+            damage = f"{n} of the {declared} declared frames are present"
+        short = ""
         duration = container.duration  # microseconds, from the header (max over streams)
         if duration and stream_end:
             rate = _frame_rate(stream)
             present = max(stream_end.values()) - float(container.start_time or 0) / 1e6
-            missing = duration / 1e6 - present
-            if missing > max(2.5 / rate, 0.02 * duration / 1e6):
-                raise BrokenVideoError(
-                    path, f"truncated: data ends at {present:.2f}s of a declared {duration / 1e6:.2f}s"
-                )
-        exact = all(p is not None for p in pts) and tb is not None
-        if exact:
-            arr = np.asarray(pts, dtype=np.int64)
-            arr.sort()
-            exact = bool(np.all(np.diff(arr) > 0))
-        if exact:
+            if duration / 1e6 - present > max(2.5 / rate, 0.02 * duration / 1e6):
+                short = f"the data ends at {present:.2f}s of the declared {duration / 1e6:.2f}s"
+                damage = damage or short
+        exact = tb is not None and _strictly_increasing(sorted(pts)) if all(p is not None for p in pts) else False
+        if exact:  # packets come in decoding order: frame i is the i-th smallest timestamp
+            arr = np.sort(np.asarray(pts, dtype=np.int64))
             key_arr = np.unique(np.asarray([k for k in keys if k is not None], dtype=np.int64))
             if len(key_arr) == 0 or key_arr[0] != arr[0]:
                 key_arr = np.unique(np.concatenate([arr[:1], key_arr]))  # always allow "from the start"
@@ -193,7 +273,7 @@ def probe_video(path: Union[str, os.PathLike]) -> VideoIndex:
             arr = np.arange(n, dtype=np.int64)
             key_arr = arr[:1]
         ctx = stream.codec_context
-        return VideoIndex(
+        index = VideoIndex(
             path=path,
             pts=arr,
             keyframe_pts=key_arr,
@@ -202,38 +282,230 @@ def probe_video(path: Union[str, os.PathLike]) -> VideoIndex:
             width=int(ctx.width or 0),
             height=int(ctx.height or 0),
             exact_seek=exact,
+            declared_frames=declared,
         )
+        return _PacketScan(index, n, damage, short)
     finally:
         container.close()
 
 
-_CACHE_SIZE = 1024
-_cache: "OrderedDict[tuple, VideoIndex]" = OrderedDict()
+def _index_by_decoding(index: VideoIndex) -> VideoIndex:
+    """``index`` rebuilt from the timestamps a full (tolerant, single-threaded) decode outputs."""
+    container, stream = _open_single_threaded(index.path)
+    try:
+        pts = [frame.pts for frame in _decode(container, stream)]
+    finally:
+        container.close()
+    if not pts:
+        raise BrokenVideoError(index.path, "no decodable frames: not one frame of the video stream decodes")
+    if index.exact_seek and _strictly_increasing(pts):  # output order must be presentation order
+        arr = np.asarray(pts, dtype=np.int64)
+        # seek targets: the demuxer's key frames among the frames that decode (seeks are verified anyway)
+        key_arr = np.union1d(arr[:1], np.intersect1d(index.keyframe_pts, arr))
+        return dataclasses.replace(index, pts=arr, keyframe_pts=key_arr)
+    arr = np.arange(len(pts), dtype=np.int64)
+    return dataclasses.replace(index, pts=arr, keyframe_pts=arr[:1], exact_seek=False)
+
+
+def _tail_damage(index: VideoIndex) -> Optional[str]:
+    """None when the last group of pictures decodes exactly as the packets list it, else why not."""
+    video = VideoFile._from_index(index)
+    try:
+        result = video._read_by_seeking([index.num_frames - 1])
+    except Exception as e:  # noqa: BLE001 - FFmpeg errors on damaged data
+        return f"decoding its end failed ({type(e).__name__}: {e})"
+    finally:
+        video.close()
+    if result == "no-seek":
+        return "the file cannot be seeked"
+    if result is None:
+        return "its last frames do not decode as listed"
+    return None
+
+
+def probe_video(path: Union[str, os.PathLike], *, use_cache: bool = True) -> VideoIndex:
+    """Index the frames of ``path`` that decode (see the module docstring) as a :class:`VideoIndex`.
+
+    Cheap: a demux plus the decode of the last group of pictures (a full decode only for damaged
+    files), cached in process and on disk (``use_cache=False`` probes afresh and stores nothing).
+    A header that declares other frame counts or durations than what decodes is logged once at
+    INFO and recorded in ``partial``. Raises :class:`BrokenVideoError` for a missing, empty or
+    unreadable file, one without a video stream, or one where no frame decodes.
+    """
+    path = os.fspath(path)
+    if use_cache:
+        return _cached_probe(path)
+    scan = _scan_packets(path)
+    index = scan.index
+    if index.num_frames == 0 and scan.damage is None:
+        raise BrokenVideoError(path, "no frames: the video stream holds no frames")
+    damage = scan.damage
+    if damage is None and index.exact_seek:
+        damage = _tail_damage(index)
+        if damage == "the file cannot be seeked":
+            index = dataclasses.replace(index, seekable=False)
+    if damage is not None or not index.exact_seek:
+        if damage is not None:
+            logger.debug("%s: %s; indexing the frames that decode by a full decode", path, damage)
+        index = _index_by_decoding(index)
+    usable = index.num_frames
+    if index.declared_frames:
+        partial = f"the header declares {index.declared_frames} frames, {usable} decode" if index.declared_frames != usable else ""
+    elif usable < scan.listed:
+        partial = f"{usable} of the {scan.listed} frames in the file decode"
+    else:
+        partial = scan.short
+    if partial:
+        logger.info("%s: %s; using the %d frames that decode", path, partial, usable)
+    return dataclasses.replace(index, partial=partial)
+
+
+# ------------------------------------------------------------------------------------ probe cache
+_CACHE_SIZE = 4096
+_cache: "OrderedDict[tuple, Union[VideoIndex, str]]" = OrderedDict()  # key -> index, or reason it is broken
 _cache_lock = threading.Lock()
 
 
-def _cached_probe(path: str) -> VideoIndex:
+def probe_cache_dir() -> Optional[str]:
+    """Folder of the on-disk probe cache: ``$HF_VIDTOK_PROBE_CACHE``, else ``hf_vidtok_probes`` in the
+    ``datasets`` cache (``$HF_DATASETS_CACHE`` or ``$HF_HOME/datasets``); None when turned off."""
+    value = os.environ.get(PROBE_CACHE_ENV)
+    if value is not None:
+        return None if value.strip().lower() in ("", "0", "off", "false", "no", "none") else os.path.expanduser(value)
+    base = os.environ.get("HF_DATASETS_CACHE")
+    if not base:
+        from huggingface_hub import constants
+
+        base = os.path.join(constants.HF_HOME, "datasets")
+    return os.path.join(os.path.expanduser(base), "hf_vidtok_probes")
+
+
+def _file_key(path: str) -> Optional[tuple]:
     try:
         st = os.stat(path)
-        key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
     except OSError:
-        return probe_video(path)  # raises the right BrokenVideoError
+        return None
+    return (os.path.realpath(path), int(st.st_size), int(st.st_mtime_ns))
+
+
+def _runs(values: np.ndarray) -> list:
+    """``[first, [[step, count], ...]]``: an arithmetic run (constant frame rate) takes one pair."""
+    values = np.asarray(values, dtype=np.int64)
+    steps = np.diff(values)
+    runs: list = []
+    for step in steps.tolist():
+        if runs and runs[-1][0] == step:
+            runs[-1][1] += 1
+        else:
+            runs.append([step, 1])
+    return [int(values[0]), runs]
+
+
+def _from_runs(obj) -> np.ndarray:
+    first, runs = obj
+    steps = [np.full(count, step, dtype=np.int64) for step, count in runs]
+    return np.concatenate([[first], *steps]).astype(np.int64).cumsum() if steps else np.asarray([first], np.int64)
+
+
+def _sidecar_path(key: tuple) -> Optional[str]:
+    folder = probe_cache_dir()
+    if folder is None:
+        return None
+    digest = hashlib.blake2b(f"{_PROBE_VERSION}\0{key[0]}\0{key[1]}\0{key[2]}".encode(), digest_size=16).hexdigest()
+    return os.path.join(folder, digest[:2], digest + ".json")
+
+
+def _encode(key: tuple, value: Union[VideoIndex, str]) -> dict:
+    record = {"version": _PROBE_VERSION, "path": key[0], "size": key[1], "mtime_ns": key[2]}
+    if isinstance(value, str):
+        record["broken"] = value
+        return record
+    record.update(
+        pts=_runs(value.pts), keyframe_pts=_runs(value.keyframe_pts),
+        time_base=None if value.time_base is None else str(value.time_base), frame_rate=value.frame_rate,
+        width=value.width, height=value.height, exact_seek=value.exact_seek, seekable=value.seekable,
+        declared_frames=value.declared_frames, partial=value.partial,
+    )
+    return record
+
+
+def _decode_record(record: dict, key: tuple, path: str) -> Union[VideoIndex, str, None]:
+    if [record.get("version"), record.get("path"), record.get("size"), record.get("mtime_ns")] != [_PROBE_VERSION, *key]:
+        return None  # another file (hash collision) or another version
+    if "broken" in record:
+        return str(record["broken"])
+    tb = record["time_base"]
+    return VideoIndex(
+        path=path, pts=_from_runs(record["pts"]), keyframe_pts=_from_runs(record["keyframe_pts"]),
+        time_base=None if tb is None else Fraction(tb), frame_rate=float(record["frame_rate"]),
+        width=int(record["width"]), height=int(record["height"]), exact_seek=bool(record["exact_seek"]),
+        seekable=bool(record["seekable"]), declared_frames=int(record["declared_frames"]), partial=str(record["partial"]),
+    )
+
+
+def _load(key: tuple, path: str) -> Union[VideoIndex, str, None]:
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None:
             _cache.move_to_end(key)
-            return hit
-    index = probe_video(path)
-    _store(key, index)
-    return index
+    if hit is None:
+        sidecar = _sidecar_path(key)
+        if sidecar is None or not os.path.isfile(sidecar):
+            return None
+        try:
+            with open(sidecar, encoding="utf-8") as f:
+                hit = _decode_record(json.load(f), key, path)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            logger.debug("ignoring unreadable probe cache file %s (%s)", sidecar, e)
+            return None
+        if hit is None:
+            return None
+        _remember(key, hit)
+    if isinstance(hit, VideoIndex) and hit.path != path:
+        hit = dataclasses.replace(hit, path=path)  # the same file reached by another name
+    return hit
 
 
-def _store(key, index: VideoIndex) -> None:
+def _remember(key: tuple, value: Union[VideoIndex, str]) -> None:
     with _cache_lock:
-        _cache[key] = index
+        _cache[key] = value
         _cache.move_to_end(key)
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
+
+
+def _store(key: tuple, value: Union[VideoIndex, str]) -> None:
+    """Keep ``value`` in process and write it (atomically) to the disk cache when there is one."""
+    _remember(key, value)
+    sidecar = _sidecar_path(key)
+    if sidecar is None:
+        return
+    try:
+        os.makedirs(os.path.dirname(sidecar), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(sidecar), suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(_encode(key, value), f)
+        os.replace(tmp, sidecar)
+    except OSError as e:  # a read-only or full disk: the in-process cache still works
+        logger.debug("could not write the probe cache file %s (%s)", sidecar, e)
+
+
+def _cached_probe(path: str) -> VideoIndex:
+    key = _file_key(path)
+    if key is None:
+        return probe_video(path, use_cache=False)  # raises the right BrokenVideoError
+    hit = _load(key, path)
+    if isinstance(hit, str):
+        raise BrokenVideoError(path, hit)
+    if hit is not None:
+        return hit
+    try:
+        index = probe_video(path, use_cache=False)
+    except BrokenVideoError as e:
+        _store(key, e.reason)
+        raise
+    _store(key, index)
+    return index
 
 
 def _as_rng(rng: RngLike) -> np.random.Generator:
@@ -301,7 +573,8 @@ class VideoFile:
     """An open video file that reads frames by index, frame-exactly (see the module docstring).
 
     ``num_threads``: FFmpeg decoding threads (0 lets FFmpeg choose; 1, the default, suits
-    DataLoader workers). Use as a context manager, or call :meth:`close`.
+    DataLoader workers). ``len(video)`` is the number of frames that decode. Use as a context
+    manager, or call :meth:`close`.
     """
 
     def __init__(self, path: Union[str, os.PathLike], *, num_threads: int = 1):
@@ -311,6 +584,13 @@ class VideoFile:
         self.num_threads = num_threads
         self.index = _cached_probe(self.path)
         self._container = None
+
+    @classmethod
+    def _from_index(cls, index: VideoIndex) -> "VideoFile":
+        """A single-threaded reader over ``index`` as given (no probe, no cache)."""
+        video = cls.__new__(cls)
+        video.path, video.num_threads, video.index, video._container = index.path, 1, index, None
+        return video
 
     # -- context management -------------------------------------------------------------------
     def __enter__(self) -> "VideoFile":
@@ -362,11 +642,11 @@ class VideoFile:
                     frames = None
                 if frames is None:  # the timestamps do not describe what the decoder outputs
                     logger.debug("%s: seek verification failed, indexing by a full decode", self.path)
-                    self._reindex_by_decoding()
-                    if self.index.num_frames < n:  # fewer frames decode than the demuxer listed: pad
+                    self._update_index(_index_by_decoding(self.index))
+                    if self.index.num_frames < n:  # fewer frames decode than the index listed: pad
                         idx = np.minimum(idx, self.index.num_frames - 1)
                         wanted = sorted(set(int(i) for i in idx))
-                    if self.index.exact_seek:
+                    if self.index.exact_seek and self.index.seekable:
                         frames = self._read_by_seeking(wanted)
                         frames = None if frames == "no-seek" else frames
             if frames is None:
@@ -411,7 +691,7 @@ class VideoFile:
         targets = set(wanted)
         last = wanted[-1]
         expected = None
-        for frame in container.decode(stream):
+        for frame in _decode(container, stream):
             if frame.pts is None or int(frame.pts) not in pos_of:
                 return None
             pos = pos_of[int(frame.pts)]
@@ -429,8 +709,7 @@ class VideoFile:
                 return out
         if expected is None:
             return "overshoot"
-        # The decoder ended before the last wanted frame although the demuxer listed it.
-        raise BrokenVideoError(self.path, f"truncated: decoding stopped at frame {expected} of {len(pos_of)}")
+        return None  # the decoder ended before the last wanted frame although the index lists it
 
     def _read_sequential(self, wanted: list) -> dict:
         container, stream = self._reopen()
@@ -438,7 +717,7 @@ class VideoFile:
         last = wanted[-1]
         out: dict = {}
         pos = -1
-        for pos, frame in enumerate(container.decode(stream)):
+        for pos, frame in enumerate(_decode(container, stream)):
             if pos in targets:
                 out[pos] = frame.to_ndarray(format="rgb24")
             if pos >= last:
@@ -446,40 +725,14 @@ class VideoFile:
         if pos < 0:
             raise BrokenVideoError(self.path, "no decodable frames")
         if pos < last:
-            raise BrokenVideoError(self.path, f"truncated: only {pos + 1} of {self.index.num_frames} frames decode")
+            raise BrokenVideoError(self.path, f"only {pos + 1} of {self.index.num_frames} indexed frames decode")
         return out
-
-    def _reindex_by_decoding(self) -> None:
-        """Replace the packet-based index by the timestamps the decoder actually outputs."""
-        container, stream = self._reopen()
-        pts, keys = [], []
-        for frame in container.decode(stream):
-            pts.append(frame.pts)
-            if frame.key_frame and frame.pts is not None:
-                keys.append(frame.pts)
-        old = self.index
-        exact = bool(pts) and all(p is not None for p in pts)
-        if exact:
-            arr = np.asarray(pts, dtype=np.int64)
-            exact = bool(np.all(np.diff(arr) > 0))  # output order must be presentation order
-        if exact:
-            key_arr = np.unique(np.concatenate([arr[:1], np.asarray(keys, dtype=np.int64)]))
-        else:
-            arr = np.arange(len(pts), dtype=np.int64)
-            key_arr = arr[:1]
-        if len(arr) == 0:
-            raise BrokenVideoError(self.path, "no decodable frames")
-        self._update_index(
-            VideoIndex(old.path, arr, key_arr, old.time_base, old.frame_rate, old.width, old.height, exact, old.seekable)
-        )
 
     def _update_index(self, index: VideoIndex) -> None:
         self.index = index
-        try:
-            st = os.stat(self.path)
-            _store((os.path.realpath(self.path), st.st_size, st.st_mtime_ns), index)
-        except OSError:
-            pass
+        key = _file_key(self.path)
+        if key is not None:
+            _store(key, index)
 
     def read_clip(
         self,
@@ -509,9 +762,9 @@ def read_video_clip(
 
     ``frame_stride`` takes every n-th frame; ``fps`` resamples to that frame rate (``None``: native
     frames); ``start`` is the first source frame (``None``: uniformly random from ``rng``, an int
-    seed or ``numpy.random.Generator``). Clips running past the end repeat the last frame. Seeks to
-    the clip; frame ``i`` is exactly the ``i``-th frame of a full decode. Raises
-    :class:`BrokenVideoError` (a ``ValueError``) for files that cannot give a clip.
+    seed or ``numpy.random.Generator``), among the frames that decode. Clips running past the end
+    repeat the last frame. Seeks to the clip; frame ``i`` is exactly the ``i``-th frame of a full
+    decode. Raises :class:`BrokenVideoError` (a ``ValueError``) for files that cannot give a clip.
     ``num_threads``: FFmpeg decoding threads (0: FFmpeg's choice).
     """
     with VideoFile(path, num_threads=num_threads) as video:
