@@ -15,3 +15,14 @@ from evatok_test_helpers import synthetic_table  # noqa: E402
 @pytest.fixture
 def table():
     return synthetic_table()
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Tiny tensors: one intra-op thread avoids oversubscription stalls on shared CI cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -49,6 +49,7 @@ def ssim(
     sigma: float = 1.5,
     k1: float = 0.01,
     k2: float = 0.03,
+    check_range: bool = True,
 ) -> torch.Tensor:
     """Structural similarity (Wang et al. 2004) per frame and channel, averaged per video.
 
@@ -58,8 +59,9 @@ def ssim(
     the SSIM map is averaged over C, T, H, W, which equals LARP's training-time
     ``pytorch_msssim.ssim`` on ``(B*C, T, H, W)``. Computed in float64 for float64 inputs and
     float32 otherwise. Returns the mean over videos or, with ``reduction="none"``, ``(B,)``.
+    ``check_range=False`` skips the [0, 1] check (it reads min/max back to the host: a sync in hot loops).
     """
-    check_video_pair(pred, target)
+    check_video_pair(pred, target, check_range=check_range)
     b, c, t, h, w = pred.shape
     if h < window_size or w < window_size:
         raise ValueError(f"frames must be at least {window_size}x{window_size} for SSIM, got {h}x{w}")
