@@ -20,6 +20,8 @@ from .larp_objective import (
     LarpGeneratorObjective,
 )
 from .lecam import LeCamRegularizer
+from .videomae_discriminator import BatchNormLocal, VideoMAEDiscriminator, hinge_generator_loss
+from .vjepa2_alignment import VJepa2Alignment
 
 __all__ = [
     "TransformerDiscriminator",
@@ -36,4 +38,8 @@ __all__ = [
     "LarpDiscriminatorObjective",
     "LarpDiscriminatorLossOutput",
     "OFFICIAL_LECAM_WEIGHT",
+    "VJepa2Alignment",
+    "VideoMAEDiscriminator",
+    "BatchNormLocal",
+    "hinge_generator_loss",
 ]
