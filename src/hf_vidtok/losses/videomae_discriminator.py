@@ -104,7 +104,7 @@ class VideoMAEDiscriminator(_FrozenBackboneMixin, nn.Module):
         self.backbone = VideoMAEModel.from_pretrained(model_name_or_path, **from_pretrained_kwargs)
         self._freeze_backbone()
         if gradient_checkpointing:
-            self.backbone.activation_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            self.backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         cfg = self.backbone.config
         self.image_size, self.num_frames = int(cfg.image_size), int(cfg.num_frames)
         layers = int(cfg.num_hidden_layers)
