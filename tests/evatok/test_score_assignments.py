@@ -1,0 +1,95 @@
+"""training/score_assignments.py: end to end on tiny videos, and a killed + resumed run == an uninterrupted one."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("accelerate")
+pytest.importorskip("av")
+evatok = pytest.importorskip("hf_vidtok.models.evatok")
+
+from evatok_test_helpers import REPO, load_script, tiny_evatok_config_kwargs, write_tiny_videos  # noqa: E402
+
+from hf_vidtok.evatok.score_table import load_score_table  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("score")
+    videos = write_tiny_videos(root / "videos")
+    torch.manual_seed(0)
+    tok = evatok.EvatokTokenizer(evatok.EvatokTokenizerConfig(**tiny_evatok_config_kwargs()))
+    tok.save_pretrained(root / "tokenizer")
+    return root, videos, tok.eval()
+
+
+def _args(root, videos, out, *extra):
+    return ["--tokenizer_name_or_path", str(root / "tokenizer"), "--train_data_dir", str(videos),
+            "--quality_metric", "mse", "--clips_per_video", "2", "--batch_size", "2", "--rows_per_shard", "3",
+            "--output_dir", str(out), *extra]
+
+
+def test_scores_match_direct_scoring_and_resume_is_exact(setup, tmp_path):
+    root, videos, tok = setup
+    script = load_script("training/score_assignments.py")
+    full = tmp_path / "full"
+    result = script.main(_args(root, videos, full))
+    table = load_score_table(full)
+    assert result["num_clips"] == table.num_clips == 12  # 6 files x 2 clips
+    assert table.levels == (2, 4, 8) and table.num_blocks == 2 and table.lpips is None
+    assert sorted(set(k.split("#")[1] for k in table.keys)) == ["0", "1"]
+    assert sorted(set(k.split("#")[0] for k in table.keys)) == [f"{c}/v{i}.mp4" for c in ("busy", "calm") for i in range(3)]
+    assert set(table.labels.tolist()) == {0, 1} and (table.labels[:6] == 0).all()  # busy < calm
+    assert (root / "tokenizer").exists() and os.path.exists(full / "README.md")
+    card = open(full / "README.md").read()
+    assert "data/*.parquet" in card and "EVATok stage-2 score table" in card
+
+    # the stored scores are those of the prefix tree on the decoded clip
+    from hf_vidtok.data import load_video_dataset
+    from hf_vidtok.evatok.scoring import score_assignments
+
+    ds = load_video_dataset(videos, num_frames=4, resolution=16, clips_per_video=2, streaming=True)
+    ex = next(iter(ds))
+    x = torch.from_numpy(np.asarray(ex["video"]))[None].permute(0, 4, 1, 2, 3).float() / 255
+    key = os.path.relpath(ex["path"], videos) + "#0"
+    i = list(table.keys).index(key)
+    ref = score_assignments(tok, x)
+    np.testing.assert_allclose(table.mse[i], ref.mse[0].numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(table.ssim[i], ref.ssim[0].numpy(), rtol=1e-6, atol=1e-7)
+    assert table.start_frames[i] == ex["start_frame"]
+
+    # killed after 3 batches (one complete shard of 4 clips, 2 clips pending and lost), then resumed
+    part = tmp_path / "part"
+    cmd = [sys.executable, str(REPO / "training" / "score_assignments.py"), *_args(root, videos, part)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.run(cmd + ["--stop_after_batches", "3"], env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert sorted(os.listdir(part / "data")) == ["scores-r00000-00000.parquet"]
+    assert load_score_table(part).num_clips == 4
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resumes its stream" in second.stderr
+    resumed = load_score_table(part)  # raises on a clip scored twice
+    assert list(resumed.keys) == list(table.keys)
+    for name in ("labels", "start_frames"):
+        assert np.array_equal(getattr(resumed, name), getattr(table, name))
+    for name in ("mse", "ssim"):
+        np.testing.assert_allclose(getattr(resumed, name), getattr(table, name), rtol=1e-6, atol=1e-7)
+    # a third run finds everything done and scores nothing
+    third = script.main(_args(root, videos, part))
+    assert third["clips_scored"] == 0 and third["num_clips"] == 12
+
+
+def test_bad_arguments(setup, tmp_path):
+    root, videos, _ = setup
+    script = load_script("training/score_assignments.py")
+    with pytest.raises(ValueError, match="lpips_weights"):
+        script.parse_args(["--tokenizer_name_or_path", "x", "--train_data_dir", "y", "--output_dir", "z"])
+    with pytest.raises(ValueError, match="batch_size"):
+        script.parse_args(_args(root, videos, tmp_path, "--batch_size", "0"))
+    with pytest.raises(ValueError, match="num_frames"):
+        script.main(_args(root, videos, tmp_path / "o", "--num_frames", "6"))

@@ -1,0 +1,303 @@
+#!/usr/bin/env python
+"""EVATok stage 2: score every candidate assignment of every clip with a frozen proxy tokenizer.
+
+    accelerate launch training/score_assignments.py --tokenizer_name_or_path outputs/evatok-proxy \\
+        --train_data_dir data/webvid_subset --dataset_layout folder --lpips_weights hf_vidtok/lpips-vgg \\
+        --batch_size 8 --output_dir outputs/scores [--push_to_hub --hub_dataset_id user/evatok-scores]
+
+Streams clips from :func:`hf_vidtok.data.load_video_dataset` (each process takes whole video files:
+``IterableDataset.shard`` over the files), scores the m^T assignments of each batch exactly with the prefix
+tree (:func:`hf_vidtok.evatok.scoring.score_assignments`) and writes Parquet shards per process
+(:class:`hf_vidtok.evatok.score_table.ScoreTableWriter`, schema in ``hf_vidtok.evatok.score_table``).
+
+Resume: run the same command again. Complete shards are never rewritten; every shard has a completion record
+holding the stream position after its last clip, so a process restarts its stream there (same number of
+processes) and skips any clip whose key is already in a complete shard (any number of processes). Rows of an
+unfinished shard were never written and are scored again: no clip is lost or scored twice.
+Clip keys are ``<video path relative to the data root>#<clip index in that file>``.
+
+At the end the main process writes ``README.md`` (a ``huggingface_hub.DatasetCard``) and, with
+``--push_to_hub``, uploads ``data/*.parquet`` + the card as a Hub dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+logger = logging.getLogger("hf_vidtok.score_assignments")
+
+CARD_TEMPLATE = """---
+{card_data}
+---
+
+# EVATok stage-2 score table
+
+Reconstruction quality of the proxy tokenizer `{tokenizer}` under **every** candidate token assignment
+({num_assignments} = {num_levels}^{num_blocks}: levels {levels} per temporal block, {num_blocks} blocks) for
+{num_clips} clips of `{data}` ({num_frames} frames at {resolution}x{resolution}), computed exactly with the
+block-causal prefix tree of [hf_vidtok](https://github.com/) (`training/score_assignments.py`).
+
+One row per clip: `key` (video path relative to the data root + `#clip index`), `label` (class, -1 if none),
+`start_frame`, and `mse`, `ssim`, `lpips` as fixed-size float32 lists over the assignments in class order
+(class id = mixed-radix number of the level indices, block 1 most significant; `lpips` is null when scored
+without VGG weights). Per-assignment values are the means over blocks of per-frame metrics of the clamped
+reconstruction; PSNR = -10 log10(mse). Reward metric for the labels: `{quality_metric}`.
+
+```python
+from hf_vidtok.evatok import load_score_table, label_table
+table = load_score_table("{repo_or_path}")
+labels = label_table(table, [1.2])[1.2]          # max proxy reward, w_q = 1.2, w_l = 0.8
+```
+
+or `datasets.load_dataset("{repo_or_path}")`; `python training/label_assignments.py --score_table
+{repo_or_path} --output_dir labels` writes labels for any w_q and the quality-cost curves.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    a = p.add_argument
+    a("--tokenizer_name_or_path", required=True, help="EvatokTokenizer folder or Hub id (the frozen proxy)")
+    a("--revision", default=None)
+    a("--train_data_dir", required=True, help="videos (folder, UCF-101 root or CSV; see --dataset_layout)")
+    a("--dataset_layout", default="folder", choices=["folder", "ucf101", "csv"])
+    a("--split", default="train")
+    a("--num_frames", type=int, default=None, help="default: the tokenizer's num_frames")
+    a("--resolution", type=int, default=None, help="default: the tokenizer's image_size")
+    a("--frame_stride", type=int, default=1)
+    a("--fps", type=float, default=None)
+    a("--clips_per_video", type=int, default=1)
+    a("--seed", type=int, default=0, help="clip sampling seed")
+    a("--levels", type=int, nargs="+", default=None, help="subset of the tokenizer's token_levels (default all)")
+    a("--quality_metric", default="lpips", choices=["lpips", "mse", "ssim"], help="reward metric recorded in the table")
+    a("--lpips_weights", default=None, help="hf_vidtok LPIPS safetensors file/folder/Hub id (needed for lpips)")
+    a("--batch_size", type=int, default=8)
+    a("--rows_per_shard", type=int, default=256)
+    a("--mixed_precision", default="no", choices=["no", "bf16", "fp16"], help="autocast for the tokenizer")
+    a("--max_clips", type=int, default=None, help="score at most this many clips per process")
+    a("--stop_after_batches", type=int, default=None,
+      help="testing aid: exit abruptly (like a kill, unfinished shard lost) after this many scored batches")
+    a("--output_dir", required=True)
+    a("--push_to_hub", action="store_true")
+    a("--hub_dataset_id", default=None, help="Hub dataset repo id (default: the output folder's name)")
+    a("--hub_token", default=None)
+    a("--private", action="store_true")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    for name in ("batch_size", "rows_per_shard", "clips_per_video", "frame_stride"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"`--{name}` must be positive, got {getattr(args, name)}")
+    for name in ("max_clips", "stop_after_batches"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"`--{name}` must be positive, got {getattr(args, name)}")
+    if args.quality_metric == "lpips" and not args.lpips_weights:
+        raise ValueError("`--quality_metric lpips` needs `--lpips_weights` (or pick mse / ssim)")
+    return args
+
+
+def _data_root(args) -> str:
+    root = os.path.abspath(args.train_data_dir)
+    return os.path.dirname(root) if os.path.isfile(root) else root
+
+
+def _clip_key(path: str, root: str, index: int) -> str:
+    path = os.path.abspath(path)
+    rel = os.path.relpath(path, root) if path.startswith(root + os.sep) else path
+    return f"{rel.replace(os.sep, '/')}#{index}"
+
+
+def _load_tokenizer(args, device):
+    from hf_vidtok.models.evatok import EvatokTokenizer
+
+    try:
+        tok = EvatokTokenizer.from_pretrained(args.tokenizer_name_or_path, revision=args.revision)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"`--tokenizer_name_or_path` {args.tokenizer_name_or_path!r} is not an EvatokTokenizer: {e}") from e
+    return tok.eval().requires_grad_(False).to(device)
+
+
+def _stream(args, tok, rank: int, world: int):
+    import datasets  # noqa: F401  (the data extra)
+
+    from hf_vidtok.data import load_video_dataset
+
+    cfg = tok.config
+    size = cfg.image_size
+    if isinstance(size, (list, tuple)):
+        if size[0] != size[1]:
+            raise ValueError(f"the data builder makes square clips; the tokenizer expects {tuple(size)} frames")
+        size = size[0]
+    num_frames = args.num_frames or cfg.num_frames
+    resolution = args.resolution or size
+    if (num_frames, resolution) != (cfg.num_frames, size):
+        raise ValueError(
+            f"`--num_frames`/`--resolution` ({num_frames}, {resolution}) must match the tokenizer ({cfg.num_frames}, {size})"
+        )
+    ds = load_video_dataset(
+        args.train_data_dir, layout=args.dataset_layout, split=args.split, num_frames=num_frames,
+        resolution=resolution, frame_stride=args.frame_stride, fps=args.fps, clips_per_video=args.clips_per_video,
+        seed=args.seed, streaming=True,
+    )
+    if world > 1:
+        if ds.num_shards < world:
+            raise ValueError(f"{ds.num_shards} video files cannot be shared by {world} processes: use fewer processes")
+        ds = ds.shard(num_shards=world, index=rank, contiguous=False)  # whole files per process
+    return ds
+
+
+def write_dataset_card(output_dir: str, info: dict, repo_or_path: str) -> str:
+    """``README.md`` of the score table (``huggingface_hub.DatasetCard``); returns its path."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    n = info["num_clips"]
+    size = "n<1K" if n < 1000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000 else "100K<n<1M"
+    data = DatasetCardData(
+        pretty_name="EVATok stage-2 score table",
+        size_categories=size,
+        tags=["hf_vidtok", "evatok", "video-tokenizer", "assignment-scores"],
+        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}],
+    )
+    card = DatasetCard(CARD_TEMPLATE.format(card_data=data.to_yaml(), repo_or_path=repo_or_path,
+                                            num_assignments=len(info["levels"]) ** info["num_blocks"],
+                                            num_levels=len(info["levels"]), **info))
+    path = os.path.join(output_dir, "README.md")
+    card.save(path)
+    return path
+
+
+def push_to_hub(output_dir: str, repo_id: str, token=None, private: bool = False) -> str:
+    """Upload the shards and the card of ``output_dir`` as the Hub dataset ``repo_id``; returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    return api.upload_folder(
+        folder_path=output_dir, repo_id=repo_id, repo_type="dataset", allow_patterns=["README.md", "data/*.parquet"],
+        commit_message="Upload EVATok score table",
+    )
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    import numpy as np
+    import torch
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    from hf_vidtok.evatok.score_table import ScoreTableWriter, load_score_table
+    from hf_vidtok.evatok.scoring import score_assignments
+
+    state = PartialState()
+    rank, world, device = state.process_index, state.num_processes, state.device
+    tok = _load_tokenizer(args, device)
+    levels = tuple(args.levels) if args.levels else tuple(tok.config.token_levels)
+    lpips = None
+    if args.lpips_weights:
+        from hf_vidtok.metrics import LPIPS
+
+        lpips = LPIPS.from_pretrained(args.lpips_weights).to(device)
+    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.mixed_precision)
+    info = {
+        "tokenizer": args.tokenizer_name_or_path,
+        "data": args.train_data_dir,
+        "layout": args.dataset_layout,
+        "split": args.split,
+        "num_frames": tok.config.num_frames,
+        "resolution": args.resolution or (tok.config.image_size if isinstance(tok.config.image_size, int) else tok.config.image_size[0]),
+        "clips_per_video": args.clips_per_video,
+        "frame_stride": args.frame_stride,
+        "fps": args.fps,
+        "seed": args.seed,
+        "mixed_precision": args.mixed_precision,
+        "lpips": lpips is not None,
+    }
+    writer = ScoreTableWriter(
+        args.output_dir, levels, tok.config.num_blocks, args.quality_metric, rank=rank, world_size=world,
+        rows_per_shard=args.rows_per_shard, extra_metadata=info,
+    )
+    writer.cleanup()
+    done = writer.completed_keys()
+    ds = _stream(args, tok, rank, world)
+    resume = writer.last_state()
+    last_path, last_count = None, -1
+    if resume is not None:
+        ds.load_state_dict(resume["stream"])
+        last_path, last_count = resume["last_path"], resume["last_count"]
+        logger.info("process %d resumes its stream after %s clip %d", rank, last_path, last_count)
+    root = _data_root(args)
+
+    batch: list = []
+    scored = batches = 0
+    bar = tqdm(desc=f"scoring (process {rank})", unit="clip", disable=not state.is_local_main_process, dynamic_ncols=True)
+    t0 = time.perf_counter()
+
+    def position():
+        return {"stream": ds.state_dict(), "last_path": last_path, "last_count": last_count}
+
+    def score_batch() -> None:
+        nonlocal scored, batches
+        video = torch.from_numpy(np.stack([np.asarray(ex["video"]) for ex in batch]))  # (B, T, H, W, 3) uint8
+        pixel_values = video.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).float().div_(255)
+        scores = score_assignments(tok, pixel_values, lpips=lpips, levels=levels, autocast_dtype=autocast)
+        writer.add(
+            [ex["key"] for ex in batch], [ex["label"] for ex in batch], [ex["start_frame"] for ex in batch],
+            scores.mse, scores.ssim, scores.lpips, state=position(),
+        )
+        scored += len(batch)
+        batches += 1
+        bar.update(len(batch))
+        batch.clear()
+        if args.stop_after_batches is not None and batches >= args.stop_after_batches:
+            bar.close()
+            logger.warning("--stop_after_batches %d reached: exiting like a kill (pending rows are lost)", batches)
+            os._exit(0)
+
+    for ex in ds:
+        path = ex["path"]
+        last_count = last_count + 1 if path == last_path else 0
+        last_path = path
+        key = _clip_key(path, root, last_count)
+        if key in done:
+            continue
+        label = ex.get("label")
+        batch.append({"key": key, "label": -1 if label is None else int(label), "start_frame": int(ex["start_frame"]),
+                      "video": ex["video"]})
+        if len(batch) == args.batch_size:
+            score_batch()
+        if args.max_clips is not None and scored + len(batch) >= args.max_clips:
+            break
+    if batch:
+        score_batch()
+    writer.flush(state=position())
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    logger.info("process %d scored %d clips in %.1f s (%.3f clips/s)", rank, scored, elapsed, scored / max(elapsed, 1e-9))
+    state.wait_for_everyone()
+    result = {"output_dir": args.output_dir, "clips_scored": scored}
+    if state.is_main_process:
+        table = load_score_table(args.output_dir)
+        info.update(num_clips=table.num_clips, levels=list(levels), num_blocks=tok.config.num_blocks,
+                    quality_metric=args.quality_metric)
+        with open(os.path.join(args.output_dir, "score_table.json"), "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=1)
+        repo_id = args.hub_dataset_id or os.path.basename(os.path.abspath(args.output_dir))
+        write_dataset_card(args.output_dir, info, repo_id if args.push_to_hub else args.output_dir)
+        if args.push_to_hub:
+            result["hub_commit"] = str(push_to_hub(args.output_dir, repo_id, token=args.hub_token, private=args.private))
+            logger.info("pushed the score table to the Hub dataset %s", repo_id)
+        result["num_clips"] = table.num_clips
+    return result
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
