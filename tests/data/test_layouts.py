@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -126,12 +127,21 @@ def test_keys_are_relative_to_the_data_root_wherever_it_lies(tmp_path):
         assert [e.path for e in lst.splits["train"]][:2] == [str(rows[0]), str(root / "sample_data" / "x" / "c.mp4")]
         # a video_root moves the base of relative keys
         lst = list_videos("csv", csv_path, split="train", video_root=root / "sample_data" / "train")
-        assert [e.key for e in lst.splits["train"]][:2] == ["bikes.mp4", str(rows[1])]
+        assert [e.key for e in lst.splits["train"]] == ["bikes.mp4", f"{where}/sample_data/x/c.mp4", "shared/carphone.mp4", "train/rel.mp4"]
         (root / "folder" / "cls" / "sub").mkdir(parents=True)
         (root / "folder" / "cls" / "sub" / "v.mp4").write_bytes(b"")
         assert [e.key for e in list_videos("folder", root / "folder").splits["train"]] == ["cls/sub/v.mp4"]
-    # under the CSV's folder: relative; outside it: the path as written (the user's own key)
-    assert keys[0] == keys[1] == ["train/bikes.mp4", "x/c.mp4", str(tmp_path / "shared" / "carphone.mp4"), "train/rel.mp4"]
+    # under the CSV's folder: relative to it; outside it: relative to the deepest folder holding them all
+    assert keys[0] == keys[1] == ["train/bikes.mp4", "x/c.mp4", "carphone.mp4", "train/rel.mp4"]
+    lst = list_videos("csv", named_csv(tmp_path, ["/data/ucf/a/v1.avi", "/data/ucf/b/v2.avi", "/data/k600/v3.mp4"]))
+    assert [e.key for e in lst.splits["train"]] == ["ucf/a/v1.avi", "ucf/b/v2.avi", "k600/v3.mp4"]
+    assert all(not os.path.isabs(e.key) for e in lst.splits["train"])
+
+
+def named_csv(folder, paths):
+    path = folder / "listing.csv"
+    path.write_text("path\n" + "".join(f"{p}\n" for p in paths))
+    return path
 
 
 def test_layout_errors(tmp_path):

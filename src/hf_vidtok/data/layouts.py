@@ -19,7 +19,8 @@ reader, which skips them.
 Every video gets a ``key``: its path relative to the dataset root (``data_dir`` for ``folder``, the
 split file's path for ``ucf101``, the path relative to ``video_root`` / the CSV's folder for ``csv``,
 even when the CSV lists it by its absolute path). The key seeds the clip sampling, so moving the data
-changes no clip. Only a CSV row naming a file outside that root keeps the path as written as its key.
+changes no clip. CSV rows naming files outside that root are keyed by their path relative to the
+deepest folder holding all of them (a single such file: its name), never by an absolute path.
 """
 
 from __future__ import annotations
@@ -85,15 +86,28 @@ def _abs(path) -> str:
     return os.path.normpath(os.path.abspath(os.fspath(path)))
 
 
-def _relative_key(path: str, root: str, written: str) -> str:
-    """``path`` (absolute) relative to ``root`` as a POSIX path; ``written`` when it lies outside ``root``."""
+def _relative_key(path: str, root: str) -> Optional[str]:
+    """``path`` (absolute) relative to ``root`` as a POSIX path; None when it lies outside ``root``."""
     try:
         rel = os.path.relpath(path, root)
     except ValueError:  # another drive (Windows)
-        return written
+        return None
     if rel == os.curdir or rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
-        return written
+        return None
     return Path(rel).as_posix()
+
+
+def _common_root_keys(paths: list) -> list:
+    """Keys of absolute ``paths`` relative to the deepest folder that holds all of them."""
+    if not paths:
+        return []
+    try:
+        root = os.path.commonpath(paths)
+    except ValueError:  # different drives (Windows): nothing in common
+        return [Path(os.path.splitdrive(p)[1]).as_posix().lstrip("/") for p in paths]
+    if root in paths:  # a single file (or one listed repeatedly): key by its name
+        root = os.path.dirname(root)
+    return [Path(os.path.relpath(p, root)).as_posix() for p in paths]
 
 
 def _is_video(p: Path, extensions: Sequence[str]) -> bool:
@@ -254,10 +268,13 @@ def _list_csv(data_dir, video_root, requested_split: Optional[str]) -> VideoList
                     row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
                     if row.get("path"):
                         row["_abs"] = _abs(base / row["path"])
-                        row["_key"] = _relative_key(row["_abs"], _abs(base), row["path"])
+                        row["_key"] = _relative_key(row["_abs"], _abs(base))
                         rows.append(row)
         rows_by_split[split] = rows
     all_rows = [r for rows in rows_by_split.values() for r in rows]
+    outside = [r for r in all_rows if r["_key"] is None]  # files outside the CSV's folder / video_root
+    for r, key in zip(outside, _common_root_keys([r["_abs"] for r in outside])):
+        r["_key"] = key
     raw_labels = [r.get("label", "") for r in all_rows]
     names_col = next((c for c in ("action", "class", "class_name") if any(c in r for r in all_rows)), None)
     int_labels = [_int_or_none(v) for v in raw_labels if v != ""]
