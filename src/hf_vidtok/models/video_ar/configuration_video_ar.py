@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-from ...modules.llama_block import swiglu_hidden_size
+from hf_vidtok.modules.llama_block import swiglu_hidden_size  # absolute: copied next to config.json (auto_map)
 
 __all__ = ["VideoARGeneratorConfig", "LLAMA_ABS_PRESETS"]
 
@@ -34,6 +34,12 @@ class VideoARGeneratorConfig(PretrainedConfig):
     * the output head predicts ids ``[0, output_vocab_size)`` (``codebook_size`` for LARP);
     * class-conditional models have ``num_classes`` classes and a null (unconditional / CFG) class
       whose id is ``num_classes`` (:attr:`null_class_id`); ``id2label`` holds the class names.
+    * variable-length (EVATok) models set ``token_levels`` and ``num_blocks``: the generated sequence
+      is, per temporal block, one LENGTH token then that many visual tokens. ``length_token_ids[i]`` is
+      the id stating ``token_levels[i]`` tokens (levels ascending; default: the ids right after the
+      codebook and the separator); these ids are in the output vocabulary, and the smallest one also
+      serves as the filler fed after a sample has ended (its label is -100 in training). Configs without
+      ``token_levels`` are fixed-length (``max_seq_len`` visual tokens, LARP).
 
     Args:
         hidden_size (`int`): model width (official ``dim``).
@@ -50,7 +56,9 @@ class VideoARGeneratorConfig(PretrainedConfig):
             and the stochastic-depth rate (linearly increasing over the layers).
         codebook_size (`int`): number of visual token ids (tokenizer codebook size, official
             ``vocab_size``).
-        max_seq_len (`int`): number of visual tokens per clip (the generated length).
+        max_seq_len (`int`, optional): generated tokens per clip: visual tokens of a fixed-length model
+            (default 1024), or the longest sequence (length + visual tokens) of a variable-length one
+            (default ``num_blocks * (1 + max(token_levels))``).
         frame_prediction (`bool`): condition on tokens of context frames instead of a class label.
         num_classes (`int`): number of classes (class-conditional models; ignored for frame prediction).
         class_dropout_prob (`float`): probability of replacing the label by the null class in training.
@@ -65,6 +73,12 @@ class VideoARGeneratorConfig(PretrainedConfig):
         special_token_ids (`dict[str, int]`, optional): further named special ids in
             ``[codebook_size, vocab_size)``.
         use_fixed_pe (`bool`): 1-D sin-cos absolute positions instead of learned ones.
+        token_levels (`list[int]`, optional): allowed per-block token counts, ascending (EVATok
+            ``(32, 64, 128, 256, 512)``); None = fixed length.
+        num_blocks (`int`, optional): temporal blocks per clip (one length token each); needed with
+            ``token_levels``.
+        length_token_ids (`list[int]`, optional): id of the length token of each level; default
+            consecutive ids from ``max(codebook_size, separator_token_id + 1)``.
         id2label (`dict[int, str]`, optional): class names; default ``{i: "class_i"}``.
 
     Example:
@@ -92,7 +106,7 @@ class VideoARGeneratorConfig(PretrainedConfig):
         ffn_dropout: float = 0.1,
         drop_path_rate: float = 0.0,
         codebook_size: int = 8192,
-        max_seq_len: int = 1024,
+        max_seq_len: int | None = None,
         frame_prediction: bool = False,
         num_classes: int = 101,
         class_dropout_prob: float = 0.1,
@@ -103,6 +117,9 @@ class VideoARGeneratorConfig(PretrainedConfig):
         special_token_ids: dict | None = None,
         use_fixed_pe: bool = False,
         id2label: dict | None = None,
+        token_levels: list[int] | None = None,
+        num_blocks: int | None = None,
+        length_token_ids: list[int] | None = None,
         **kwargs,
     ):
         kwargs.setdefault("tie_word_embeddings", False)
@@ -143,6 +160,9 @@ class VideoARGeneratorConfig(PretrainedConfig):
             setattr(self, name, float(value))
 
         self.codebook_size = int(codebook_size)
+        self.token_levels, self.num_blocks = _check_levels(token_levels, num_blocks)
+        if max_seq_len is None:  # fixed length: LARP's 1024; variable: the longest length-token sequence
+            max_seq_len = 1024 if self.token_levels is None else self.num_blocks * (1 + self.token_levels[-1])
         self.max_seq_len = int(max_seq_len)
         if self.codebook_size <= 0:
             raise ValueError(f"`codebook_size` must be positive, got {self.codebook_size}")
@@ -172,13 +192,34 @@ class VideoARGeneratorConfig(PretrainedConfig):
         special_token_ids = {str(k): int(v) for k, v in (special_token_ids or {}).items()}
         if special_token_ids:
             default_vocab = max(default_vocab, max(special_token_ids.values()) + 1)
+        default_output_vocab = self.codebook_size
+        if self.token_levels is not None:
+            if length_token_ids is None:
+                start = self.codebook_size if separator_token_id is None else max(self.codebook_size, separator_token_id + 1)
+                length_token_ids = list(range(start, start + len(self.token_levels)))
+            length_token_ids = [int(i) for i in length_token_ids]
+            if len(length_token_ids) != len(self.token_levels) or len(set(length_token_ids)) != len(length_token_ids):
+                raise ValueError(
+                    f"`length_token_ids` must hold {len(self.token_levels)} distinct ids (one per level), got {length_token_ids}"
+                )
+            default_vocab = max(default_vocab, max(length_token_ids) + 1)
+            default_output_vocab = max(length_token_ids) + 1
+            shortest = self.num_blocks * (1 + self.token_levels[0])
+            if self.max_seq_len < shortest:
+                raise ValueError(
+                    f"`max_seq_len` ({self.max_seq_len}) is below the shortest sequence of {shortest} tokens "
+                    f"(num_blocks x (1 + smallest level))"
+                )
+        elif length_token_ids is not None:
+            raise ValueError("`length_token_ids` needs `token_levels` and `num_blocks`")
+        self.length_token_ids = length_token_ids
         self.num_cond_tokens = int(num_cond_tokens)
         if self.num_cond_tokens <= 0:
             raise ValueError(f"`num_cond_tokens` must be positive, got {self.num_cond_tokens}")
         self.separator_token_id = separator_token_id
         self.special_token_ids = special_token_ids
         self.vocab_size = int(default_vocab if vocab_size is None else vocab_size)
-        self.output_vocab_size = int(self.codebook_size if output_vocab_size is None else output_vocab_size)
+        self.output_vocab_size = int(default_output_vocab if output_vocab_size is None else output_vocab_size)
         if self.vocab_size < self.codebook_size:
             raise ValueError(f"`vocab_size` ({self.vocab_size}) must be >= `codebook_size` ({self.codebook_size})")
         if not self.codebook_size <= self.output_vocab_size <= self.vocab_size:
@@ -189,6 +230,15 @@ class VideoARGeneratorConfig(PretrainedConfig):
         named = dict(special_token_ids)
         if separator_token_id is not None:
             named["separator"] = separator_token_id
+        for level, idx in zip(self.token_levels or (), self.length_token_ids or ()):
+            named[f"length_{level}"] = idx
+            if idx >= self.output_vocab_size:
+                raise ValueError(
+                    f"length token id {idx} (level {level}) must be < `output_vocab_size` ({self.output_vocab_size}): "
+                    "the model predicts it"
+                )
+        if len(set(named.values())) != len(named):
+            raise ValueError(f"special token ids must be distinct, got {named}")
         for name, idx in named.items():
             if not self.codebook_size <= idx < self.vocab_size:
                 raise ValueError(
@@ -208,6 +258,16 @@ class VideoARGeneratorConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
     @property
+    def is_variable_length(self) -> bool:
+        """True for length-token (EVATok) models (``token_levels`` set)."""
+        return self.token_levels is not None
+
+    @property
+    def filler_token_id(self) -> int | None:
+        """Id fed after a variable-length sample has ended (the smallest level's length id)."""
+        return None if self.length_token_ids is None else self.length_token_ids[0]
+
+    @property
     def null_class_id(self) -> int:
         """Id of the unconditional (CFG) class: ``num_classes``."""
         return self.num_classes
@@ -220,3 +280,29 @@ class VideoARGeneratorConfig(PretrainedConfig):
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
+
+
+def _check_levels(token_levels, num_blocks) -> tuple[list[int] | None, int | None]:
+    """Validate ``token_levels`` (positive, strictly ascending ints) and ``num_blocks`` (positive int);
+    both or neither must be given."""
+    if token_levels is None and num_blocks is None:
+        return None, None
+    if token_levels is None or num_blocks is None:
+        raise ValueError(
+            f"`token_levels` and `num_blocks` go together (variable-length model), got token_levels={token_levels}, "
+            f"num_blocks={num_blocks}"
+        )
+    if isinstance(token_levels, (str, bytes)) or not hasattr(token_levels, "__iter__"):
+        raise TypeError(f"`token_levels` must be a list of ints, got {type(token_levels).__name__}")
+    levels = list(token_levels)
+    if not levels or any(isinstance(v, bool) or int(v) != v or v <= 0 for v in levels):
+        raise ValueError(f"`token_levels` must be a non-empty list of positive ints, got {levels}")
+    levels = [int(v) for v in levels]
+    if any(b <= a for a, b in zip(levels, levels[1:])):
+        raise ValueError(f"`token_levels` must be strictly ascending, got {levels}")
+    if isinstance(num_blocks, bool) or int(num_blocks) != num_blocks or num_blocks <= 0:
+        raise ValueError(f"`num_blocks` must be a positive int, got {num_blocks}")
+    return levels, int(num_blocks)
+
+
+VideoARGeneratorConfig.register_for_auto_class()

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ...modules.kv_cache import StaticKVCache
+from .fused_step_video_ar import FusedDecodeStep
 
 __all__ = [
     "top_k_top_p_filtering",
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 LogitsMaskFn = Callable[[int, torch.Tensor], torch.Tensor]
+StopFn = Callable[[], torch.Tensor]
 
 
 def top_k_top_p_filtering(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -186,14 +188,22 @@ def decode_with_cache(
     compile: bool | dict = False,
     cuda_graph: bool = False,
     step_callback: Callable[[int], None] | None = None,
+    stop_fn: StopFn | None = None,
+    stop_every: int = 64,
 ) -> torch.Tensor:
     """Prefill the condition prefix ``cond_embeds (R, Tc, D)`` into a preallocated cache, then
-    decode ``num_tokens - 1`` single-token steps; returns ``(B, num_tokens)`` LongTensor with
-    ``B = R / 2`` under CFG, else ``R``.
+    decode ``num_tokens - 1`` single-token steps; returns ``(B, n)`` LongTensor with ``B = R / 2``
+    under CFG, else ``R``, and ``n = num_tokens`` (or fewer when ``stop_fn`` ended the loop).
 
     ``kv_block_size``: attention reads the cache up to the next multiple of this size (masked
     beyond the current position), so the step has few distinct shapes (for ``torch.compile`` /
     CUDA graphs). Default: 1 (exact length, no mask) in eager mode, 128 when compiling/graphing.
+    Eager exact-length decoding runs :class:`~.fused_step_video_ar.FusedDecodeStep` (bit-identical
+    to the module path, fewer ops and no per-step allocations in the model).
+
+    ``stop_fn``: optional ``fn() -> bool tensor`` (e.g. "every row finished"), read on the host every
+    ``stop_every`` tokens (the only synchronisation of the loop); the loop ends after the first token
+    at which it is true.
     """
     rows, num_cond, _ = cond_embeds.shape
     batch = rows // 2 if use_cfg else rows
@@ -240,6 +250,9 @@ def decode_with_cache(
         return sequences
 
     step_fn = model._decode_step
+    fused = None
+    if not graphed and block == 1 and not model.training:
+        fused = FusedDecodeStep(model, rows, cache)
     ctx = contextlib.nullcontext()
     if compile:
         opts = dict(compile) if isinstance(compile, dict) else {}
@@ -255,19 +268,26 @@ def decode_with_cache(
         step_fn = _CudaGraphStep(step_fn, rows, device)
 
     positions = torch.arange(num_cond, num_cond + num_tokens - 1, device=device)
+    fed = torch.empty(rows, dtype=torch.long, device=device)
     with ctx:
         for i in range(1, num_tokens):
             p = num_cond + i - 1  # absolute position of the fed token (host int, no sync)
             kv_length = p + 1 if block == 1 else min(_round_up(p + 1, block), cache_len)
             use_mask = graphed or kv_length != p + 1
-            inp = token.view(batch, 1)
+            fed[:batch].copy_(token)
             if use_cfg:
-                inp = torch.cat([inp, inp], dim=0)
-            logits = step_fn(inp, positions[i - 1 : i], cache, kv_length, use_mask)
+                fed[batch:].copy_(token)
+            if fused is not None:
+                logits = fused(fed, p, kv_length)
+            else:
+                logits = step_fn(fed.view(rows, 1), positions[i - 1 : i], cache, kv_length, use_mask)
             token = _select(logits, i, sequences, **select)
             sequences[:, i] = token
             if step_callback is not None:
                 step_callback(i)
+            if stop_fn is not None and i % stop_every == 0 and bool(stop_fn()):
+                sequences = sequences[:, : i + 1]
+                break
     del cache
     return sequences
 
@@ -286,9 +306,11 @@ def decode_without_cache(
     generator: torch.Generator | None,
     logits_mask_fn: LogitsMaskFn | None = None,
     step_callback: Callable[[int], None] | None = None,
+    stop_fn: StopFn | None = None,
+    stop_every: int = 64,
 ) -> torch.Tensor:
     """Reference loop: a full causal forward over ``[condition ; tokens so far]`` for every token
-    (quadratic; for checks and benchmarks)."""
+    (quadratic; for checks and benchmarks). ``stop_fn`` / ``stop_every`` as in :func:`decode_with_cache`."""
     rows = cond_embeds.shape[0]
     batch = rows // 2 if use_cfg else rows
     sequences = torch.empty(batch, num_tokens, dtype=torch.long, device=cond_embeds.device)
@@ -317,4 +339,6 @@ def decode_without_cache(
         sequences[:, i] = token
         if step_callback is not None:
             step_callback(i)
+        if stop_fn is not None and i > 0 and i % stop_every == 0 and bool(stop_fn()):
+            return sequences[:, : i + 1]
     return sequences
