@@ -78,6 +78,8 @@ def test_candidate_buffers_and_class_round_trip(router, classifier):
     cand = candidate_assignments(LEVELS, BLOCKS)
     assert torch.equal(router.candidate_assignments, cand)
     assert torch.equal(router.assignment_lengths, cand.sum(-1))
+    assert torch.equal(router.distinct_lengths, torch.unique(cand.sum(-1)))
+    assert torch.equal(router.distinct_lengths[router.length_columns], router.assignment_lengths)
     ids = torch.arange(cand.shape[0])
     assert torch.equal(assignment_to_class(class_to_assignment(ids, LEVELS, BLOCKS), LEVELS), ids)
     # a one-hot head output selects exactly that class's assignment, for every class
@@ -178,7 +180,8 @@ def test_save_load_and_auto_round_trip(tmp_path, classifier):
     loaded = AutoModel.from_pretrained(tmp_path).eval()
     assert isinstance(loaded, EvatokRouter)
     torch.testing.assert_close(loaded(x).logits, classifier(x).logits)
-    assert torch.equal(loaded.candidate_assignments, classifier.candidate_assignments)
+    for name in ("candidate_assignments", "assignment_lengths", "distinct_lengths", "length_columns"):
+        assert torch.equal(getattr(loaded, name), getattr(classifier, name)), name
     torch.testing.assert_close(loaded.pos_embed, classifier.pos_embed)
     assert torch.equal(loaded.select(x, max_tokens=12), classifier.select(x, max_tokens=12))
 
