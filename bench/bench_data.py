@@ -5,6 +5,9 @@
    ``DataLoader`` with ``collate_video_clips``, with 0, 1 and 2 workers: clips/s of 16x128x128 clips.
 3. Seeking vs decoding from the start: 16-frame clips late in a long video (the bikes sample looped
    to 1000 frames, h264 with a key frame every 50 frames).
+4. Probing cost per file: a fresh probe (demux + decode of the last GOP; the demux alone is what the
+   probe cost before it checked that the end decodes), and the cached probe in process and from the
+   on-disk JSON cache (what later epochs and DataLoader workers pay).
 
 Usage: ``python bench/bench_data.py [--repeats 3] [--quick]``. CPU only; run it on an idle machine.
 """
@@ -138,10 +141,37 @@ def bench_seek(bikes, repeats):
             )
 
 
+def bench_probe(videos, repeats):
+    from hf_vidtok.data import VideoFile, probe_video, video_reader
+
+    def median_s(fn):
+        times = []
+        for _ in range(max(repeats, 3)):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    def from_disk(path):
+        video_reader._cache.clear()
+        return VideoFile(path).index
+
+    for path in videos:
+        index = probe_video(path, use_cache=False)
+        VideoFile(path)  # fills both caches
+        emit(
+            bench="probe", video=Path(path).name, frames=index.num_frames, key_frames=len(index.keyframe_pts),
+            probe_s_median=round(median_s(lambda: probe_video(path, use_cache=False)), 4),
+            demux_only_s_median=round(median_s(lambda: video_reader._scan_packets(str(path))), 4),
+            cached_in_process_s_median=round(median_s(lambda: VideoFile(path).index), 6),
+            cached_on_disk_s_median=round(median_s(lambda: from_disk(path)), 6),
+        )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--clips-per-video", type=int, default=8)
+    parser.add_argument("--clips_per_video", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="1 repeat, 2 clips per video")
     args = parser.parse_args()
     if args.quick:
@@ -149,6 +179,13 @@ def main():
     from hf_vidtok.data import sample_videos
 
     videos = sample_videos()
+    with tempfile.TemporaryDirectory() as cache:  # a fresh on-disk probe cache (workers inherit it)
+        os.environ.setdefault("HF_VIDTOK_PROBE_CACHE", cache)
+        run_all(videos, args)
+
+
+def run_all(videos, args):
+    bench_probe(videos, args.repeats)
     bench_read_video_clip(videos, args.repeats, args.clips_per_video)
     bench_stream(videos, args.repeats, args.clips_per_video, (0, 1, 2))
     bench_seek(videos[1], args.repeats)

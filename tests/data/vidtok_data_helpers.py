@@ -90,26 +90,21 @@ def write_video(
         mux(s.encode(f))
     mux(s.encode())
     if a is not None:
-        samples = int(8000 * n / rate)
-        af = av.AudioFrame.from_ndarray(np.zeros((1, samples), np.float32), format="fltp", layout="mono")
-        af.sample_rate, af.pts = 8000, 0
-        for p in a.encode(af):
-            c.mux(p)
-        for p in a.encode():
-            c.mux(p)
+        _mux_silence(c, a, int(8000 * n / rate))
     c.close()
     return path
 
 
+def _mux_silence(container, stream, samples: int) -> None:
+    af = av.AudioFrame.from_ndarray(np.zeros((1, samples), np.float32), format="fltp", layout="mono")
+    af.sample_rate, af.pts = 8000, 0
+    for p in [*stream.encode(af), *stream.encode()]:
+        container.mux(p)
+
+
 def write_audio_only(path) -> Path:
     c = av.open(str(path), "w")
-    a = c.add_stream("aac", rate=8000)
-    af = av.AudioFrame.from_ndarray(np.zeros((1, 4000), np.float32), format="fltp", layout="mono")
-    af.sample_rate, af.pts = 8000, 0
-    for p in a.encode(af):
-        c.mux(p)
-    for p in a.encode():
-        c.mux(p)
+    _mux_silence(c, c.add_stream("aac", rate=8000), 4000)
     c.close()
     return Path(path)
 
