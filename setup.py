@@ -9,13 +9,15 @@ CORE = [
     "einops>=0.7",
     "numpy>=1.24",
     "huggingface-hub>=1.0",
-    "Jinja2",
 ]
+# Model cards (hf_vidtok.hub.create_model_card, hf-vidtok convert/publish, training scripts) render Jinja2.
+HUB = ["Jinja2>=3.1"]
 EXTRAS = {
-    "train": ["accelerate>=1.0", "datasets>=4.0", "av>=14", "tqdm", "scikit-video>=1.1.11", "pyyaml"],
+    "train": ["accelerate>=1.0", "datasets>=4.0", "av>=14", "tqdm", "scikit-video>=1.1.11", "pyyaml", *HUB],
     "pipelines": ["diffusers>=0.35", "av>=14"],
     "metrics": ["scipy>=1.10"],
     "evaluate": ["evaluate>=0.4"],
+    "hub": HUB,
     "plot": ["matplotlib>=3.7"],
 }
 EXTRAS["test"] = sorted(
@@ -37,5 +39,5 @@ setup(
     python_requires=">=3.11",
     install_requires=CORE,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["hf-vidtok=hf_vidtok.cli:main"]},
+    entry_points={"console_scripts": ["hf-vidtok=hf_vidtok.commands:main"]},
 )

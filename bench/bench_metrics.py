@@ -1,9 +1,9 @@
 """Throughput of the metric networks: LPIPS (VGG16) and I3D feature extraction, in clips/s.
 
-    python bench/bench_metrics.py [--device cuda] [--batch-size 4] [--num-frames 16] [--resolution 128]
+    python bench/bench_metrics.py [--device cuda] [--batch_size 4] [--num_frames 16] [--resolution 128]
 
-Prints one JSON object per measurement. Weights are random unless ``--lpips-weights`` /
-``--i3d-weights`` are given (speed does not depend on the values). LPIPS is timed on
+Prints one JSON object per measurement. Weights are random unless ``--lpips_weights`` /
+``--i3d_weights`` are given (speed does not depend on the values). LPIPS is timed on
 (real, reconstructed) clip pairs, all frames; I3D includes the FVD preprocessing (resize to
 224x224, [-1, 1]). ``--mode train`` times LPIPS forward + backward w.r.t. the input (loss use).
 """
@@ -41,15 +41,15 @@ def _time(fn, device, warmup, repeats):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--num-frames", type=int, default=16)
+    p.add_argument("--batch_size", type=int, default=4)
+    p.add_argument("--num_frames", type=int, default=16)
     p.add_argument("--resolution", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--mode", default="eval", choices=["eval", "train"])
-    p.add_argument("--lpips-weights", default=None)
-    p.add_argument("--i3d-weights", default=None)
+    p.add_argument("--lpips_weights", default=None)
+    p.add_argument("--i3d_weights", default=None)
     p.add_argument("--only", nargs="+", default=["lpips", "i3d"], choices=["lpips", "i3d"])
     args = p.parse_args(argv)
 

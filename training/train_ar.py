@@ -289,7 +289,9 @@ def build_generator(args, spec: TokenSpec) -> VideoARGenerator:
     if args.pretrained_model_name_or_path:
         model = VideoARGenerator.from_pretrained(args.pretrained_model_name_or_path)
     elif args.original_model_name_or_path:
-        model = VideoARGenerator.load_official(args.original_model_name_or_path)
+        from hf_vidtok.models.video_ar.convert_larp_ar_original_to_hf import load_original_model
+
+        model = load_original_model(args.original_model_name_or_path)
     else:
         layers, heads, dim = LLAMA_ABS_PRESETS[args.model_preset]
         kwargs: dict[str, Any] = dict(

@@ -166,7 +166,9 @@ def build_model(args) -> LarpTokenizer:
     if args.pretrained_model_name_or_path:
         model = LarpTokenizer.from_pretrained(args.pretrained_model_name_or_path, revision=args.revision)
     elif args.original_model_name_or_path:
-        model = LarpTokenizer.from_original(args.original_model_name_or_path)
+        from hf_vidtok.models.larp.convert_larp_original_to_hf import load_original_model
+
+        model = load_original_model(args.original_model_name_or_path)
     else:
         if args.config_name:
             config = LarpTokenizerConfig.from_pretrained(args.config_name)

@@ -12,7 +12,7 @@ from hubtest_utils import CLASS_NAMES, tiny_generator, tiny_tokenizer
 from huggingface_hub import ModelCard
 from safetensors import safe_open
 
-from hf_vidtok.cli import build_parser, main
+from hf_vidtok.commands import build_parser, main
 
 
 def write_video(path, num_frames=10, height=20, width=24, fps=10, seed=0):
@@ -72,9 +72,9 @@ def test_help_lists_every_subcommand(capsys):
 
 
 def test_console_script_entry_point(tmp_path):
-    """The installed `hf-vidtok` console script (hf_vidtok.cli:main) exits 1 with one line on errors."""
+    """The installed `hf-vidtok` console script (hf_vidtok.commands:main) exits 1 with one line on errors."""
     script = Path(sys.executable).parent / "hf-vidtok"
-    cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "hf_vidtok.cli"]
+    cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "hf_vidtok.commands"]
     missing = tmp_path / "missing.mp4"
     bad = subprocess.run(
         cmd + ["encode", str(missing), "--model", str(tmp_path), "--output", str(tmp_path / "t.st")],
@@ -225,9 +225,9 @@ def test_convert_official_exports(larp_fixture_dir, hub, tmp_path, capsys):
     assert (tmp_path / "tok" / "README.md").is_file() and not list((tmp_path / "tok").glob("*.bin"))
     card = ModelCard.load(tmp_path / "tok" / "README.md")
     assert card.data.library_name == "hf_vidtok"
-    from hf_vidtok.models.larp.convert_larp_original_to_hf import load_original_tokenizer
+    from hf_vidtok.models.larp.convert_larp_original_to_hf import load_original_model
 
-    reference = load_original_tokenizer(str(larp_fixture_dir))
+    reference = load_original_model(str(larp_fixture_dir))
     for key, value in reference.state_dict().items():
         assert torch.equal(tokenizer.state_dict()[key], value), key
 
@@ -260,7 +260,8 @@ def test_parser_types():
 
 
 def test_class_ids_from_names_and_numbers(models, capsys):
-    from hf_vidtok.cli import CLIError, _class_ids
+    from hf_vidtok.commands import CLIError
+    from hf_vidtok.commands.generate import class_ids as _class_ids
 
     config = tiny_generator().config
     assert _class_ids(["Biking", "jumprope", "0"], config) == [1, 2, 0]
@@ -377,3 +378,17 @@ def test_evaluate_two_folders(models, tmp_path, capsys):
     assert code == 1 and "needs --i3d_weights" in err
     code, out, err = run(capsys, "evaluate", "--real", tmp_path / "nope", "--generated", fake)
     assert code == 1 and "--real: no such folder" in err
+
+
+def test_one_flag_spelling_and_one_module_per_command():
+    """Every flag of every sub-command is spelled with underscores; each command lives in its own module."""
+    import importlib
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == {"convert", "encode", "reconstruct", "generate", "evaluate", "publish"}
+    for name, command in sub.choices.items():
+        flags = [s for action in command._actions for s in action.option_strings if s.startswith("--")]
+        assert flags and all("-" not in flag[2:] for flag in flags), (name, flags)
+        module = importlib.import_module(f"hf_vidtok.commands.{name}")
+        assert command.get_default("func") is module.run

@@ -194,7 +194,8 @@ def test_pipeline_folder_card(tmp_path):
     assert [(r.metric_name, r.metric_type, r.metric_value) for r in card.data.eval_results] == [("gFVD", "fvd", 99.5)]
     text = str(card)
     assert "ClassToVideoPipeline.from_pretrained('user/c2v')" in text and "pipe('ApplyEyeMakeup'" in text
-    assert "hf-vidtok generate --model user/c2v 'ApplyEyeMakeup'" in text
+    assert "hf-vidtok generate --model user/c2v ApplyEyeMakeup --output_dir samples/" in text
+    assert "- parameters: " in text  # counted from the saved safetensors headers
     assert "tokenizer: tokens per clip: 8" in text and "generator: classes: " + ", ".join(CLASS_NAMES) in text
     assert "given class names or ids" in text and "- samples: 16" in text
     index["_class_name"] = "FramePredictionPipeline"
@@ -224,3 +225,37 @@ def test_pipeline_snippets_run_as_written(tmp_path, monkeypatch, capsys):
     card = create_model_card(fp, repo_id=str(tmp_path / "fp"))
     out = _run_snippet(card, monkeypatch, tmp_path, capsys)
     assert "(1, 4, 16, 16, 3)" in out and (tmp_path / "prediction.mp4").stat().st_size > 0
+
+
+def test_snippets_without_repo_id_run_from_the_model_folder(tmp_path, monkeypatch, capsys):
+    """No repo id known: the snippets load the folder holding the card (a placeholder path), not the card title."""
+    from hf_vidtok.hub import LOCAL_MODEL_PATH, save_pretrained_with_card
+
+    folder = tmp_path / "my model"
+    card = save_pretrained_with_card(tiny_tokenizer(), folder, eval_results={"psnr": 20.0})
+    text = (folder / "README.md").read_text()
+    assert f"LarpTokenizer.from_pretrained({LOCAL_MODEL_PATH!r})" in text and "LARP video tokenizer'" not in text
+    assert "run the code from there, or replace it by the model's Hub repo id" in text
+    out = _run_snippet(card, monkeypatch, folder, capsys)
+    assert "torch.Size([1, 8]) torch.Size([1, 3, 4, 16, 16])" in out
+
+
+def test_shell_lines_quote_every_argument(tmp_path):
+    """A path with spaces and quotes survives the shell: every argument of the CLI lines is shlex-quoted."""
+    import re
+    import shlex
+
+    from hubtest_utils import tiny_pipeline
+
+    folder = tmp_path / "it's a model"
+    tiny_tokenizer().save_pretrained(folder)
+    card = create_model_card(folder, repo_id=str(folder))
+    shell = re.search(r"```bash\n(.*?)```", str(card), re.DOTALL).group(1).strip().splitlines()
+    assert [shlex.split(line)[:4] for line in shell] == [
+        ["hf-vidtok", "encode", "--model", str(folder)],
+        ["hf-vidtok", "reconstruct", "--model", str(folder)],
+    ]
+    pipe = tiny_pipeline()
+    pipe.generator.config.id2label = {0: "Apply Eye Makeup", 1: "b", 2: "c"}
+    line = re.search(r"```bash\n(.*?)```", str(create_model_card(pipe, repo_id="user/c2v")), re.DOTALL).group(1)
+    assert shlex.split(line)[:5] == ["hf-vidtok", "generate", "--model", "user/c2v", "Apply Eye Makeup"]

@@ -11,7 +11,7 @@ from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
 from safetensors.torch import load as load_safetensors
 
 from hf_vidtok import LarpTokenizer
-from hf_vidtok.hub import AUTO_CARD_MARKER, publish_folder, push_model_to_hub, push_pipeline_to_hub, push_to_hub
+from hf_vidtok.hub import AUTO_CARD_MARKER, publish_folder, push_to_hub
 from hf_vidtok.models.video_ar import VideoARGenerator
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -24,13 +24,17 @@ def _assert_same_weights(a, b):
         assert torch.equal(sa[key], sb[key]), key
 
 
+def _data_files(files):
+    return {name for name in files if not name.endswith(".py")}
+
+
 def _card(hub, repo_id, revision="main"):
     return ModelCard(hub.files(repo_id, revision)["README.md"].decode())
 
 
 def test_push_tokenizer_with_card_and_load_back(hub):
     tokenizer = tiny_tokenizer(seed=1)
-    info = push_model_to_hub(
+    info = push_to_hub(
         tokenizer,
         "user/tiny-tokenizer",
         eval_results={"step": 50, "psnr": 22.25, "ssim": 0.625, "initial_psnr": 12.0},
@@ -39,7 +43,8 @@ def test_push_tokenizer_with_card_and_load_back(hub):
     )
     assert info.oid == hub.repos["user/tiny-tokenizer"].branches["main"]
     files = hub.files("user/tiny-tokenizer")
-    assert set(files) == {"config.json", "model.safetensors", "README.md", "eval_results.json", "training_config.json"}
+    # (+ the model's code files that register_for_auto_class saves next to config.json)
+    assert _data_files(files) == {"config.json", "model.safetensors", "README.md", "eval_results.json", "training_config.json"}
     assert not any(name.endswith(PICKLE_SUFFIXES) for name in files)
     assert json.loads(files["config.json"])["model_type"] == "larp_tokenizer"
     assert b"hf_do_not_leak" not in files["training_config.json"] + files["README.md"]
@@ -91,7 +96,7 @@ def test_revisions_missing_entries_and_offline_cache(hub, tmp_path):
 
 def test_push_generator_and_generate_same_tokens(hub):
     generator = tiny_generator(seed=4)
-    push_model_to_hub(generator, "user/tiny-ar", eval_results={"gfvd": 123.0}, tokenizer_repo_id="user/tiny-tokenizer")
+    push_to_hub(generator, "user/tiny-ar", eval_results={"gfvd": 123.0}, tokenizer_repo_id="user/tiny-tokenizer")
     loaded = VideoARGenerator.from_pretrained("user/tiny-ar").eval()
     _assert_same_weights(loaded, generator)
     kwargs = dict(class_labels=[0, 2], cfg_scale=1.5)
@@ -101,13 +106,13 @@ def test_push_generator_and_generate_same_tokens(hub):
     card = _card(hub, "user/tiny-ar")
     assert card.data.base_model == "user/tiny-tokenizer"
     assert [(r.metric_name, r.metric_value) for r in card.data.eval_results] == [("gFVD", 123.0)]
-    with pytest.raises(TypeError, match="push_pipeline_to_hub"):
-        push_pipeline_to_hub(generator, "user/x")
 
 
 def test_push_to_hub_rejects_bad_arguments(hub):
-    with pytest.raises(ValueError, match="repo_id"):
-        push_to_hub(tiny_tokenizer(), "a/b/c")
+    for bad in ("a/b/c", "user/na me", "-user/x", "user//x", ""):
+        with pytest.raises(ValueError, match="repo_id"):
+            push_to_hub(tiny_tokenizer(), bad)
+    assert not hub.repos.get("a/b/c")
     with pytest.raises(TypeError, match="save_pretrained"):
         push_to_hub(object(), "user/obj")
 
@@ -124,7 +129,7 @@ def test_publish_folder_regenerates_auto_card_and_skips_leftovers(hub, tmp_path)
     (folder / ".hidden").write_text("x")
     publish_folder(folder, "user/published", private=True)
     files = hub.files("user/published")
-    assert set(files) == {"config.json", "model.safetensors", "README.md"}
+    assert _data_files(files) == {"config.json", "model.safetensors", "README.md"}
     assert hub.repos["user/published"].private
     card = _card(hub, "user/published")
     assert {(r.metric_name, r.metric_value) for r in card.data.eval_results} == {("PSNR", 31.5), ("SSIM", 0.875)}
@@ -150,16 +155,27 @@ def test_publish_folder_regenerates_auto_card_and_skips_leftovers(hub, tmp_path)
         publish_folder(tmp_path / "nope", "user/published")
 
 
-def test_model_push_to_hub_method_writes_the_hf_vidtok_card(hub):
-    """LarpTokenizer/VideoARGenerator.push_to_hub (transformers' method) must publish the hf_vidtok card."""
-    from hf_vidtok.hub import HubPublishMixin
+def test_models_do_not_depend_on_publishing_and_push_to_hub_is_one_path(hub, tmp_path):
+    """The model classes carry no publishing mixin (their push_to_hub is transformers'); hf_vidtok.hub.push_to_hub
+    is save_pretrained_with_card + publish_folder, so a folder published later gives the same files."""
+    import inspect
 
-    for model, repo in ((tiny_tokenizer(seed=6), "user/method-tok"), (tiny_generator(seed=6), "user/method-ar")):
-        assert isinstance(model, HubPublishMixin)
-        model.push_to_hub(repo, revision="dev", commit_message="via method", eval_results={"psnr": 20.0})
-        card = _card(hub, repo, "dev")
-        assert card.data.library_name == "hf_vidtok"
-        assert set(hub.files(repo, "dev")) >= {"config.json", "model.safetensors", "README.md"}
+    import hf_vidtok.models.larp.modeling_larp as modeling_larp
+    import hf_vidtok.models.video_ar.modeling_video_ar as modeling_video_ar
+    from hf_vidtok.hub import save_pretrained_with_card
+
+    for module in (modeling_larp, modeling_video_ar):
+        assert "hub" not in inspect.getsource(module).split('"""', 2)[2].split("class ", 1)[0]
+    for cls in (LarpTokenizer, VideoARGenerator):
+        assert all(base.__module__.split(".")[0] in ("hf_vidtok", "transformers", "torch", "builtins")
+                   for base in cls.__mro__)
+        assert not any(base.__module__.startswith("hf_vidtok.hub") for base in cls.__mro__)
+    for model, repo in ((tiny_tokenizer(seed=6), "user/one-path-tok"), (tiny_generator(seed=6), "user/one-path-ar")):
+        push_to_hub(model, repo, revision="dev", commit_message="pushed", eval_results={"psnr": 20.0})
+        save_pretrained_with_card(model, tmp_path / repo, repo_id=repo, eval_results={"psnr": 20.0})
+        publish_folder(tmp_path / repo, repo, revision="folder")
+        assert hub.files(repo, "dev") == hub.files(repo, "folder")
+        assert _card(hub, repo, "dev").data.library_name == "hf_vidtok"
         _assert_same_weights(type(model).from_pretrained(repo, revision="dev"), model)
 
 
@@ -178,7 +194,7 @@ def test_push_pipeline_and_load_back(hub):
     from hf_vidtok.pipelines import ClassToVideoPipeline
 
     pipe = tiny_pipeline(seed=9)
-    push_pipeline_to_hub(pipe, "user/tiny-c2v", eval_results={"gfvd": 456.5, "num_samples": 8}, revision="v1")
+    push_to_hub(pipe, "user/tiny-c2v", eval_results={"gfvd": 456.5, "num_samples": 8}, revision="v1")
     files = hub.files("user/tiny-c2v", "v1")
     assert {"model_index.json", "tokenizer/config.json", "tokenizer/model.safetensors", "generator/config.json"} <= set(
         files
@@ -189,8 +205,6 @@ def test_push_pipeline_and_load_back(hub):
     assert card.data.library_name == "hf_vidtok"
     assert [(r.metric_name, r.metric_value) for r in card.data.eval_results] == [("gFVD", 456.5)]
     assert "ClassToVideoPipeline.from_pretrained('user/tiny-c2v')" in card.text
-    with pytest.raises(TypeError, match="push_model_to_hub expects a model"):
-        push_model_to_hub(pipe, "user/x")
 
     def check(loaded):
         _assert_same_weights(loaded.tokenizer, pipe.tokenizer)
@@ -204,8 +218,5 @@ def test_push_pipeline_and_load_back(hub):
 
     assert issubclass(ClassToVideoPipeline, PipelineHubMixin)
     check(ClassToVideoPipeline.from_pretrained("user/tiny-c2v", revision="v1"))
-    pipe.push_to_hub("user/tiny-c2v-method", commit_message="method")
-    assert _card(hub, "user/tiny-c2v-method").data.library_name == "hf_vidtok"
-    check(ClassToVideoPipeline.from_pretrained("user/tiny-c2v-method"))
     constants.HF_HUB_OFFLINE = True  # cached: still loads offline
-    check(ClassToVideoPipeline.from_pretrained("user/tiny-c2v-method"))
+    check(ClassToVideoPipeline.from_pretrained("user/tiny-c2v", revision="v1"))

@@ -8,7 +8,8 @@ import torch
 pytest.importorskip("av", reason="reading videos needs PyAV (pip install hf_vidtok[train])")
 
 from hf_vidtok.metrics import FVD, LPIPS, InceptionI3D, psnr, ssim  # noqa: E402
-from hf_vidtok.metrics.evaluate_folders import evaluate_folders, list_video_files, load_clip, main  # noqa: E402
+from hf_vidtok.commands import main  # noqa: E402
+from hf_vidtok.metrics.evaluate_folders import evaluate_folders, list_video_files, load_clip  # noqa: E402
 
 
 def _write_video(path, frames: np.ndarray, fps=8):
@@ -59,7 +60,7 @@ def test_listing_pairs_by_name_without_extension(folders):
         list_video_files(folders / "missing")
 
 
-def test_folder_metrics_equal_direct_computation(folders, tiny_fvd, tmp_path):
+def test_folder_metrics_equal_direct_computation(folders, tiny_fvd, tmp_path, capsys):
     torch.manual_seed(0)
     lpips = LPIPS()
     res = evaluate_folders(folders / "real", folders / "gen", num_frames=10, batch_size=2, lpips=lpips, fvd=tiny_fvd)
@@ -81,10 +82,12 @@ def test_folder_metrics_equal_direct_computation(folders, tiny_fvd, tmp_path):
     # the command line: psnr + ssim + fvd from local weight files, JSON output, resizing
     tiny_fvd.i3d.save_pretrained(tmp_path / "i3d")
     out_json = tmp_path / "res.json"
-    cli = main([
-        "--real", str(folders / "real"), "--generated", str(folders / "gen"), "--metrics", "psnr", "ssim", "fvd",
-        "--num-frames", "10", "--resolution", "16", "--i3d-weights", str(tmp_path / "i3d"), "--output", str(out_json),
-    ])  # fmt: skip
+    assert main([
+        "evaluate", "--real", str(folders / "real"), "--generated", str(folders / "gen"), "--metrics", "psnr", "ssim",
+        "fvd", "--num_frames", "10", "--resolution", "16", "--i3d_weights", str(tmp_path / "i3d"),
+        "--output", str(out_json),
+    ]) == 0  # fmt: skip
+    cli = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert json.loads(out_json.read_text()) == cli
     assert set(cli) >= {"psnr", "ssim", "fvd"} and "lpips" not in cli
     assert cli["psnr"] != pytest.approx(res["psnr"])  # 16 px clips, not 32 px
@@ -95,5 +98,4 @@ def test_errors(folders):
         evaluate_folders(folders / "real", folders / "gen", metrics=["fvd"])
     with pytest.raises(ValueError, match="subset"):
         evaluate_folders(folders / "real", folders / "gen", metrics=["fid"])
-    with pytest.raises(SystemExit):
-        main(["--real", str(folders / "real"), "--generated", str(folders / "gen"), "--metrics", "lpips"])
+    assert main(["evaluate", "--real", str(folders / "real"), "--generated", str(folders / "gen"), "--metrics", "lpips"]) == 1

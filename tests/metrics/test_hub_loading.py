@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 fake_hub = pytest.importorskip("fake_hub", reason="tests/hub/fake_hub.py provides the local fake Hub")
 
 from hf_vidtok.metrics import FVD, InceptionI3D  # noqa: E402
-from hf_vidtok.metrics._hub import resolve_weights_file  # noqa: E402
+from hf_vidtok.hub.loading import resolve_file  # noqa: E402
 
 
 @pytest.fixture
@@ -42,6 +42,6 @@ def test_local_paths_never_reach_the_hub(tmp_path):
     # strings that are not "user/name" repo ids are treated as local and must exist
     for bad in [str(tmp_path / "nope.safetensors"), "./nope", "a/b/c"]:
         with pytest.raises(FileNotFoundError):
-            resolve_weights_file(bad, "x.safetensors")
+            resolve_file(bad, "x.safetensors")
     with pytest.raises(TypeError, match="path_or_repo_id"):
-        resolve_weights_file(3, "x.safetensors")
+        resolve_file(3, "x.safetensors")

@@ -210,7 +210,9 @@ def test_finetune_from_converted_official_checkpoint(tmp_path, video_root, larp_
 
     from hf_vidtok.metrics import LPIPS
 
-    official = LarpTokenizer.from_original(str(larp_fixture_dir))
+    from hf_vidtok.models.larp.convert_larp_original_to_hf import load_original_model
+
+    official = load_original_model(str(larp_fixture_dir))
     torch.manual_seed(0)
     lpips_path = LPIPS().save_pretrained(tmp_path / "lpips")  # random weights stand in for the real ones
     recipe = _recipe(

@@ -1,22 +1,22 @@
-"""Model cards and publishing for hf_vidtok models and pipelines (huggingface_hub only).
+"""Model cards, publishing and Hub loading for hf_vidtok models and pipelines (huggingface_hub only).
 
-- :func:`create_model_card` builds a ``huggingface_hub.ModelCard`` (metadata, ``model-index`` results from
-  ``eval_results.json``, usage, training configuration, intended use, citations) from the templates in
-  ``hf_vidtok/hub/model_cards/``.
-- :func:`push_to_hub` / :func:`push_model_to_hub` / :func:`push_pipeline_to_hub` upload an object with its card;
-  :func:`publish_folder` uploads a saved folder; :func:`save_pretrained_with_card` saves one locally.
-- :class:`HubPublishMixin` (models) and :class:`PipelineHubMixin` (pipelines: also loads Hub repo ids, which
-  diffusers refuses for custom components) give the classes a ``push_to_hub`` that writes this card.
+- :func:`create_model_card` builds a ``huggingface_hub.ModelCard`` from the templates in
+  ``hf_vidtok/hub/model_cards/`` (text) and the typed configs, ``eval_results.json`` and the training
+  configuration (facts). Needs Jinja2: ``pip install "hf_vidtok[hub]"``.
+- Publishing, one path: :func:`save_pretrained_with_card` writes a folder, :func:`publish_folder` uploads a
+  folder (``HfApi.upload_folder``), :func:`push_to_hub` does both for an object.
+- Loading: :func:`resolve_file` (one weights file from a path or repo id) and :class:`PipelineHubMixin`
+  (pipelines from Hub repo ids, which diffusers refuses for custom components).
 """
 
 from .eval_results import METRICS, load_eval_results, normalize_eval_results
-from .loading import PipelineHubMixin, resolve_pipeline_folder
+from .loading import PipelineHubMixin, resolve_file, resolve_pipeline_folder
 from .model_card import (
     AUTO_CARD_MARKER,
     KINDS,
+    LOCAL_MODEL_PATH,
     TEMPLATES_DIR,
     create_model_card,
-    create_model_card_for_folder,
     describe,
     find_training_config,
     load_training_config,
@@ -24,25 +24,24 @@ from .model_card import (
     template_path,
 )
 from .publishing import (
-    HubPublishMixin,
+    check_repo_id,
     check_safetensors_only,
     publish_folder,
-    push_model_to_hub,
-    push_pipeline_to_hub,
     push_to_hub,
     save_pretrained_with_card,
+    save_weights_file,
 )
 
 __all__ = [
     "AUTO_CARD_MARKER",
     "KINDS",
+    "LOCAL_MODEL_PATH",
     "METRICS",
     "TEMPLATES_DIR",
-    "HubPublishMixin",
     "PipelineHubMixin",
+    "check_repo_id",
     "check_safetensors_only",
     "create_model_card",
-    "create_model_card_for_folder",
     "describe",
     "find_training_config",
     "load_eval_results",
@@ -50,10 +49,10 @@ __all__ = [
     "model_kind",
     "normalize_eval_results",
     "publish_folder",
-    "push_model_to_hub",
-    "push_pipeline_to_hub",
     "push_to_hub",
+    "resolve_file",
     "resolve_pipeline_folder",
     "save_pretrained_with_card",
     "template_path",
+    "save_weights_file",
 ]

@@ -1,10 +1,15 @@
-"""Loading hf_vidtok pipelines from the Hub by repo id.
+"""Local path or Hub repo id -> local files: the one place hf_vidtok resolves where weights live.
 
-diffusers' ``DiffusionPipeline.from_pretrained("user/repo")`` refuses repos whose ``model_index.json``
-names components from a library other than diffusers/transformers (``ValueError: tokenizer/hf_vidtok....py
-as defined in model_index.json does not exist ...``), although it loads the same folder from disk. So a
-repo id is first downloaded (or found in the cache, also with ``HF_HUB_OFFLINE=1``) with
-``snapshot_download`` and the local snapshot folder is loaded.
+- :func:`resolve_file`: one file (a metric's weights): a file path as it is, else transformers'
+  ``cached_file`` (a local folder, or the Hub download cache, also offline with ``HF_HUB_OFFLINE=1``).
+- :func:`resolve_pipeline_folder` / :class:`PipelineHubMixin`: a pipeline folder. diffusers'
+  ``DiffusionPipeline.from_pretrained("user/repo")`` refuses repos whose ``model_index.json`` names
+  components from a library other than diffusers/transformers (``ValueError: generator/hf_vidtok....py as
+  defined in model_index.json does not exist ...``), although it loads the same folder from disk. So a repo
+  id is first fetched with ``snapshot_download`` (safetensors and JSON only) and the snapshot folder loaded.
+
+Models (tokenizers, generators) need none of this: ``AutoModel.from_pretrained(path_or_repo_id,
+subfolder=...)`` resolves them.
 """
 
 from __future__ import annotations
@@ -14,10 +19,45 @@ from typing import Any
 
 from huggingface_hub import constants, snapshot_download
 
-__all__ = ["PIPELINE_FILE_PATTERNS", "PipelineHubMixin", "resolve_pipeline_folder"]
+__all__ = ["PIPELINE_FILE_PATTERNS", "PipelineHubMixin", "resolve_file", "resolve_pipeline_folder"]
 
 # What a pipeline folder needs (never pickled weights).
 PIPELINE_FILE_PATTERNS = ["model_index.json", "*/config.json", "*/*.safetensors", "*/*.safetensors.index.json", "*.md"]
+
+
+def resolve_file(
+    path_or_repo_id: str | os.PathLike,
+    filename: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    token: str | bool | None = None,
+) -> str:
+    """A local path for ``filename``: ``path_or_repo_id`` is the file itself, a folder holding it, or a Hub
+    repo id (downloaded through ``transformers.utils.cached_file``; only this case touches the network).
+
+    Raises ``FileNotFoundError`` for a folder without ``filename`` and for a path that does not exist and is
+    not a valid repo id (``huggingface_hub.utils.validate_repo_id``), ``OSError`` when the repo or its file
+    cannot be found.
+    """
+    if not isinstance(path_or_repo_id, (str, os.PathLike)):
+        raise TypeError(f"`path_or_repo_id` must be a path or a Hub repo id, got {type(path_or_repo_id).__name__}")
+    path = os.fspath(path_or_repo_id)
+    if os.path.isfile(path):
+        return path
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, filename)):
+            raise FileNotFoundError(f"no `{filename}` in folder {path!r}")
+        return os.path.join(path, filename)
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    from transformers.utils import cached_file
+
+    try:
+        validate_repo_id(path)
+    except HFValidationError:
+        raise FileNotFoundError(f"{path!r} is neither an existing file/folder nor a Hub repo id") from None
+
+    return cached_file(path, filename, revision=revision, cache_dir=cache_dir, token=token)
 
 
 def resolve_pipeline_folder(
@@ -47,10 +87,8 @@ def resolve_pipeline_folder(
 
 class PipelineHubMixin:
     """For hf_vidtok ``DiffusionPipeline`` subclasses: ``from_pretrained`` accepts Hub repo ids (see the module
-    docstring) and ``push_to_hub`` writes the hf_vidtok model card (:func:`hf_vidtok.hub.push_to_hub`).
-
-    Put it first in the bases: ``class ClassToVideoPipeline(PipelineHubMixin, DiffusionPipeline)``.
-    """
+    docstring). Put it first in the bases: ``class ClassToVideoPipeline(PipelineHubMixin, DiffusionPipeline)``.
+    Publish with :func:`hf_vidtok.hub.push_to_hub` (writes the hf_vidtok model card)."""
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):
@@ -63,10 +101,3 @@ class PipelineHubMixin:
             force_download=kwargs.pop("force_download", False),
         )
         return super().from_pretrained(folder, **kwargs)
-
-    def push_to_hub(self, repo_id: str, **kwargs: Any):
-        """Upload the pipeline folder (safetensors only) with the hf_vidtok card; keyword arguments as
-        :func:`hf_vidtok.hub.push_to_hub` (``private``, ``revision``, ``commit_message``, ``eval_results`` ...)."""
-        from .publishing import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)

@@ -1,10 +1,14 @@
 """Saving and publishing hf_vidtok models and pipelines with their model card (safetensors only).
 
-transformers' ``PreTrainedModel.push_to_hub`` and diffusers' ``DiffusionPipeline.push_to_hub`` write a
-generic card (``library_name: transformers`` / ``diffusers``) over the one a model folder carries, and the
-diffusers one has no ``revision``. The functions here save through the objects' own ``save_pretrained``
-(safetensors + ``config.json`` or ``model_index.json``), add the hf_vidtok card, check that no pickled
-weights are in the folder, and upload everything in one commit with ``HfApi``.
+One path: :func:`save_pretrained_with_card` writes a folder (the object's own ``save_pretrained`` +
+``README.md`` card + ``eval_results.json`` / ``training_config.json``), :func:`publish_folder` uploads a
+folder with ``HfApi.upload_folder`` (one commit; training leftovers excluded by ``ignore_patterns``, pickled
+weights refused), and :func:`push_to_hub` is the two in a row through a temporary folder.
+
+Why not the objects' own ``push_to_hub``: transformers' ``PreTrainedModel.push_to_hub`` and diffusers'
+``DiffusionPipeline.push_to_hub`` write a generic card (``library_name: transformers`` / ``diffusers``) over
+the one a model folder carries, and the diffusers one has no ``revision``. The model classes themselves do
+not depend on this module.
 """
 
 from __future__ import annotations
@@ -17,63 +21,92 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
+from huggingface_hub import HfApi, ModelCard
+from huggingface_hub.utils import HFValidationError, filter_repo_objects, validate_repo_id
 
 from .eval_results import load_eval_results
-from .model_card import AUTO_CARD_MARKER, create_model_card, find_training_config, load_training_config
+from .model_card import AUTO_CARD_MARKER, TRAINING_CONFIG_NAME, create_model_card, load_training_config
 
 __all__ = [
     "PICKLE_PATTERNS",
-    "HubPublishMixin",
+    "PUBLISH_IGNORE_PATTERNS",
+    "check_repo_id",
     "check_safetensors_only",
     "publish_folder",
-    "push_model_to_hub",
-    "push_pipeline_to_hub",
     "push_to_hub",
     "save_pretrained_with_card",
+    "save_weights_file",
 ]
 
 logger = logging.getLogger(__name__)
 
 # Weight formats that are never published (pickle-based).
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
-# Training leftovers never published from a folder (`latest` is the checkpoint pointer of the training scripts).
-_SKIP_PATTERNS = ("checkpoint-*", "latest", ".*", "__pycache__", "*.lock", "logs", "runs")
+# Training leftovers never uploaded from a folder (`upload_folder` ignore patterns, fnmatch on the relative
+# path, where `*` also matches `/`); `latest` is the checkpoint pointer of the training scripts.
+PUBLISH_IGNORE_PATTERNS = (
+    "checkpoint-*",
+    "*/checkpoint-*",
+    "latest",
+    ".*",
+    "*/.*",
+    "__pycache__/*",
+    "*/__pycache__/*",
+    "*.lock",
+    "logs/*",
+    "runs/*",
+)
 
 
 def _is_pipeline(obj: Any) -> bool:
     return hasattr(obj, "components") and hasattr(obj, "register_modules")
 
 
-def _check_repo_id(repo_id: Any) -> str:
-    if not isinstance(repo_id, str) or not repo_id.strip() or repo_id.count("/") > 1 or repo_id.strip("/") != repo_id:
-        raise ValueError(f"`repo_id` must look like 'name' or 'user/name', got {repo_id!r}")
+def check_repo_id(repo_id: Any) -> str:
+    """``repo_id`` if it is a valid ``name`` or ``namespace/name`` (``huggingface_hub.utils.validate_repo_id``),
+    else ``ValueError``."""
+    if not isinstance(repo_id, str):
+        raise ValueError(f"`repo_id` must be a string like 'user/name', got {type(repo_id).__name__}")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise ValueError(f"`repo_id` {repo_id!r} is not a Hub repo id: {err}") from None
     return repo_id
 
 
-def check_safetensors_only(folder: str | os.PathLike) -> list[str]:
-    """Relative paths of the weight files in ``folder``; raises ``ValueError`` if any pickled weight file
-    (``.bin``/``.pt``/``.pth``/``.ckpt``/``.pkl``) is present outside ``checkpoint-*`` folders."""
-    folder = Path(folder)
-    weights, pickled = [], []
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file():
-            continue
-        rel = path.relative_to(folder).as_posix()
-        if _skipped(rel):
-            continue
-        if any(fnmatch.fnmatch(path.name, p) for p in PICKLE_PATTERNS):
-            pickled.append(rel)
-        elif path.suffix == ".safetensors":
-            weights.append(rel)
+def _uploaded_files(folder: Path, ignore_patterns: Iterable[str]) -> list[str]:
+    """The relative paths ``upload_folder(..., ignore_patterns=...)`` uploads from ``folder``."""
+    paths = [p.relative_to(folder).as_posix() for p in sorted(folder.rglob("*")) if p.is_file()]
+    return list(filter_repo_objects(paths, ignore_patterns=[*PUBLISH_IGNORE_PATTERNS, *ignore_patterns]))
+
+
+def check_safetensors_only(folder: str | os.PathLike, ignore_patterns: Iterable[str] = ()) -> list[str]:
+    """Relative paths of the ``.safetensors`` files that publishing ``folder`` uploads; ``ValueError`` if a
+    pickled weight file (``.bin``/``.pt``/``.pth``/``.ckpt``/``.pkl``) would be uploaded too."""
+    files = _uploaded_files(Path(folder), ignore_patterns)
+    pickled = [rel for rel in files if any(fnmatch.fnmatch(rel.rsplit("/", 1)[-1], p) for p in PICKLE_PATTERNS)]
     if pickled:
         raise ValueError(f"{folder} holds pickled weight files {pickled}; hf_vidtok publishes safetensors only")
-    return weights
+    return [rel for rel in files if rel.endswith(".safetensors")]
 
 
-def _skipped(rel: str) -> bool:
-    parts = rel.split("/")
-    return any(fnmatch.fnmatch(part, pattern) for part in parts for pattern in _SKIP_PATTERNS)
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+
+
+def _raw_eval_results(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
+    """The results as written (validated by :func:`load_eval_results`), to copy next to the weights."""
+    load_eval_results(source)  # validates (finite metrics, JSON object)
+    if isinstance(source, Mapping):
+        return dict(source)
+    path = Path(source)
+    path = path / "eval_results.json" if path.is_dir() else path
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data[-1] if isinstance(data, list) else data
+
+
+def _load_card(model_card: ModelCard | str | os.PathLike) -> ModelCard:
+    return model_card if isinstance(model_card, ModelCard) else ModelCard.load(Path(model_card))
 
 
 def save_pretrained_with_card(
@@ -102,43 +135,88 @@ def save_pretrained_with_card(
     else:
         obj.save_pretrained(save_directory)
     check_safetensors_only(save_directory)
-    results = None
+    results = train = None
     if eval_results is not None:
-        raw = _raw_eval_results(eval_results)
-        (save_directory / "eval_results.json").write_text(json.dumps(raw, indent=2, sort_keys=True, default=str) + "\n")
-        results = raw
-    train = None
+        results = _raw_eval_results(eval_results)
+        _write_json(save_directory / "eval_results.json", results)
     if training_config is not None:
         train = load_training_config(training_config)
-        (save_directory / "training_config.json").write_text(
-            json.dumps(train, indent=2, sort_keys=True, default=str) + "\n"
-        )
+        _write_json(save_directory / TRAINING_CONFIG_NAME, train)
     if model_card is None:
         card = create_model_card(obj, repo_id=repo_id, eval_results=results, training_config=train, **card_kwargs)
-    elif isinstance(model_card, ModelCard):
-        card = model_card
     else:
-        card = ModelCard.load(Path(model_card))
+        card = _load_card(model_card)
     card.save(save_directory / "README.md")
     return card
 
 
-def _raw_eval_results(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
-    """The results as written (validated by :func:`load_eval_results`), to copy next to the weights."""
-    load_eval_results(source)  # validates (finite metrics, JSON object)
-    if isinstance(source, Mapping):
-        return dict(source)
-    path = Path(source)
-    path = path / "eval_results.json" if path.is_dir() else path
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return data[-1] if isinstance(data, list) else data
-
-
 def _prepare_repo(api: HfApi, repo_id: str, *, private: bool | None, revision: str | None, create_pr: bool) -> str:
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    repo_id = api.create_repo(check_repo_id(repo_id), private=private, exist_ok=True).repo_id
     if revision is not None and not create_pr and revision != "main":
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     return repo_id
+
+
+def publish_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    commit_description: str | None = None,
+    token: str | bool | None = None,
+    create_pr: bool = False,
+    endpoint: str | None = None,
+    eval_results: str | os.PathLike | Mapping[str, Any] | None = None,
+    training_config: str | os.PathLike | Mapping[str, Any] | Any | None = None,
+    model_card: ModelCard | str | os.PathLike | None = None,
+    regenerate_card: bool = False,
+    ignore_patterns: Iterable[str] = (),
+    **card_kwargs: Any,
+):
+    """Upload a saved model or pipeline folder (``config.json`` or ``model_index.json`` + safetensors) to
+    ``repo_id`` in one commit (``HfApi.upload_folder``), with its model card.
+
+    The card is ``model_card`` when given; else the folder's own ``README.md`` when it was written by hand
+    (kept as is); else (no README, one generated by hf_vidtok, or ``regenerate_card=True``) a new card for
+    ``repo_id`` with results from ``eval_results`` or the ``eval_results.json`` found in the folder or its
+    parent, and the training configuration found the same way. A new or given card is written to the
+    folder's ``README.md`` first, so the folder and the repo hold the same card. Pickled weights make it
+    fail; training leftovers (:data:`PUBLISH_IGNORE_PATTERNS`) and files matching ``ignore_patterns``
+    (fnmatch on the path relative to ``folder``) are not uploaded. Returns ``CommitInfo``.
+    """
+    check_repo_id(repo_id)
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no such folder: {folder}")
+    if not (folder / "config.json").is_file() and not (folder / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"{folder} holds neither config.json nor model_index.json: not a saved model or pipeline"
+        )
+    ignore = [*PUBLISH_IGNORE_PATTERNS, *ignore_patterns]
+    if not check_safetensors_only(folder, ignore_patterns):
+        raise FileNotFoundError(f"{folder} holds no .safetensors weights")
+
+    readme = folder / "README.md"
+    if model_card is not None:
+        _load_card(model_card).save(readme)
+    elif regenerate_card or not readme.is_file() or AUTO_CARD_MARKER in readme.read_text(encoding="utf-8"):
+        create_model_card(
+            folder, repo_id=repo_id, eval_results=eval_results, training_config=training_config, **card_kwargs
+        ).save(readme)
+    api = HfApi(endpoint=endpoint, token=token)
+    repo_id = _prepare_repo(api, repo_id, private=private, revision=revision, create_pr=create_pr)
+    logger.info("publishing %s to %s", folder, repo_id)
+    return api.upload_folder(
+        repo_id=repo_id,
+        folder_path=folder,
+        revision=revision,
+        commit_message=commit_message or f"Upload {folder.name} with hf_vidtok",
+        commit_description=commit_description,
+        create_pr=create_pr,
+        ignore_patterns=ignore,
+    )
 
 
 def push_to_hub(
@@ -158,16 +236,15 @@ def push_to_hub(
     **card_kwargs: Any,
 ):
     """Upload a LarpTokenizer, VideoARGenerator or hf_vidtok pipeline to ``repo_id`` in one commit:
-    safetensors weights, ``config.json`` / ``model_index.json``, the model card (``README.md``) and, when
-    given, ``eval_results.json`` and ``training_config.json``.
+    :func:`save_pretrained_with_card` into a temporary folder, then :func:`publish_folder`.
 
     ``revision`` is a branch (created from ``main`` when missing). Returns ``huggingface_hub.CommitInfo``.
     """
-    _check_repo_id(repo_id)
-    api = HfApi(endpoint=endpoint, token=token)
-    repo_id = _prepare_repo(api, repo_id, private=private, revision=revision, create_pr=create_pr)
+    check_repo_id(repo_id)
+    if not hasattr(obj, "save_pretrained"):
+        raise TypeError(f"expected a model or pipeline with save_pretrained, got {type(obj).__name__}")
     with tempfile.TemporaryDirectory(prefix="hf_vidtok_push_") as tmp:
-        save_pretrained_with_card(
+        card = save_pretrained_with_card(
             obj,
             tmp,
             eval_results=eval_results,
@@ -176,148 +253,35 @@ def push_to_hub(
             model_card=model_card,
             **card_kwargs,
         )
-        return api.upload_folder(
-            repo_id=repo_id,
-            folder_path=tmp,
-            revision=revision,
-            commit_message=commit_message or f"Upload {type(obj).__name__} with hf_vidtok",
-            commit_description=commit_description,
-            create_pr=create_pr,
-        )
-
-
-# Explicit names for the two families; same behaviour.
-def push_model_to_hub(model: Any, repo_id: str, **kwargs: Any):
-    """:func:`push_to_hub` for a LarpTokenizer or VideoARGenerator (what the training scripts'
-    ``--push_to_hub`` call)."""
-    if _is_pipeline(model):
-        raise TypeError("push_model_to_hub expects a model; use push_pipeline_to_hub for pipelines")
-    return push_to_hub(model, repo_id, **kwargs)
-
-
-def push_pipeline_to_hub(pipeline: Any, repo_id: str, **kwargs: Any):
-    """:func:`push_to_hub` for a ClassToVideoPipeline or FramePredictionPipeline (one diffusers folder)."""
-    if not _is_pipeline(pipeline):
-        raise TypeError(f"push_pipeline_to_hub expects a diffusers pipeline, got {type(pipeline).__name__}")
-    return push_to_hub(pipeline, repo_id, **kwargs)
-
-
-def publish_folder(
-    folder: str | os.PathLike,
-    repo_id: str,
-    *,
-    private: bool | None = None,
-    revision: str | None = None,
-    commit_message: str | None = None,
-    commit_description: str | None = None,
-    token: str | bool | None = None,
-    create_pr: bool = False,
-    endpoint: str | None = None,
-    eval_results: str | os.PathLike | Mapping[str, Any] | None = None,
-    training_config: str | os.PathLike | Mapping[str, Any] | Any | None = None,
-    model_card: ModelCard | str | os.PathLike | None = None,
-    regenerate_card: bool | None = None,
-    ignore_patterns: Iterable[str] = (),
-    **card_kwargs: Any,
-):
-    """Upload a saved model or pipeline folder (``config.json`` or ``model_index.json`` + safetensors) to
-    ``repo_id`` in one commit, with its model card.
-
-    The card is ``model_card`` when given; else the folder's own ``README.md`` when it was written by hand
-    (kept as is); else (no README, one generated by hf_vidtok, or ``regenerate_card=True``) a new card for
-    ``repo_id`` with results from ``eval_results`` or the ``eval_results.json`` found in the folder or its
-    parent, and the training configuration found the same way. Pickled weights make it fail; training
-    leftovers (``checkpoint-*``, ``latest``, hidden files, ``logs``/``runs``) and files matching ``ignore_patterns``
-    (fnmatch on the path relative to ``folder``) are not uploaded. Returns ``CommitInfo``.
-    """
-    _check_repo_id(repo_id)
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no such folder: {folder}")
-    if not (folder / "config.json").is_file() and not (folder / "model_index.json").is_file():
-        raise FileNotFoundError(
-            f"{folder} holds neither config.json nor model_index.json: not a saved model or pipeline"
-        )
-    skip = tuple(ignore_patterns)
-    files = []
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder).as_posix()
-        if path.is_file() and not _skipped(rel) and not any(fnmatch.fnmatch(rel, p) for p in skip):
-            files.append((rel, path))
-    pickled = [rel for rel, path in files if any(fnmatch.fnmatch(path.name, p) for p in PICKLE_PATTERNS)]
-    if pickled:
-        raise ValueError(f"{folder} holds pickled weight files {pickled}; hf_vidtok publishes safetensors only")
-    if not any(rel.endswith(".safetensors") for rel, _ in files):
-        raise FileNotFoundError(f"{folder} holds no .safetensors weights")
-
-    readme = folder / "README.md"
-    if model_card is not None:
-        card = model_card if isinstance(model_card, ModelCard) else ModelCard.load(Path(model_card))
-    elif readme.is_file() and not regenerate_card and AUTO_CARD_MARKER not in readme.read_text(encoding="utf-8"):
-        card = None  # a hand-written card: upload as it is
-    else:
-        card = create_model_card(
-            folder,
-            repo_id=repo_id,
-            eval_results=eval_results,
-            training_config=training_config if training_config is not None else find_training_config(folder),
-            **card_kwargs,
-        )
-    operations = [
-        CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(path))
-        for rel, path in files
-        if not (rel == "README.md" and card is not None)
-    ]
-    if card is not None:
-        operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode("utf-8")))
-    api = HfApi(endpoint=endpoint, token=token)
-    repo_id = _prepare_repo(api, repo_id, private=private, revision=revision, create_pr=create_pr)
-    logger.info("publishing %d files from %s to %s", len(operations), folder, repo_id)
-    return api.create_commit(
-        repo_id=repo_id,
-        operations=operations,
-        commit_message=commit_message or f"Upload {folder.name} with hf_vidtok",
-        commit_description=commit_description,
-        revision=revision,
-        create_pr=create_pr,
-    )
-
-
-class HubPublishMixin:
-    """Gives a model or pipeline class a ``push_to_hub`` that writes the hf_vidtok card.
-
-    Put it first in the bases (``class LarpTokenizer(HubPublishMixin, LarpPreTrainedModel)``) so it
-    overrides transformers'/diffusers' ``push_to_hub``; ``save_pretrained`` is unchanged.
-    """
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        private: bool | None = None,
-        revision: str | None = None,
-        commit_message: str | None = None,
-        commit_description: str | None = None,
-        token: str | bool | None = None,
-        create_pr: bool = False,
-        eval_results: str | os.PathLike | Mapping[str, Any] | None = None,
-        training_config: str | os.PathLike | Mapping[str, Any] | Any | None = None,
-        model_card: ModelCard | str | os.PathLike | None = None,
-        **card_kwargs: Any,
-    ):
-        """Upload safetensors weights, config and the hf_vidtok model card to ``repo_id`` (see
-        :func:`hf_vidtok.hub.push_to_hub`); returns ``CommitInfo``."""
-        return push_to_hub(
-            self,
+        return publish_folder(
+            tmp,
             repo_id,
             private=private,
             revision=revision,
-            commit_message=commit_message,
+            commit_message=commit_message or f"Upload {type(obj).__name__} with hf_vidtok",
             commit_description=commit_description,
             token=token,
             create_pr=create_pr,
-            eval_results=eval_results,
-            training_config=training_config,
-            model_card=model_card,
-            **card_kwargs,
+            endpoint=endpoint,
+            model_card=card,
         )
+
+
+def save_weights_file(
+    model, output: str | os.PathLike, default_filename: str, *, push_to_hub: str | None = None
+) -> str:
+    """Save a converted metric network (LPIPS, I3D) with ``model.save_pretrained(folder, filename=...)``
+    (``output`` is a folder, or a ``.safetensors`` file path) and, with ``push_to_hub``, upload the file to
+    the root of that repo (``HfApi.upload_file``). Returns the local path."""
+    output = os.fspath(output)
+    if output.endswith(".safetensors"):
+        out_dir, filename = os.path.dirname(output) or ".", os.path.basename(output)
+    else:
+        out_dir, filename = output, default_filename
+    path = model.save_pretrained(out_dir, filename=filename)
+    print(f"wrote {path}")
+    if push_to_hub:
+        api = HfApi()
+        repo_id = api.create_repo(check_repo_id(push_to_hub), exist_ok=True).repo_id
+        api.upload_file(path_or_fileobj=path, path_in_repo=filename, repo_id=repo_id)
+    return path

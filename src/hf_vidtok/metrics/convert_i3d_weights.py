@@ -28,7 +28,6 @@ import zipfile
 
 import torch
 
-from ._hub import save_converted_weights
 from .i3d import I3D_WEIGHTS_NAME, InceptionI3D
 
 __all__ = ["read_torchscript_tensors", "convert_i3d_state_dict", "load_i3d_source", "main"]
@@ -279,7 +278,9 @@ def main(argv: list[str] | None = None) -> str:
     sd = convert_i3d_state_dict(load_i3d_source(args.input))
     model = InceptionI3D()
     model.load_state_dict(sd, strict=True)
-    return save_converted_weights(model, args.output, I3D_WEIGHTS_NAME, args.push_to_hub)
+    from ..hub.publishing import save_weights_file
+
+    return save_weights_file(model, args.output, I3D_WEIGHTS_NAME, push_to_hub=args.push_to_hub)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Sources (all read with ``torch.load(weights_only=True)`` or safetensors):
 * ``--vgg``: a torchvision ``vgg16`` state dict (``features.<i>.weight``; ``classifier.*`` is
   dropped), e.g. ``vgg16-397923af.pth``;
 * ``--heads``: the ``lpips`` package's ``weights/v0.1/vgg.pth`` (``lin<k>.model.1.weight``);
-* or ``--lpips-state-dict``: one full ``lpips.LPIPS(net="vgg")`` state dict
+* or ``--lpips_state_dict``: one full ``lpips.LPIPS(net="vgg")`` state dict
   (``net.slice<s>.<i>.*`` + ``lin<k>.model.1.weight``), optionally under a prefix such as the
   ``perceptual_loss.`` of an official LARP training checkpoint's ``loss.sd`` (``--prefix``).
 
@@ -23,7 +23,6 @@ import re
 
 import torch
 
-from ._hub import save_converted_weights
 from .lpips_vgg import _LPIPS_CHANNELS, _SCALE, _SHIFT, LPIPS, LPIPS_WEIGHTS_NAME, VGG16_CONV_INDICES
 
 __all__ = ["load_state_dict_file", "convert_lpips_state_dicts", "main"]
@@ -124,8 +123,8 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vgg", help="torchvision vgg16 state dict (.pth or .safetensors)")
     parser.add_argument("--heads", help="lpips v0.1 vgg.pth (default: the installed lpips package's file)")
-    parser.add_argument("--lpips-state-dict", help="a full lpips.LPIPS(net='vgg') state dict instead of --vgg/--heads")
-    parser.add_argument("--prefix", default="", help="key prefix inside --lpips-state-dict, e.g. 'perceptual_loss.'")
+    parser.add_argument("--lpips_state_dict", help="a full lpips.LPIPS(net='vgg') state dict instead of --vgg/--heads")
+    parser.add_argument("--prefix", default="", help="key prefix inside --lpips_state_dict, e.g. 'perceptual_loss.'")
     parser.add_argument("--output", required=True, help="output folder (or a .safetensors file path)")
     parser.add_argument("--push_to_hub", default=None, help="optional Hub repo id to upload the file to")
     args = parser.parse_args(argv)
@@ -135,12 +134,14 @@ def main(argv: list[str] | None = None) -> str:
     else:
         heads = args.heads or _default_heads_path()
         if not args.vgg or not heads:
-            parser.error("--vgg and --heads (or an installed lpips package) are required without --lpips-state-dict")
+            parser.error("--vgg and --heads (or an installed lpips package) are required without --lpips_state_dict")
         sd = convert_lpips_state_dicts(load_state_dict_file(args.vgg), load_state_dict_file(heads))
 
     model = LPIPS()
     model.load_state_dict(sd, strict=True)
-    return save_converted_weights(model, args.output, LPIPS_WEIGHTS_NAME, args.push_to_hub)
+    from ..hub.publishing import save_weights_file
+
+    return save_weights_file(model, args.output, LPIPS_WEIGHTS_NAME, push_to_hub=args.push_to_hub)
 
 
 if __name__ == "__main__":

@@ -1,24 +1,19 @@
 """PSNR / SSIM / LPIPS / FVD between a folder of real and a folder of generated videos.
 
-::
+From the command line: ``hf-vidtok evaluate --real DIR --generated DIR --num_frames 16 --resolution 128
+--lpips_weights PATH_OR_REPO --i3d_weights PATH_OR_REPO [--output results.json]``.
 
-    python -m hf_vidtok.metrics.evaluate_folders --real DIR --generated DIR --num-frames 16 \
-        --resolution 128 --metrics psnr ssim lpips fvd \
-        --lpips-weights PATH_OR_REPO --i3d-weights PATH_OR_REPO [--output results.json]
-
-Every video is read with :func:`hf_vidtok.data.read_video_clip` (``--num-frames`` frames from
-``--start``, default 0, every ``--frame-stride``-th frame; short videos repeat their last frame),
-optionally short-side resized and center-cropped to ``--resolution``, and scaled to ``[0, 1]``.
+Every video is read with :func:`hf_vidtok.data.read_video_clip` (``num_frames`` frames from
+``start``, default 0, every ``frame_stride``-th frame; short videos repeat their last frame),
+optionally short-side resized and center-cropped to ``resolution``, and scaled to ``[0, 1]``.
 PSNR, SSIM and LPIPS compare videos **paired by relative path without extension** (so
 ``a/b.mp4`` matches ``a/b.avi``) and average per video as LARP's evaluator; FVD uses every
 video of each folder. Files that cannot be decoded are skipped and listed. The result is one
-JSON object printed to stdout (and written to ``--output``).
+dict (``hf-vidtok evaluate`` prints it as JSON).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 
@@ -152,41 +147,3 @@ def evaluate_folders(
                     fvd.update(torch.stack(clips).to(device), real=is_real)
         result["fvd"] = fvd.compute()
     return result
-
-
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description="PSNR/SSIM/LPIPS/FVD between two folders of videos")
-    parser.add_argument("--real", required=True, help="folder of real (reference) videos")
-    parser.add_argument("--generated", required=True, help="folder of generated / reconstructed videos")
-    parser.add_argument("--metrics", nargs="+", default=list(_METRICS), choices=_METRICS)
-    parser.add_argument("--num-frames", type=int, default=16)
-    parser.add_argument("--frame-stride", type=int, default=1)
-    parser.add_argument("--start", type=int, default=0, help="first frame of every clip")
-    parser.add_argument("--resolution", type=int, default=None, help="short-side resize + center crop")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lpips-weights", default=None, help="LPIPS safetensors file, folder or Hub repo id")
-    parser.add_argument("--i3d-weights", default=None, help="I3D safetensors file, folder or Hub repo id")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--output", default=None, help="also write the JSON result here")
-    args = parser.parse_args(argv)
-
-    lpips = LPIPS.from_pretrained(args.lpips_weights) if "lpips" in args.metrics and args.lpips_weights else None
-    fvd = FVD.from_pretrained(args.i3d_weights) if "fvd" in args.metrics and args.i3d_weights else None
-    try:
-        result = evaluate_folders(
-            args.real, args.generated, args.metrics, num_frames=args.num_frames, resolution=args.resolution,
-            frame_stride=args.frame_stride, start=args.start, batch_size=args.batch_size, lpips=lpips, fvd=fvd,
-            device=args.device,
-        )  # fmt: skip
-    except ValueError as e:
-        parser.error(str(e))
-    text = json.dumps(result, sort_keys=True)
-    print(text)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-    return result
-
-
-if __name__ == "__main__":
-    main()

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from ._hub import load_safetensors_with_metadata, resolve_weights_file
 
 __all__ = ["InceptionI3D", "I3D_WEIGHTS_NAME", "same_padding_3d"]
 
@@ -175,8 +174,14 @@ class InceptionI3D(nn.Module):
         token: str | bool | None = None,
     ) -> "InceptionI3D":
         """Load from a safetensors file, a folder holding ``filename``, or a Hub repo id (strict)."""
-        path = resolve_weights_file(path_or_repo_id, filename, revision=revision, cache_dir=cache_dir, token=token)
-        sd, meta = load_safetensors_with_metadata(path)
+        from safetensors import safe_open
+
+        from ..hub.loading import resolve_file
+
+        path = resolve_file(path_or_repo_id, filename, revision=revision, cache_dir=cache_dir, token=token)
+        with safe_open(path, framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            sd = {key: f.get_tensor(key) for key in f.keys()}
         num_classes = int(meta.get("num_classes", sd["logits.conv3d.weight"].shape[0] if "logits.conv3d.weight" in sd else 400))
         model = cls(num_classes=num_classes, width_divisor=int(meta.get("width_divisor", 1)))
         missing, unexpected = model.load_state_dict(sd, strict=False)

@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ._hub import load_safetensors_with_metadata, resolve_weights_file
 
 __all__ = ["VGG16Features", "LPIPS", "LPIPS_WEIGHTS_NAME", "VGG16_CONV_INDICES", "VGG16_TAP_INDICES"]
 
@@ -147,8 +146,10 @@ class LPIPS(nn.Module):
 
         Nothing is downloaded unless a Hub repo id is given. Loading is strict.
         """
-        path = resolve_weights_file(path_or_repo_id, filename, revision=revision, cache_dir=cache_dir, token=token)
-        sd, _ = load_safetensors_with_metadata(path)
+        from ..hub.loading import resolve_file
+
+        path = resolve_file(path_or_repo_id, filename, revision=revision, cache_dir=cache_dir, token=token)
+        sd = load_file(path)
         model = cls()
         missing, unexpected = model.load_state_dict(sd, strict=False)
         if missing or unexpected:

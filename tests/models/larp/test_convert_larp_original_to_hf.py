@@ -11,9 +11,10 @@ from safetensors.torch import load_file, save_file
 from hf_vidtok import LarpTokenizer
 from hf_vidtok.models.larp.convert_larp_original_to_hf import (
     KEY_TABLE,
+    ConversionError,
     convert_config,
     convert_state_dict,
-    load_original_tokenizer,
+    load_original_model,
     main,
 )
 
@@ -22,7 +23,7 @@ ATOL = RTOL = 1e-5
 
 @pytest.fixture(scope="module")
 def official(larp_fixture_dir):
-    model = load_original_tokenizer(str(larp_fixture_dir))
+    model = load_original_model(str(larp_fixture_dir))
     inputs = load_file(larp_fixture_dir / "inputs.safetensors")
     outputs = load_file(larp_fixture_dir / "outputs.safetensors")
     return model, inputs["video"], outputs
@@ -106,14 +107,14 @@ def _official_copy(src, dst, mutate_sd=None, mutate_cfg=None):
 
 def test_converter_fails_on_unconsumed_key(larp_fixture_dir, tmp_path):
     src = _official_copy(larp_fixture_dir, tmp_path / "x", mutate_sd=lambda sd: sd.update(extra_thing=torch.zeros(3)))
-    with pytest.raises(ValueError, match="not consumed.*extra_thing"):
-        load_original_tokenizer(str(src))
+    with pytest.raises(ConversionError, match="not consumed.*extra_thing"):
+        load_original_model(str(src))
 
 
 def test_converter_fails_on_missing_key(larp_fixture_dir, tmp_path):
     src = _official_copy(larp_fixture_dir, tmp_path / "x", mutate_sd=lambda sd: sd.pop("decoder.blocks.1.mlp.fc2.bias"))
-    with pytest.raises(ValueError, match="not filled.*decoder.blocks.1.mlp.fc2.bias"):
-        load_original_tokenizer(str(src))
+    with pytest.raises(ConversionError, match="not filled.*decoder.blocks.1.mlp.fc2.bias"):
+        load_original_model(str(src))
 
 
 def test_converter_fails_on_shape_or_table_mismatch(larp_fixture_dir, tmp_path):
@@ -121,8 +122,8 @@ def test_converter_fails_on_shape_or_table_mismatch(larp_fixture_dir, tmp_path):
         sd["encoder_patch_pe"] = sd["encoder_patch_pe"] + 0.1
 
     src = _official_copy(larp_fixture_dir, tmp_path / "x", mutate_sd=bad_pe)
-    with pytest.raises(ValueError, match="sin-cos"):
-        load_original_tokenizer(str(src))
+    with pytest.raises(ConversionError, match="sin-cos"):
+        load_original_model(str(src))
 
 
 def test_converter_without_prior_weights_keeps_fresh_prior_or_drops_it(larp_fixture_dir, tmp_path):
@@ -131,9 +132,9 @@ def test_converter_without_prior_weights_keeps_fresh_prior_or_drops_it(larp_fixt
             sd.pop(k)
 
     src = _official_copy(larp_fixture_dir, tmp_path / "x", mutate_sd=no_prior)
-    model = load_original_tokenizer(str(src))
+    model = load_original_model(str(src))
     assert model.prior is not None
-    dropped = load_original_tokenizer(str(larp_fixture_dir), drop_prior=True)
+    dropped = load_original_model(str(larp_fixture_dir), drop_prior=True)
     assert dropped.prior is None and dropped.config.prior_name is None
 
 
@@ -161,7 +162,7 @@ def test_convert_config_rejects_unsupported_settings():
     ):
         c = json.loads(json.dumps(base))
         mutate(c)
-        with pytest.raises(ValueError):
+        with pytest.raises(ConversionError):
             convert_config(c)
 
 
@@ -266,7 +267,7 @@ def test_converter_handles_other_official_configurations(tmp_path, overrides):
     folder.mkdir()
     save_file(sd, folder / "model.safetensors")
     (folder / "config.json").write_text(json.dumps(_official_config_dict(ours.config)))
-    converted = load_original_tokenizer(str(folder))
+    converted = load_original_model(str(folder))
     video = torch.rand(2, 3, 4, 16, 16, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         a, b = ours.encode(video), converted.encode(video)

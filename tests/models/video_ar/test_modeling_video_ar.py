@@ -7,7 +7,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 from hf_vidtok.models.video_ar import VideoARGenerator, VideoARGeneratorConfig
-from hf_vidtok.models.video_ar.convert_larp_ar_original_to_hf import convert_larp_ar_checkpoint
+from hf_vidtok.models.video_ar.convert_larp_ar_original_to_hf import load_original_model
 
 ATOL = RTOL = 1e-5
 
@@ -34,13 +34,13 @@ def tiny_model(seed=0, **kw):
 @pytest.fixture(scope="module")
 def official_ar(larp_fixture_dir):
     d = larp_fixture_dir / "ar"
-    return convert_larp_ar_checkpoint(str(d)), load_file(d / "inputs.safetensors"), load_file(d / "outputs.safetensors")
+    return load_original_model(str(d)), load_file(d / "inputs.safetensors"), load_file(d / "outputs.safetensors")
 
 
 @pytest.fixture(scope="module")
 def official_fp(larp_fixture_dir):
     d = larp_fixture_dir / "ar_fp"
-    return convert_larp_ar_checkpoint(str(d)), load_file(d / "inputs.safetensors"), load_file(d / "outputs.safetensors")
+    return load_original_model(str(d)), load_file(d / "inputs.safetensors"), load_file(d / "outputs.safetensors")
 
 
 def test_class_conditional_fixture_logits_and_loss(official_ar):

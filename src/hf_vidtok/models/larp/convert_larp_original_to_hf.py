@@ -8,30 +8,38 @@ Usage::
         --output ./larp-l-long-tokenizer [--push_to_hub user/repo] [--drop_prior]
 
 Every source key must be consumed by the key table (fixed sin-cos buffers are consumed by checking
-them against the tables we compute) and every target parameter must be filled, else it fails.
+them against the tables we compute) and every target parameter must be filled, else it fails with
+:class:`~hf_vidtok.models.convert_utils.ConversionError`; the model is then loaded strictly. Same API as the
+other converters (see ``hf_vidtok/models/convert_utils.py``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import os
 import re
 import sys
 
 import torch
 
+from ..convert_utils import (
+    ConversionError,
+    check_coverage,
+    conversion_parser,
+    load_official_export,
+    load_strict,
+    run_conversion,
+)
 from .configuration_larp import LarpTokenizerConfig
 from .modeling_larp import LarpTokenizer
 
 __all__ = [
+    "ConversionError",
     "OFFICIAL_TOKENIZER_DEFAULTS",
     "KEY_TABLE",
     "convert_config",
     "convert_state_dict",
     "load_original_files",
-    "load_original_tokenizer",
+    "load_original_model",
     "main",
 ]
 
@@ -145,29 +153,29 @@ def _none(name) -> bool:
 def convert_config(official: dict, drop_prior: bool = False) -> LarpTokenizerConfig:
     """Map an official tokenizer ``config.json`` dict to :class:`LarpTokenizerConfig`.
 
-    Raises ``ValueError`` for settings this implementation does not reproduce (another transformer
+    Raises :class:`ConversionError` for settings this implementation does not reproduce (another transformer
     class, a bottleneck norm, a learnable VQ temperature, ...)."""
     cfg = {**OFFICIAL_TOKENIZER_DEFAULTS, **official}
     for key in ("transformer_name", "encoder_name", "decoder_name"):
         name = cfg.get(key)
         if not _none(name) and name != "transformer_encoder_parallel":
-            raise ValueError(f"unsupported official {key}={name!r} (only 'transformer_encoder_parallel')")
+            raise ConversionError(f"unsupported official {key}={name!r} (only 'transformer_encoder_parallel')")
     kwargs = {k: cfg[k] for k in _DIRECT_KEYS}
 
     bottleneck = cfg.get("bottleneck")
     if not isinstance(bottleneck, dict) or "args" not in bottleneck:
-        raise ValueError("official config has no `bottleneck` dict with `args`")
+        raise ConversionError("official config has no `bottleneck` dict with `args`")
     if bottleneck.get("name", "bottleneck") != "bottleneck":
-        raise ValueError(f"unsupported official bottleneck {bottleneck.get('name')!r}")
+        raise ConversionError(f"unsupported official bottleneck {bottleneck.get('name')!r}")
     b_args = bottleneck["args"]
     if not _none(b_args.get("norm", "none")):
-        raise ValueError(f"unsupported official bottleneck norm {b_args.get('norm')!r} (only 'none')")
+        raise ConversionError(f"unsupported official bottleneck norm {b_args.get('norm')!r} (only 'none')")
     reg = b_args.get("regularizer") or {}
     if reg.get("name") != "vq":
-        raise ValueError(f"unsupported official regularizer {reg.get('name')!r} (only 'vq')")
+        raise ConversionError(f"unsupported official regularizer {reg.get('name')!r} (only 'vq')")
     vq = {**_VQ_DEFAULTS, **(reg.get("args") or {})}
     if vq["stochastic"] and float(vq["stochastic_temperature"]) <= 0:
-        raise ValueError("official VQ with a learnable (negative) stochastic temperature is not supported")
+        raise ConversionError("official VQ with a learnable (negative) stochastic temperature is not supported")
     kwargs.update(
         bottleneck_dim=b_args["bottleneck_dim"],
         codebook_size=vq["codebook_size"],
@@ -188,7 +196,7 @@ def convert_config(official: dict, drop_prior: bool = False) -> LarpTokenizerCon
     args = dict(p.get("args") or {})
     for key, value in _GPTC_FIXED.items():
         if key in args and bool(args[key]) != value:
-            raise ValueError(f"unsupported official GPTC setting {key}={args[key]!r}")
+            raise ConversionError(f"unsupported official GPTC setting {key}={args[key]!r}")
     name = p["name"]
     sizes = {
         "prior_num_layers": args.get("n_layer"),
@@ -198,12 +206,12 @@ def convert_config(official: dict, drop_prior: bool = False) -> LarpTokenizerCon
     known = {"n_layer", "n_head", "n_embd", "max_seq_len", "embd_pdrop", "resid_pdrop", "attn_pdrop", "l2_normalized"}
     unknown = set(args) - known - set(_GPTC_FIXED) - _GPTC_IGNORED
     if unknown:
-        raise ValueError(f"unsupported official GPTC args {sorted(unknown)}")
+        raise ConversionError(f"unsupported official GPTC args {sorted(unknown)}")
     from .configuration_larp import GPTC_PRESETS
 
     if name not in GPTC_PRESETS:
         if None in sizes.values():
-            raise ValueError(
+            raise ConversionError(
                 f"official prior {name!r} is not a known GPTC size and its args lack n_layer/n_head/n_embd"
             )
         name = "custom"
@@ -237,106 +245,53 @@ def _map_key(key: str) -> str | None:
 
 def convert_state_dict(official_sd: dict[str, torch.Tensor], model: LarpTokenizer) -> dict[str, torch.Tensor]:
     """Rename every official key to the hf_vidtok key, check shapes, and check the fixed sin-cos
-    buffers against ours. Raises ``ValueError`` listing unconsumed source keys or unfilled targets."""
-    params = dict(model.named_parameters())
+    buffers against ours. Raises :class:`ConversionError` listing unconsumed source keys, unfilled
+    targets and mismatches. Without prior weights in the checkpoint, the model's freshly initialised
+    prior is kept (with a warning), so the result always covers the whole state dict."""
     fixed_buffers = dict(model.named_buffers())
-    prior_present = any(k.startswith("prior_model.") for k in official_sd)
     converted, unconsumed, errors = {}, [], []
     for key, value in official_sd.items():
         target = _map_key(key)
         if target is None:
             unconsumed.append(key)
-            continue
-        if target in params:
-            expected = params[target].shape
-            if value.shape != expected:
-                errors.append(f"{key} -> {target}: shape {tuple(value.shape)} != expected {tuple(expected)}")
-                continue
-            converted[target] = value
         elif target in fixed_buffers:
             ours = fixed_buffers[target]
-            if value.reshape(ours.shape).shape != ours.shape or not torch.allclose(
+            if value.numel() != ours.numel() or not torch.allclose(
                 value.float().reshape(ours.shape), ours.float(), atol=1e-6, rtol=0
             ):
                 errors.append(f"{key}: fixed sin-cos table differs from the one this config implies")
         else:
-            unconsumed.append(key)
-    targets = set(params)
-    if model.prior is not None and not prior_present:
+            converted[target] = value
+    if model.prior is not None and not any(k.startswith("prior_model.") for k in official_sd):
         logger.warning("the official checkpoint has no prior weights: the prior is freshly initialised")
-        targets = {t for t in targets if not t.startswith("prior.")}
-    missing = sorted(targets - set(converted))
-    if unconsumed or missing or errors:
-        lines = []
-        if unconsumed:
-            lines.append(f"{len(unconsumed)} official keys not consumed: {unconsumed[:20]}")
-        if missing:
-            lines.append(f"{len(missing)} hf_vidtok parameters not filled: {missing[:20]}")
-        lines.extend(errors[:20])
-        raise ValueError("LARP checkpoint conversion failed:\n  " + "\n  ".join(lines))
+        converted.update({k: v for k, v in model.state_dict().items() if k.startswith("prior.")})
+    check_coverage(converted, model, unconsumed=unconsumed, errors=errors, what="LARP tokenizer")
     return converted
 
 
 def load_original_files(path_or_repo_id: str, revision: str | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Read ``config.json`` and the weights of an official export (local dir or Hub id)."""
-    if os.path.isdir(path_or_repo_id):
-        folder = path_or_repo_id
-    elif os.path.exists(path_or_repo_id):
-        raise ValueError(f"`--input` must be a directory or a Hub repo id, got the file {path_or_repo_id!r}")
-    else:
-        from huggingface_hub import snapshot_download
-
-        folder = snapshot_download(
-            path_or_repo_id,
-            revision=revision,
-            allow_patterns=["config.json", "model.safetensors", "pytorch_model.bin"],
-        )
-    config_path = os.path.join(folder, "config.json")
-    if not os.path.isfile(config_path):
-        raise ValueError(f"no config.json in {folder!r}")
-    with open(config_path, encoding="utf-8") as f:
-        config = json.load(f)
-    st = os.path.join(folder, "model.safetensors")
-    bin_path = os.path.join(folder, "pytorch_model.bin")
-    if os.path.isfile(st):
-        from safetensors.torch import load_file
-
-        state_dict = load_file(st)
-    elif os.path.isfile(bin_path):
-        state_dict = torch.load(bin_path, map_location="cpu", weights_only=True)
-    else:
-        raise ValueError(f"no model.safetensors or pytorch_model.bin in {folder!r}")
-    return config, state_dict
+    """``config.json`` and the weights of an official export (local folder or Hub repo id)."""
+    return load_official_export(path_or_repo_id, revision=revision)
 
 
-def load_original_tokenizer(
+def load_original_model(
     path_or_repo_id: str, revision: str | None = None, drop_prior: bool = False
 ) -> LarpTokenizer:
-    """Build a :class:`LarpTokenizer` from an official export, in eval mode (deterministic VQ)."""
+    """A :class:`LarpTokenizer` from an official export, loaded strictly, in eval mode (deterministic VQ)."""
     official_config, official_sd = load_original_files(path_or_repo_id, revision=revision)
     config = convert_config(official_config, drop_prior=drop_prior)
     if drop_prior:
         official_sd = {k: v for k, v in official_sd.items() if not k.startswith("prior_model.")}
     model = LarpTokenizer(config)
-    converted = convert_state_dict(official_sd, model)
-    model.load_state_dict(converted, strict=False)
-    return model.eval()
+    return load_strict(model, convert_state_dict(official_sd, model))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", required=True, help="official export directory or Hub repo id")
-    parser.add_argument("--output", required=True, help="output directory (safetensors + config.json)")
-    parser.add_argument("--revision", default=None, help="Hub revision of --input")
+    parser = conversion_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--drop_prior", action="store_true", help="do not keep the GPTC prior")
-    parser.add_argument("--push_to_hub", default=None, metavar="REPO", help="also push to this Hub repo")
-    args = parser.parse_args(argv)
-    model = load_original_tokenizer(args.input, revision=args.revision, drop_prior=args.drop_prior)
-    model.save_pretrained(args.output)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(json.dumps({"output": args.output, "parameters": n_params, "tokens": model.config.bottleneck_token_num}))
-    if args.push_to_hub:
-        model.push_to_hub(args.push_to_hub)
+    run_conversion(
+        parser, argv, lambda args: load_original_model(args.input, revision=args.revision, drop_prior=args.drop_prior)
+    )
     return 0
 
 

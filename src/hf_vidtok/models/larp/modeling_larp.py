@@ -16,7 +16,6 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from ...hub.publishing import HubPublishMixin
 from ...modules.attention import QueryTransformer, TransformerBlock
 from ...modules.patch_embed import build_patch_embed
 from ...modules.position_embeddings import sincos_1d, sincos_3d, sincos_table
@@ -127,7 +126,7 @@ class LarpPreTrainedModel(PreTrainedModel):
             module._init_own_parameters()
 
 
-class LarpTokenizer(HubPublishMixin, LarpPreTrainedModel):
+class LarpTokenizer(LarpPreTrainedModel):
     """The LARP video tokenizer.
 
     * :meth:`encode` ``pixel_values (B, C, T, H, W)`` in ``[0, 1]`` -> :class:`LarpEncoderOutput`
@@ -543,11 +542,3 @@ class LarpTokenizer(HubPublishMixin, LarpPreTrainedModel):
             prior_top5_acc=top5,
         )
         return out if return_dict else out.to_tuple()
-
-    # ------------------------------------------------------------------ official checkpoints
-    @classmethod
-    def from_original(cls, path_or_repo_id: str, **kwargs) -> "LarpTokenizer":
-        """Load an official ``PyTorchModelHubMixin`` export (directory or Hub id) through the converter."""
-        from .convert_larp_original_to_hf import load_original_tokenizer
-
-        return load_original_tokenizer(path_or_repo_id, **kwargs)

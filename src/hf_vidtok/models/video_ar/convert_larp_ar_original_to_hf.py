@@ -9,29 +9,42 @@ Usage::
 ``asdict(ModelArgs)`` + ``model.safetensors``, fallback ``pytorch_model.bin``) or an official
 training checkpoint ``.pth`` (``{"model": {"name": "llama-abs-LP", "args": {...}, "sd": {...}}}``).
 Both variants (class-conditional, frame prediction) and every official size convert. Every official
-key must be consumed and every parameter filled (checked in both directions), then the model is
-saved with ``save_pretrained`` (safetensors).
+key must be consumed and every parameter filled (checked in both directions, else
+:class:`~hf_vidtok.models.convert_utils.ConversionError`), the model is loaded strictly and saved with
+``save_pretrained`` (safetensors) and its model card. Same API as the other converters (see
+``hf_vidtok/models/convert_utils.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import sys
 
 import torch
 
 from ...modules.llama_block import swiglu_hidden_size
+from ..convert_utils import (
+    ConversionError,
+    check_coverage,
+    conversion_parser,
+    load_official_export,
+    load_strict,
+    run_conversion,
+)
 from .configuration_video_ar import LLAMA_ABS_PRESETS, VideoARGeneratorConfig
 from .modeling_video_ar import VideoARGenerator
 
 __all__ = [
+    "ConversionError",
     "UCF101_LABELS",
     "OFFICIAL_MODEL_ARGS_DEFAULTS",
-    "config_from_official",
+    "convert_config",
     "convert_state_dict",
-    "convert_larp_ar_checkpoint",
+    "load_original_files",
+    "load_original_model",
     "main",
+    "read_id2label",
 ]
 
 # Official ModelArgs defaults (models/larp_ar.py).
@@ -85,14 +98,14 @@ UCF101_LABELS = [
 ]
 
 
-def config_from_official(args: dict, id2label: dict | None = None) -> VideoARGeneratorConfig:
+def convert_config(args: dict, id2label: dict | None = None) -> VideoARGeneratorConfig:
     """Map official ``ModelArgs`` fields (missing ones take the official defaults) to a config."""
     unknown = sorted(set(args) - set(OFFICIAL_MODEL_ARGS_DEFAULTS))
     if unknown:
-        raise ValueError(f"unknown official ModelArgs fields: {unknown}")
+        raise ConversionError(f"unknown official ModelArgs fields: {unknown}")
     a = {**OFFICIAL_MODEL_ARGS_DEFAULTS, **args}
     if a["model_type"] != "class_cond" and not a["frame_prediction"]:
-        raise ValueError(f"unsupported official model_type {a['model_type']!r} (only 'class_cond')")
+        raise ConversionError(f"unsupported official model_type {a['model_type']!r} (only 'class_cond')")
     if not a["frame_prediction"] and id2label is None and a["num_classes"] == len(UCF101_LABELS):
         id2label = dict(enumerate(UCF101_LABELS))
     return VideoARGeneratorConfig(
@@ -142,87 +155,71 @@ def _key_table(config: VideoARGeneratorConfig) -> dict[str, str]:
 
 
 def convert_state_dict(official: dict[str, torch.Tensor], model: VideoARGenerator) -> dict[str, torch.Tensor]:
-    """Rename an official state dict for ``model``; raises ``KeyError`` listing unconsumed official
-    keys or unfilled model keys, ``ValueError`` on shape mismatches."""
+    """Rename an official state dict for ``model``; raises :class:`ConversionError` listing unconsumed
+    official keys, unfilled model keys and shape mismatches (the fixed ``abs_pe`` table is checked, not
+    loaded)."""
     table = _key_table(model.config)
     official = dict(official)
+    errors = []
     if model.config.use_fixed_pe and "abs_pe" in official:
         pe = official.pop("abs_pe").float()
         ref = model._fixed_position_table()
         if pe.shape != ref.shape or not torch.allclose(pe, ref, atol=1e-5):
-            raise ValueError("official fixed `abs_pe` buffer differs from the sin-cos table this config computes")
-    unused = sorted(set(official) - set(table))
-    expected = model.state_dict()
+            errors.append("official fixed `abs_pe` buffer differs from the sin-cos table this config computes")
     converted = {table[k]: v for k, v in official.items() if k in table}
-    missing = sorted(set(expected) - set(converted))
-    if unused or missing:
-        raise KeyError(f"state-dict coverage failed: official keys not consumed {unused}; model keys not filled {missing}")
-    for k, v in converted.items():
-        if tuple(v.shape) != tuple(expected[k].shape):
-            raise ValueError(f"shape mismatch for {k}: official {tuple(v.shape)} vs model {tuple(expected[k].shape)}")
+    unconsumed = [k for k in official if k not in table]
+    check_coverage(converted, model, unconsumed=unconsumed, errors=errors, what="LARP AR generator")
     return converted
 
 
-def _read_official(path: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    if os.path.isfile(path):
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        spec = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
-        if not isinstance(spec, dict) or "sd" not in spec or "name" not in spec:
-            raise ValueError(f"{path}: expected an official checkpoint with model.name / model.args / model.sd")
-        name = spec["name"]
-        if name not in LLAMA_ABS_PRESETS:
-            raise ValueError(f"{path}: unknown official model name {name!r}; known: {sorted(LLAMA_ABS_PRESETS)}")
-        n_layer, n_head, dim = LLAMA_ABS_PRESETS[name]
-        args = {k: v for k, v in dict(spec.get("args") or {}).items() if k in OFFICIAL_MODEL_ARGS_DEFAULTS}
-        args.update(n_layer=n_layer, n_head=n_head, dim=dim)
-        return args, spec["sd"]
-    if not os.path.isdir(path):
-        from huggingface_hub import snapshot_download
-
-        path = snapshot_download(path, allow_patterns=["config.json", "model.safetensors", "pytorch_model.bin"])
-    with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
-        args = json.load(f)
-    st = os.path.join(path, "model.safetensors")
-    if os.path.exists(st):
-        from safetensors.torch import load_file
-
-        sd = load_file(st)
-    else:
-        sd = torch.load(os.path.join(path, "pytorch_model.bin"), map_location="cpu", weights_only=True)
-    return args, sd
+def load_original_files(path_or_repo_id: str, revision: str | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Official ``ModelArgs`` fields and state dict of an export folder / Hub repo id (``config.json`` +
+    weights) or of an official training checkpoint ``.pth`` (``{"model": {"name", "args", "sd"}}``, read
+    with ``weights_only=True``; sizes from the registry name)."""
+    path = str(path_or_repo_id)
+    if not os.path.isfile(path):
+        return load_official_export(path, revision=revision)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    spec = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(spec, dict) or "sd" not in spec or "name" not in spec:
+        raise ConversionError(f"{path}: expected an official checkpoint with model.name / model.args / model.sd")
+    name = spec["name"]
+    if name not in LLAMA_ABS_PRESETS:
+        raise ConversionError(f"{path}: unknown official model name {name!r}; known: {sorted(LLAMA_ABS_PRESETS)}")
+    n_layer, n_head, dim = LLAMA_ABS_PRESETS[name]
+    args = {k: v for k, v in dict(spec.get("args") or {}).items() if k in OFFICIAL_MODEL_ARGS_DEFAULTS}
+    args.update(n_layer=n_layer, n_head=n_head, dim=dim)
+    return args, spec["sd"]
 
 
-def convert_larp_ar_checkpoint(
-    path: str, output: str | None = None, id2label: dict | None = None, push_to_hub: str | None = None
+def load_original_model(
+    path_or_repo_id: str, revision: str | None = None, id2label: dict | None = None
 ) -> VideoARGenerator:
-    """Load an official export / checkpoint, convert, optionally ``save_pretrained(output)``."""
-    args, official = _read_official(path)
-    config = config_from_official(args, id2label=id2label)
-    model = VideoARGenerator(config)
-    model.load_state_dict(convert_state_dict(official, model), strict=True)
-    model.eval()
-    if output is not None:
-        model.save_pretrained(output)
-    if push_to_hub:
-        model.push_to_hub(push_to_hub)
-    return model
+    """A :class:`VideoARGenerator` from an official export or training checkpoint, loaded strictly, in
+    eval mode."""
+    args, official = load_original_files(path_or_repo_id, revision=revision)
+    model = VideoARGenerator(convert_config(args, id2label=id2label))
+    return load_strict(model, convert_state_dict(official, model))
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", required=True, help="official export folder, Hub repo id, or training .pth")
-    parser.add_argument("--output", required=True, help="output folder (save_pretrained)")
+def read_id2label(path: str | None) -> dict[int, str] | None:
+    """``{id: class name}`` from a JSON file (None for no file)."""
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as f:
+        return {int(k): str(v) for k, v in json.load(f).items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = conversion_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--id2label", default=None, help="JSON file {id: name} (default: UCF-101 names for 101 classes)")
-    parser.add_argument("--push_to_hub", default=None, help="optional Hub repo id to push the converted model to")
-    ns = parser.parse_args(argv)
-    id2label = None
-    if ns.id2label:
-        with open(ns.id2label, encoding="utf-8") as f:
-            id2label = {int(k): v for k, v in json.load(f).items()}
-    model = convert_larp_ar_checkpoint(ns.input, ns.output, id2label=id2label, push_to_hub=ns.push_to_hub)
-    n = sum(p.numel() for p in model.parameters())
-    print(json.dumps({"output": ns.output, "parameters": n, "frame_prediction": model.config.frame_prediction}))
+
+    def load(args):
+        return load_original_model(args.input, revision=args.revision, id2label=read_id2label(args.id2label))
+
+    run_conversion(parser, argv, load)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

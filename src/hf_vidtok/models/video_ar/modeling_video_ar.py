@@ -17,7 +17,6 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutput
 
-from ...hub.publishing import HubPublishMixin
 from ...modules.kv_cache import StaticKVCache
 from ...modules.llama_block import LlamaBlock
 from ...modules.position_embeddings import sincos_1d
@@ -61,7 +60,7 @@ class VideoARPreTrainedModel(PreTrainedModel):
                 init.normal_(module.position_embedding, mean=0.0, std=0.02)
 
 
-class VideoARGenerator(HubPublishMixin, VideoARPreTrainedModel):
+class VideoARGenerator(VideoARPreTrainedModel):
     """Class-conditional or frame-prediction autoregressive generator of visual token ids.
 
     ``forward(input_ids (B, n), class_labels (B,) | cond_ids (B, Tc), labels (B, n))`` returns a
@@ -379,11 +378,3 @@ class VideoARGenerator(HubPublishMixin, VideoARPreTrainedModel):
         decay = [p for p in self.parameters() if p.requires_grad and id(p) in linear]
         no_decay = [p for p in self.parameters() if p.requires_grad and id(p) not in linear]
         return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-    @classmethod
-    def load_official(cls, path: str, **kwargs) -> "VideoARGenerator":
-        """Build from an official ``LARP_AR`` export (folder or Hub repo with ``config.json`` +
-        ``model.safetensors``, or a training ``.pth``); see ``convert_larp_ar_original_to_hf``."""
-        from .convert_larp_ar_original_to_hf import convert_larp_ar_checkpoint
-
-        return convert_larp_ar_checkpoint(path, **kwargs)

@@ -1,0 +1,7 @@
+"""The ``hf-vidtok`` sub-commands, one module each (convert, encode, reconstruct, generate, evaluate,
+publish); :func:`main` is the console entry point."""
+
+from .common import CLIError
+from .main import build_parser, main
+
+__all__ = ["CLIError", "build_parser", "main"]

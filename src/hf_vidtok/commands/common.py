@@ -1,0 +1,152 @@
+"""What the ``hf-vidtok`` sub-commands share: the user-facing error, model loading through the Auto classes,
+argument types and file checks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = [
+    "GENERATOR_TYPES",
+    "TOKENIZER_TYPES",
+    "CLIError",
+    "add_model_arguments",
+    "check_files",
+    "existing_file_or_none",
+    "folder_or_repo_id",
+    "export_video",
+    "load_model",
+    "load_model_config",
+    "non_negative_int",
+    "positive_int",
+    "print_json",
+    "read_json",
+]
+
+# model_type of the models each role accepts (the Auto classes resolve the class).
+TOKENIZER_TYPES = ("larp_tokenizer", "evatok_tokenizer")
+GENERATOR_TYPES = ("video_ar",)
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 1."""
+
+
+def print_json(data: dict[str, Any]) -> None:
+    """One JSON object on stdout (non-finite floats as strings)."""
+    clean = {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()}
+    print(json.dumps(clean, default=str))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CLIError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(data, dict):
+        raise CLIError(f"{path} must hold a JSON object")
+    return data
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip() or type(err).__name__).splitlines()[0].strip()
+
+
+def folder_or_repo_id(spec: str, missing: str) -> str:
+    """``spec`` as a local folder path (``~`` expanded) when it is one, else as a Hub repo id (checked with
+    ``huggingface_hub.utils.validate_repo_id``); ``CLIError(missing)`` when it is neither."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return str(path)
+    try:
+        validate_repo_id(spec)
+    except HFValidationError:
+        raise CLIError(missing) from None
+    return spec
+
+
+def load_model_config(spec: str, role: str, revision: str | None = None):
+    """``(typed config, subfolder)`` of ``spec``: a model folder / Hub repo (``config.json``) or a pipeline
+    folder / repo whose ``<role>/config.json`` holds the model (``AutoConfig.from_pretrained(subfolder=...)``)."""
+    from transformers import AutoConfig
+
+    path = Path(spec).expanduser()
+    if path.is_file():
+        raise CLIError(f"--model must be a model folder or a Hub repo id, got the file {spec}")
+    location = folder_or_repo_id(spec, f"no such model folder: {spec}")
+    errors = []
+    for subfolder in ("", role):
+        try:
+            return AutoConfig.from_pretrained(location, subfolder=subfolder, revision=revision), subfolder
+        except (OSError, ValueError) as err:  # missing file / repo, or a config transformers cannot read
+            errors.append(err)
+    if path.is_dir():
+        if (path / "config.json").is_file() or (path / role / "config.json").is_file():
+            raise CLIError(f"{spec}: {_first_line(errors[0] if (path / 'config.json').is_file() else errors[1])}")
+        raise CLIError(f"{spec} holds neither config.json nor {role}/config.json: not a saved hf_vidtok model")
+    raise CLIError(f"model {spec!r} not found: {_first_line(errors[0])}")
+
+
+def load_model(spec: str, role: str, revision: str | None = None, device: str = "cpu"):
+    """A tokenizer (``role="tokenizer"``) or generator (``role="generator"``) in eval mode, from a model
+    folder, a pipeline folder (its ``<role>/`` sub-folder) or a Hub repo: ``AutoModel.from_pretrained``
+    after checking the model type."""
+    from transformers import AutoModel
+
+    config, subfolder = load_model_config(spec, role, revision)
+    expected = TOKENIZER_TYPES if role == "tokenizer" else GENERATOR_TYPES
+    if config.model_type not in expected:
+        raise CLIError(
+            f"{spec} is a {config.model_type} model, expected a {role} (model_type {' or '.join(expected)})"
+        )
+    location = folder_or_repo_id(spec, f"no such model folder: {spec}")
+    model = AutoModel.from_pretrained(location, subfolder=subfolder, revision=revision)
+    return model.to(device).eval()
+
+
+def check_files(paths: Sequence[str], what: str = "video") -> list[Path]:
+    out = []
+    for p in paths:
+        path = Path(p).expanduser()
+        if not path.is_file():
+            raise CLIError(f"no such {what} file: {p}")
+        out.append(path)
+    return out
+
+
+def export_video(frames, path: Path, fps: float) -> str:
+    """Write ``frames`` (T, H, W, C) in [0, 1] as an mp4 (``hf_vidtok.pipelines.export_to_video``)."""
+    from hf_vidtok.pipelines import export_to_video
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return export_to_video(frames, str(path), fps=fps)
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--revision", default=None, help="Hub revision of the model")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def existing_file_or_none(value: str | None, flag: str) -> None:
+    if value is not None and not os.path.isfile(value):
+        raise CLIError(f"--{flag}: no such file: {value}")

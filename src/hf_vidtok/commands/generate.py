@@ -1,0 +1,114 @@
+"""``hf-vidtok generate``: class names or ids -> mp4 files (ClassToVideoPipeline)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Sequence
+
+from .common import CLIError, add_model_arguments, export_video, load_model, non_negative_int, positive_int
+
+__all__ = ["class_ids", "register", "run"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("generate", help="generate videos for class names or ids (ClassToVideoPipeline)")
+    p.add_argument("classes", nargs="+", help="class names (as in the generator's id2label) or ids")
+    p.add_argument("--model", default=None, help="ClassToVideoPipeline folder or Hub repo id")
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder/repo (with --generator, instead of --model)")
+    p.add_argument("--generator", default=None, help="generator folder/repo (with --tokenizer)")
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--num_videos_per_label", type=positive_int, default=1)
+    p.add_argument("--guidance_scale", type=float, default=1.25)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top_k", type=non_negative_int, default=0)
+    p.add_argument("--top_p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--no_progress", action="store_true", help="no progress bar over the generated tokens")
+    add_model_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _load_pipeline(spec: str, revision: str | None):
+    from diffusers.utils import logging as diffusers_logging
+
+    from hf_vidtok.pipelines import ClassToVideoPipeline
+
+    try:
+        index = ClassToVideoPipeline.load_config(spec, revision=revision)
+    except OSError:
+        raise CLIError(
+            f"{spec} has no model_index.json: expected a ClassToVideoPipeline folder or Hub repo "
+            "(or pass --tokenizer and --generator)"
+        ) from None
+    if index.get("_class_name") != "ClassToVideoPipeline":
+        raise CLIError(f"{spec} is a {index.get('_class_name')}, expected a ClassToVideoPipeline")
+    was_enabled = diffusers_logging.is_progress_bar_enabled()
+    diffusers_logging.disable_progress_bar()  # no "Loading pipeline components" bar on stderr
+    try:
+        return ClassToVideoPipeline.from_pretrained(spec, revision=revision)
+    finally:
+        if was_enabled:
+            diffusers_logging.enable_progress_bar()
+
+
+def class_ids(classes: Sequence[str], config) -> list[int]:
+    """Class ids for names (``config.id2label``, any case) or ids, checked against ``config.num_classes``."""
+    names = {str(v): int(k) for k, v in (config.id2label or {}).items()}
+    lower = {k.lower(): v for k, v in names.items()}
+    ids = []
+    for item in classes:
+        if item.lstrip("-").isdigit():
+            idx = int(item)
+            if not 0 <= idx < config.num_classes:
+                raise CLIError(f"class id {idx} is out of range: the model has classes 0..{config.num_classes - 1}")
+            ids.append(idx)
+        elif item in names or item.lower() in lower:
+            ids.append(names.get(item, lower.get(item.lower())))
+        else:
+            known = ", ".join(list(names)[:10]) + (" ..." if len(names) > 10 else "")
+            raise CLIError(f"unknown class {item!r}; known classes: {known}")
+    return ids
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60] or "class"
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from hf_vidtok.pipelines import ClassToVideoPipeline
+
+    if args.model is None and (args.tokenizer is None or args.generator is None):
+        raise CLIError("give --model PIPELINE, or both --tokenizer and --generator")
+    if args.model is not None:
+        pipe = _load_pipeline(args.model, args.revision)
+    else:
+        tokenizer = load_model(args.tokenizer, "tokenizer", args.revision)
+        generator_model = load_model(args.generator, "generator", args.revision)
+        pipe = ClassToVideoPipeline(tokenizer=tokenizer, generator=generator_model)
+    pipe = pipe.to(args.device)
+    config = pipe.generator.config
+    if config.frame_prediction:
+        raise CLIError("the generator is a frame-prediction model; `generate` needs a class-conditional one")
+    labels = class_ids(args.classes, config)
+    pipe.set_progress_bar_config(disable=args.no_progress)
+    frames = pipe(
+        labels,
+        num_videos_per_label=args.num_videos_per_label,
+        guidance_scale=args.guidance_scale,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        generator=torch.Generator(device="cpu").manual_seed(args.seed),
+        output_type="np",
+    ).frames
+    out_dir = Path(args.output_dir)
+    files = []
+    for i, video in enumerate(frames):
+        label = labels[i // args.num_videos_per_label]
+        name = f"{i:03d}_{_safe_name(config.id2label.get(label, str(label)))}.mp4"
+        files.append(export_video(video, out_dir / name, args.fps))
+    return {"output_dir": str(out_dir), "videos": files, "class_ids": labels, "seed": args.seed}
