@@ -78,6 +78,7 @@ def test_streaming_skips_each_broken_file_once_and_keeps_every_good_one(video_fo
     for ex in examples:
         assert ex["video"].shape == (T, R, R, 3) and ex["video"].dtype == np.uint8
         assert ex["label"] == (0 if "/cats/" in ex["path"] else 1)
+        assert ex["key"] == Path(ex["path"]).relative_to(root).as_posix()
         # frame-exact: the stored clip is the resized clip read at start_frame
         want = resize_crop_uint8(read_video_clip(ex["path"], T, start=ex["start_frame"]), R)
         np.testing.assert_array_equal(ex["video"], want)

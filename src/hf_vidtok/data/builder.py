@@ -4,7 +4,8 @@
 with configs ``folder``, ``ucf101`` and ``csv`` (see :mod:`hf_vidtok.data.layouts`). Each example:
 
 * ``video``: uint8 ``(num_frames, resolution, resolution, 3)`` (short-side resize + center crop),
-* ``label``: ``ClassLabel`` (-1 when the layout gives none), ``path``: the source file,
+* ``label``: ``ClassLabel`` (-1 when the layout gives none), ``path``: the source file (absolute),
+* ``key``: the file's dataset key (its path relative to the dataset root: the same wherever the data lies),
 * ``start_frame``: index of the clip's first source frame (``caption`` too for the ``csv`` layout).
 
 Clip starts are drawn from ``numpy.random.default_rng([seed, hash(file key)])``, where the key is the
@@ -49,7 +50,7 @@ __all__ = ["VideoClipsConfig", "VideoClips", "load_video_dataset"]
 logger = logging.getLogger("hf_vidtok.data")
 
 # Bump when the bytes a given config produces change (cache directories include it).
-_FORMAT_VERSION = "1"
+_FORMAT_VERSION = "2"
 
 
 def _stable_hash(text: str) -> int:
@@ -203,6 +204,7 @@ class VideoClips(datasets.GeneratorBasedBuilder):
             "video": datasets.Array4D(shape=(cfg.num_frames, cfg.resolution, cfg.resolution, 3), dtype="uint8"),
             "label": datasets.ClassLabel(names=list(listing.class_names)),
             "path": datasets.Value("string"),
+            "key": datasets.Value("string"),
             "start_frame": datasets.Value("int32"),
         }
         if cfg.name == "csv":
@@ -280,7 +282,7 @@ class VideoClips(datasets.GeneratorBasedBuilder):
             if partial:
                 stats.partial.append((entry.path, partial))
             for c, (start, video) in enumerate(clips):
-                example = {"video": video, "label": entry.label, "path": entry.path, "start_frame": start}
+                example = {"video": video, "label": entry.label, "path": entry.path, "key": entry.key, "start_frame": start}
                 if with_caption:
                     example["caption"] = entry.caption
                 yield f"{entry.key}#{c}", example
@@ -329,7 +331,8 @@ def load_video_dataset(
     """Load video clips from ``data_dir`` as a ``datasets.Dataset`` (or ``IterableDataset``).
 
     Examples hold ``video`` (uint8 ``(num_frames, resolution, resolution, 3)``), ``label``
-    (``ClassLabel``), ``path`` and ``start_frame`` (plus ``caption`` for ``layout="csv"``).
+    (``ClassLabel``), ``path``, ``key`` (the path relative to the dataset root, which seeds the clip
+    starts) and ``start_frame`` (plus ``caption`` for ``layout="csv"``).
     ``layout``: ``"folder"``, ``"ucf101"`` or ``"csv"`` (see :mod:`hf_vidtok.data.layouts`);
     ``split``: ``"train"``, ``"validation"``/``"val"`` or ``"test"`` (UCF-101's validation is its
     test list). ``streaming=True`` decodes on the fly (no Arrow cache; one shard per file, so
