@@ -307,8 +307,12 @@ def _index_by_decoding(index: VideoIndex) -> VideoIndex:
     return dataclasses.replace(index, pts=arr, keyframe_pts=arr[:1], exact_seek=False)
 
 
+_NO_SEEK = "the file cannot be seeked"
+
+
 def _tail_damage(index: VideoIndex) -> Optional[str]:
-    """None when the last group of pictures decodes exactly as the packets list it, else why not."""
+    """None when the last group of pictures decodes exactly as the packets list it, else why not
+    (:data:`_NO_SEEK` when the demuxer refuses to seek)."""
     video = VideoFile._from_index(index)
     try:
         result = video._read_by_seeking([index.num_frames - 1])
@@ -317,7 +321,7 @@ def _tail_damage(index: VideoIndex) -> Optional[str]:
     finally:
         video.close()
     if result == "no-seek":
-        return "the file cannot be seeked"
+        return _NO_SEEK
     if result is None:
         return "its last frames do not decode as listed"
     return None
@@ -342,7 +346,7 @@ def probe_video(path: Union[str, os.PathLike], *, use_cache: bool = True) -> Vid
     damage = scan.damage
     if damage is None and index.exact_seek:
         damage = _tail_damage(index)
-        if damage == "the file cannot be seeked":
+        if damage == _NO_SEEK:
             index = dataclasses.replace(index, seekable=False)
     if damage is not None or not index.exact_seek:
         if damage is not None:
