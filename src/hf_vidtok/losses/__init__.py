@@ -4,6 +4,7 @@ Uses :class:`hf_vidtok.metrics.LPIPS` as the perceptual loss.
 """
 
 from .discriminator import TransformerDiscriminator, convert_official_discriminator_state_dict
+from .evatok_objective import EvatokGeneratorLossOutput, EvatokGeneratorObjective, semantic_discriminator_loss
 from .gan_losses import (
     DISCRIMINATOR_LOSSES,
     discriminator_loss,
@@ -42,4 +43,7 @@ __all__ = [
     "VideoMAEDiscriminator",
     "BatchNormLocal",
     "hinge_generator_loss",
+    "EvatokGeneratorObjective",
+    "EvatokGeneratorLossOutput",
+    "semantic_discriminator_loss",
 ]

@@ -118,6 +118,24 @@ def test_padded_mixed_batch_equals_per_clip_runs():
             assert torch.equal(batch.reconstruction[i], padded.reconstruction[0])
 
 
+def test_length_groups_give_the_same_results():
+    model, x = make(), clips(5)
+    a = torch.tensor([[8, 8, 8], [1, 1, 1], [2, 8, 1], [1, 2, 1], [8, 8, 2]])
+    with torch.no_grad():
+        one = model.encode(x, a, length_group_size=0)
+        grouped = model.encode(x, a, length_group_size=2)
+        for name in ("indices", "attention_mask", "block_ids", "token_counts"):
+            assert torch.equal(getattr(grouped, name), getattr(one, name)), name
+        valid = one.attention_mask.bool()
+        torch.testing.assert_close(grouped.quantized[valid], one.quantized[valid], rtol=0, atol=1e-12)
+        for name in ("commitment_loss", "codebook_loss"):
+            torch.testing.assert_close(getattr(grouped, name), getattr(one, name), rtol=1e-6, atol=0)
+        video = model.decode(one.indices, a, length_group_size=0)
+        torch.testing.assert_close(model.decode(one.indices, a, length_group_size=2), video, rtol=0, atol=1e-12)
+        torch.testing.assert_close(model.decode_latents(one.quantized, a, length_group_size=3),
+                                   model.decode_latents(one.quantized, a, length_group_size=0), rtol=0, atol=1e-12)
+
+
 def test_vq_losses_ignore_padding():
     model, x = make().train(), clips()
     ref = model(x, MIXED, compute_entropy_loss=True)

@@ -392,16 +392,57 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         generator: torch.Generator | None = None,
         max_length: int | None = None,
         compute_entropy_loss: bool | None = None,
+        length_group_size: int | None = 8,
     ) -> EvatokEncoderOutput:
         """Tokenize ``pixel_values (B, C, T, H, W)`` in [0, 1] with ``assignment`` (see the class docstring).
 
         ``max_length`` pads to a fixed ``L_max`` (>= every clip's total); ``generator`` drives stochastic
         code selection (``config.vq_stochastic``, training mode). ``compute_entropy_loss`` defaults to
-        ``self.training``.
+        ``self.training``. A batch of mixed lengths known on the host is run in length-sorted groups of at
+        most ``length_group_size`` clips, each padded to its own longest clip (same results; less padding);
+        0 or None runs one padded batch (always the case with the entropy loss or ``max_length``).
         """
         pixel_values = self._check_pixel_values(pixel_values)
-        counts, length, _ = self._check_counts(assignment, pixel_values.shape[0], "assignment", max_length)
-        return self._encode_packed(pixel_values, counts, length, generator, compute_entropy_loss)[0]
+        counts, length, host = self._check_counts(assignment, pixel_values.shape[0], "assignment", max_length)
+        if compute_entropy_loss is None:
+            compute_entropy_loss = self.training
+        groups = None if compute_entropy_loss or max_length is not None else self._length_groups(host, length_group_size)
+        if groups is None:
+            return self._encode_packed(pixel_values, counts, length, generator, compute_entropy_loss)[0]
+        totals = host.sum(1)
+        b, dev = pixel_values.shape[0], counts.device
+        out = EvatokEncoderOutput(
+            indices=torch.full((b, length), -1, dtype=torch.long, device=dev),
+            attention_mask=torch.zeros(b, length, dtype=torch.long, device=dev),
+            token_counts=counts,
+            block_ids=torch.full((b, length), self.config.num_blocks - 1, dtype=torch.long, device=dev),
+        )
+        commitment = codebook = 0.0
+        for idx in groups:
+            n = int(totals[idx].sum())
+            idx_dev = idx.to(dev)
+            part = self._encode_packed(pixel_values[idx_dev], counts[idx_dev], int(totals[idx].max()), generator, False)[0]
+            if out.quantized is None:
+                out.quantized = part.quantized.new_zeros(b, length, part.quantized.shape[-1])
+            width = part.indices.shape[1]
+            for name in ("indices", "attention_mask", "block_ids", "quantized"):
+                getattr(out, name)[idx_dev, :width] = getattr(part, name)
+            commitment = commitment + part.commitment_loss * n
+            codebook = codebook + part.codebook_loss * n
+        total = float(totals.sum())
+        out.commitment_loss, out.codebook_loss = commitment / total, codebook / total
+        out.entropy_loss = out.commitment_loss.new_zeros(())
+        return out
+
+    def _length_groups(self, host_counts, group_size):
+        """Length-sorted groups (CPU index tensors) of a mixed batch, or None (one padded batch)."""
+        if host_counts is None or not group_size or host_counts.shape[0] <= group_size:
+            return None
+        totals = host_counts.sum(1)
+        if bool((totals == totals[0]).all()):
+            return None
+        order = torch.argsort(totals, stable=True)
+        return list(order.split(int(group_size)))
 
     # ------------------------------------------------------------------ decoder
     def _decode_tokens(self, tokens, layout, counts, align_layer: int | None = None):
@@ -468,12 +509,12 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         out = items[0].new_full((b, length) + trailing, fill)
         for i, item in enumerate(items):
             out[i, : item.shape[0]] = item.to(out.device)
-        return out, counts, length
+        return out, counts, length, host
 
     def _check_token_tensor(self, values, token_counts, name: str, trailing: tuple):
         """Padded tensor input -> (values, counts, layout)."""
         if isinstance(values, (list, tuple)):
-            values, counts, length = self._pack(list(values), token_counts, name, trailing)
+            values, counts, length, host = self._pack(list(values), token_counts, name, trailing)
         else:
             if not torch.is_tensor(values):
                 raise TypeError(f"`{name}` must be a torch.Tensor or a list of per-clip tensors, got {type(values).__name__}")
@@ -494,32 +535,49 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         layout = packed_block_layout(counts, length)
         if counts.device.type != "cpu" and _not_compiling():
             torch._assert_async((layout.lengths <= length).all(), f"`token_counts` need more tokens than `{name}` holds")
-        return values, counts, layout
+        return values, counts, layout, host
 
-    def decode_latents(self, quantized, token_counts) -> torch.Tensor:
+    def decode_latents(self, quantized, token_counts, length_group_size: int | None = 8) -> torch.Tensor:
         """Decode codes ``quantized (B, L_max, code_dim)`` (or a list of ``(L_i, code_dim)``) laid out by
-        ``token_counts (B, num_blocks)`` -> video ``(B, C, T, H, W)``, unclamped. Padding rows are ignored."""
+        ``token_counts (B, num_blocks)`` -> video ``(B, C, T, H, W)``, unclamped. Padding rows are ignored;
+        ``length_group_size`` as in :meth:`encode`."""
         c = self.config
         if torch.is_tensor(quantized) and not quantized.is_floating_point():
             raise TypeError(f"`quantized` must be a floating-point tensor, got dtype {quantized.dtype}")
-        quantized, counts, layout = self._check_token_tensor(quantized, token_counts, "quantized", (c.code_dim,))
+        quantized, counts, layout, host = self._check_token_tensor(quantized, token_counts, "quantized", (c.code_dim,))
         tokens = self.post_quant_proj(quantized.to(self.post_quant_proj.weight.dtype))
-        return self._decode_tokens(tokens, layout, counts)[0]
+        return self._decode_grouped(tokens, counts, layout, host, length_group_size)
 
-    def decode(self, indices, token_counts) -> torch.Tensor:
+    def decode(self, indices, token_counts, length_group_size: int | None = 8) -> torch.Tensor:
         """Decode token ids ``indices (B, L_max)`` (-1 padding) or a list of per-clip 1-D id tensors, laid
-        out by ``token_counts (B, num_blocks)`` -> video ``(B, C, T, H, W)``, unclamped."""
-        c = self.config
+        out by ``token_counts (B, num_blocks)`` -> video ``(B, C, T, H, W)``, unclamped.
+        ``length_group_size`` as in :meth:`encode`."""
         items = indices if isinstance(indices, (list, tuple)) else [indices]
-        for i, item in enumerate(items):
+        for item in items:
             if torch.is_tensor(item) and (item.is_floating_point() or item.is_complex() or item.dtype == torch.bool):
                 raise TypeError(f"`indices` must hold integer token ids, got dtype {item.dtype}")
-        indices, counts, layout = self._check_token_tensor(indices, token_counts, "indices", ())
+        indices, counts, layout, host = self._check_token_tensor(indices, token_counts, "indices", ())
         indices = indices.long()
         self._check_index_values(indices, layout)
         codes = self.quantizer.lookup(torch.where(layout.valid, indices, torch.zeros_like(indices)))
         tokens = self.post_quant_proj(codes.to(self.post_quant_proj.weight.dtype))
-        return self._decode_tokens(tokens, layout, counts)[0]
+        return self._decode_grouped(tokens, counts, layout, host, length_group_size)
+
+    def _decode_grouped(self, tokens, counts, layout, host, length_group_size):
+        groups = self._length_groups(host, length_group_size)
+        if groups is None:
+            return self._decode_tokens(tokens, layout, counts)[0]
+        totals = host.sum(1)
+        video = None
+        for idx in groups:
+            width = int(totals[idx].max())
+            idx_dev = idx.to(tokens.device)
+            part_counts = counts[idx_dev]
+            part = self._decode_tokens(tokens[idx_dev, :width], packed_block_layout(part_counts, width), part_counts)[0]
+            if video is None:
+                video = part.new_empty((tokens.shape[0],) + part.shape[1:])
+            video[idx_dev] = part
+        return video
 
     def _check_index_values(self, indices, layout):
         k = self.config.codebook_size
