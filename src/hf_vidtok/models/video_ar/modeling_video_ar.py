@@ -22,6 +22,7 @@ from ...modules.llama_block import LlamaBlock
 from ...modules.position_embeddings import sincos_1d
 from ...modules.rms_norm import RMSNorm
 from .configuration_video_ar import VideoARGeneratorConfig
+from .length_tokens_video_ar import LengthTokenLogitsMask, parse_length_token_sequence
 from .sampling_video_ar import decode_with_cache, decode_without_cache
 
 __all__ = ["VideoARPreTrainedModel", "VideoARGenerator"]
@@ -289,8 +290,18 @@ class VideoARGenerator(VideoARPreTrainedModel):
         compile: bool | dict = False,
         cuda_graph: bool = False,
         kv_block_size: int | None = None,
+        max_total_tokens: int | None = None,
+        forced_prefix: Sequence[int] | torch.LongTensor | None = None,
+        stop_every: int = 64,
     ) -> torch.LongTensor:
         """Sample visual token ids ``(B, max_new_tokens)`` (default ``max_seq_len``).
+
+        Variable-length models (``config.token_levels``) sample, per block, a length token and that
+        many visual tokens under a :class:`~.length_tokens_video_ar.LengthTokenLogitsMask`, so every
+        row parses; rows end independently (filler afterwards) and the loop stops once every row is
+        finished (checked every ``stop_every`` tokens). The result is ``(B, S)`` with -1 after each
+        row's last token, ``S`` = the longest row; :meth:`parse_generated` gives
+        ``(indices, token_counts)``.
 
         Args:
             class_labels: ``(B,)`` class ids in ``[0, num_classes]`` (``num_classes`` = unconditional),
@@ -312,6 +323,12 @@ class VideoARGenerator(VideoARPreTrainedModel):
             compile: ``torch.compile`` the decode step (True or a dict of ``torch.compile`` kwargs).
             cuda_graph: capture the decode step in CUDA graphs (one per KV-length bucket).
             kv_block_size: KV-length bucket size (see :func:`~.sampling_video_ar.decode_with_cache`).
+            max_total_tokens: variable-length models: at most that many visual tokens per sample (length
+                tokens that would overrun it, keeping the smallest level for the blocks still to come,
+                are masked); default ``max_seq_len - num_blocks``.
+            forced_prefix: variable-length models: counts of the first blocks, a list of ints (all
+                samples) or a LongTensor ``(B, k)`` (e.g. the frame-prediction condition (512, 128)).
+            stop_every: variable-length models: tokens between checks that every sample is finished.
         """
         cfg = self.config
         if cfg.frame_prediction:
@@ -342,6 +359,26 @@ class VideoARGenerator(VideoARPreTrainedModel):
         device = self.embed_tokens.weight.device
         if generator is not None and torch.device(generator.device).type != device.type:
             raise ValueError(f"`generator` is on {generator.device} but the model is on {device}")
+        length_mask = None
+        if cfg.is_variable_length:
+            if max_new_tokens is not None:
+                raise ValueError("variable-length models end each sample themselves: cap them with `max_total_tokens`")
+            if isinstance(stop_every, bool) or int(stop_every) != stop_every or stop_every < 1:
+                raise ValueError(f"`stop_every` must be a positive int, got {stop_every}")
+            batch = cond.shape[0] if cfg.frame_prediction else labels.numel()
+            length_mask = LengthTokenLogitsMask(
+                cfg, batch, device=device, max_total_tokens=max_total_tokens, forced_prefix=forced_prefix
+            )
+            num_tokens = cfg.num_blocks + length_mask.max_total_tokens
+            if logits_mask_fn is not None:
+                user_mask = logits_mask_fn
+
+                def logits_mask_fn(step, sequences):
+                    return length_mask(step, sequences) & user_mask(step, sequences).to(device=device, dtype=torch.bool)
+            else:
+                logits_mask_fn = length_mask
+        elif max_total_tokens is not None or forced_prefix is not None:
+            raise ValueError("`max_total_tokens` / `forced_prefix` need a variable-length model (config.token_levels)")
 
         was_training = self.training
         self.eval()
@@ -363,13 +400,27 @@ class VideoARGenerator(VideoARPreTrainedModel):
                 logits_mask_fn=logits_mask_fn,
                 step_callback=step_callback,
             )
+            if length_mask is not None:
+                common.update(stop_fn=lambda: length_mask.done.all(), stop_every=int(stop_every))
             if use_cache:
-                return decode_with_cache(
+                sequences = decode_with_cache(
                     self, cond, num_tokens, kv_block_size=kv_block_size, compile=compile, cuda_graph=cuda_graph, **common
                 )
-            return decode_without_cache(self, cond, num_tokens, **common)
+            else:
+                sequences = decode_without_cache(self, cond, num_tokens, **common)
         finally:
             self.train(was_training)
+        if length_mask is None:
+            return sequences
+        length_mask.sync(sequences, sequences.shape[1])
+        ends = length_mask.sequence_lengths()
+        sequences = sequences.masked_fill(torch.arange(sequences.shape[1], device=device) >= ends[:, None], -1)
+        return sequences[:, : int(ends.max())]
+
+    def parse_generated(self, sequences: torch.LongTensor) -> tuple[torch.LongTensor, torch.LongTensor]:
+        """Variable-length models: ``(indices (B, L_max) padded with -1, token_counts (B, num_blocks))``
+        of :meth:`generate`'s output (or of training ``input_ids``)."""
+        return parse_length_token_sequence(sequences, self.config)
 
     def optimizer_param_groups(self, weight_decay: float = 0.05) -> list[dict]:
         """AdamW parameter groups of the official AR trainers: ``weight_decay`` on the weights of
