@@ -4,6 +4,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Probe results of video files are cached on disk; keep the suite's cache out of the user's datasets cache.
+if "HF_VIDTOK_PROBE_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["HF_VIDTOK_PROBE_CACHE"] = tempfile.mkdtemp(prefix="hf_vidtok_probe_cache_")
 
 from pathlib import Path  # noqa: E402
 
