@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(p, "EvatokRouter")
     g = p.add_argument_group("router and labels")
     g.add_argument("--head_type", default="quality", choices=["classifier", "quality"])
+    g.add_argument("--router_preset", default="paper", choices=["paper", "fast", "paper_64px"],
+                   help="size preset (ROUTER_PRESETS; `fast` meets the <= 5%% of encode target), updated by `model_config`")
     g.add_argument("--score_table", required=False, default=None, help="stage-2 score table: folder, Parquet file or Hub dataset id")
     g.add_argument("--score_table_revision", default=None)
     g.add_argument("--validation_score_table", default=None, help="held-out score table (default: --validation_fraction of the videos)")
@@ -263,7 +265,9 @@ def build_router(args, table, stats):
         for k, v in {**facts, **overrides}.items():
             setattr(c, k, v)
         return router
-    extra = dict(args.model_config or {})
+    from hf_vidtok.models.evatok.configuration_evatok_router import ROUTER_PRESETS
+
+    extra = {**ROUTER_PRESETS[args.router_preset], **(args.model_config or {})}
     clash = sorted(set(extra) & set(facts))
     if clash:
         raise ValueError(f"`model_config` must not set {clash}: they come from the score table and the flags")
