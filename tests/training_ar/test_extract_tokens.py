@@ -13,17 +13,19 @@ from ar_training_helpers import CLIPS_PER_VIDEO, NUM_COND_FRAMES
 
 import extract_tokens
 
+from hf_vidtok.training.token_data import condition_clips
+
 
 def test_condition_clips_repeat_the_last_context_frame():
     x = torch.arange(2 * 3 * 5 * 2 * 2, dtype=torch.float32).reshape(2, 3, 5, 2, 2)
-    cond = extract_tokens.condition_clips(x, 2)
+    cond = condition_clips(x, 2)
     assert cond.shape == x.shape
     torch.testing.assert_close(cond[:, :, :2], x[:, :, :2], rtol=0, atol=0)
     for t in range(2, 5):
         torch.testing.assert_close(cond[:, :, t], x[:, :, 1], rtol=0, atol=0)
     for bad in (0, 5, 7):
         with pytest.raises(ValueError, match="num_cond_frames"):
-            extract_tokens.condition_clips(x, bad)
+            condition_clips(x, bad)
 
 
 def test_condition_matches_the_frame_prediction_pipeline():
@@ -33,7 +35,7 @@ def test_condition_matches_the_frame_prediction_pipeline():
 
     x = torch.rand(3, 3, 6, 4, 4, generator=torch.Generator().manual_seed(0))
     for n in (1, 3, 5):
-        torch.testing.assert_close(extract_tokens.condition_clips(x, n), repeat_to_num_frames(x[:, :, :n], 6), rtol=0, atol=0)
+        torch.testing.assert_close(condition_clips(x, n), repeat_to_num_frames(x[:, :, :n], 6), rtol=0, atol=0)
 
 
 def test_saved_tokens_are_the_deterministic_tokens_of_the_clips(token_dataset_dir, tiny_tokenizer_dir):

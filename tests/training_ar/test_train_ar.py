@@ -18,6 +18,8 @@ from safetensors.torch import load_file
 
 import train_ar
 
+from hf_vidtok.training.token_data import TokenBatchSampler
+
 REPO = Path(__file__).resolve().parents[2]
 TINY_RECIPE = REPO / "training" / "configs" / "ar_tiny_samples.yaml"
 OFFICIAL_RECIPE = REPO / "training" / "configs" / "larp_ar_ucf101.yaml"
@@ -85,6 +87,12 @@ def test_resume_from_latest_continues_exactly(tmp_path, token_dataset_dir):
     stopped = train_ar.main(["--config", str(_recipe(tmp_path)), *common, "--output_dir", str(part), "--stop_after_steps", "3"])
     assert stopped == {"stopped_at_step": 3}
     assert (part / "latest").read_text().strip() == "checkpoint-3" and not (part / "model.safetensors").exists()
+    # the checkpoint holds the generator as a save_pretrained folder and nothing that needs full unpickling
+    from hf_vidtok import VideoARGenerator
+    from hf_vidtok.training import find_unsafe_pickles
+
+    assert VideoARGenerator.from_pretrained(part / "checkpoint-3" / "generator").config.codebook_size == 37
+    assert find_unsafe_pickles(part / "checkpoint-3") == []
     AcceleratorState._reset_state(True)
     results = train_ar.main(["--config", str(_recipe(tmp_path)), *common, "--output_dir", str(part),
                              "--resume_from_checkpoint", "latest"])
@@ -125,11 +133,13 @@ def test_frame_prediction_with_tokens_on_the_fly(tmp_path, tiny_tokenizer_dir):
     assert results["validation_data"].startswith("training clips")
     assert (out / "checkpoint-6").is_dir() and (out / "model.safetensors").is_file()
     # the data stream position is checkpointed with the run
-    assert len(list((out / "checkpoint-6").glob("custom_checkpoint_*.pkl"))) == 3
+    state = json.loads((out / "checkpoint-6" / "training_state.json").read_text())
+    assert set(state) == {"progress", "lr_scheduler", "data"}
+    assert state["data"]["per_process"][0]["examples_consumed"] == 12  # 6 steps x batch 2
 
 
 def test_token_batch_sampler_splits_epochs_and_resumes():
-    samplers = [train_ar.TokenBatchSampler(23, 3, process_index=r, num_processes=2, seed=5) for r in range(2)]
+    samplers = [TokenBatchSampler(23, 3, process_index=r, num_processes=2, seed=5) for r in range(2)]
     assert samplers[0].batches_per_epoch == 3  # 11 rows per process -> 3 whole batches (drop_last)
     epoch0 = [[samplers[r].next_indices() for _ in range(3)] for r in range(2)]
     rows = [i for batches in epoch0 for b in batches for i in b]
@@ -137,16 +147,16 @@ def test_token_batch_sampler_splits_epochs_and_resumes():
     state = samplers[0].state_dict()
     nxt = samplers[0].next_indices()  # epoch 1, reshuffled
     assert samplers[0].epoch == 1 and nxt != epoch0[0][0]
-    again = train_ar.TokenBatchSampler(23, 3, process_index=0, num_processes=2, seed=5)
+    again = TokenBatchSampler(23, 3, process_index=0, num_processes=2, seed=5)
     again.load_state_dict(state)
     assert again.next_indices() == nxt
-    fresh = train_ar.TokenBatchSampler(23, 3, process_index=0, num_processes=2, seed=5)
+    fresh = TokenBatchSampler(23, 3, process_index=0, num_processes=2, seed=5)
     assert [fresh.next_indices() for _ in range(3)] == epoch0[0]  # seeded
-    changed = train_ar.TokenBatchSampler(23, 3, process_index=0, num_processes=1, seed=5)
+    changed = TokenBatchSampler(23, 3, process_index=0, num_processes=1, seed=5)
     changed.load_state_dict(state)  # another process count: restart at the next epoch
     assert (changed.epoch, changed.position) == (1, 0)
     with pytest.raises(ValueError, match="fewer than one batch"):
-        train_ar.TokenBatchSampler(5, 3, num_processes=2)
+        TokenBatchSampler(5, 3, num_processes=2)
 
 
 def _save_generator(path: Path, **kwargs) -> Path:

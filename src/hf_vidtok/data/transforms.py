@@ -19,6 +19,7 @@ __all__ = [
     "resize_short_side",
     "center_crop",
     "random_horizontal_flip",
+    "random_flip_clips",
     "to_float_clip",
     "resize_crop_uint8",
     "VideoClipTransform",
@@ -76,6 +77,22 @@ def random_horizontal_flip(
     if torch.rand((), generator=generator).item() < p:
         return clip.flip(-1)
     return clip
+
+
+def random_flip_clips(
+    pixel_values: torch.Tensor, p: float = 0.5, generator: Optional[torch.Generator] = None
+) -> torch.Tensor:
+    """Flip each clip of a batch ``(B, C, T, H, W)`` horizontally with probability ``p``, one CPU draw
+    per clip (from ``generator``, else the global RNG, which training checkpoints restore); no host sync."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be in [0, 1], got {p!r}")
+    if pixel_values.dim() != 5:
+        raise ValueError(f"`pixel_values` must be (B, C, T, H, W), got shape {tuple(pixel_values.shape)}")
+    flip = torch.rand(pixel_values.shape[0], generator=generator) < p
+    if not flip.any():
+        return pixel_values
+    mask = flip.to(pixel_values.device).view(-1, 1, 1, 1, 1)
+    return torch.where(mask, pixel_values.flip(-1), pixel_values)
 
 
 def _as_uint8_thwc(video) -> torch.Tensor:

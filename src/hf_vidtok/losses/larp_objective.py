@@ -28,7 +28,8 @@ OFFICIAL_LECAM_WEIGHT = 0.001 * 0.001
 
 @dataclass
 class LarpGeneratorLossOutput:
-    """Total generator loss and its unweighted parts (scalars)."""
+    """Total generator loss and its parts (scalars): ``vq_loss`` is the weighted VQ sum (before
+    ``vq_weight``), the others are unweighted."""
 
     loss: torch.Tensor
     pixel_loss: torch.Tensor
@@ -51,7 +52,8 @@ class LarpDiscriminatorLossOutput:
 
 @contextlib.contextmanager
 def _frozen(module: nn.Module | None):
-    """Temporarily set ``requires_grad=False`` on ``module``'s parameters (restored after)."""
+    """Temporarily set ``requires_grad=False`` on ``module``'s parameters (restored after; the graph built
+    meanwhile never reaches them)."""
     if module is None:
         yield
         return
@@ -75,18 +77,19 @@ def _scalar(value, like: torch.Tensor) -> torch.Tensor:
 
 class LarpGeneratorObjective(nn.Module):
     """``L_G = w_pix |x - x_hat|_1 + w_lpips LPIPS(x, x_hat) + w_adv softplus(-D(x_hat))
-    + w_vq vq_loss + w_prior prior_loss``.
+    + w_vq (w_commit commitment + w_codebook codebook + w_entropy entropy) + w_prior prior_loss``.
 
-    Defaults are the official release weights (1.0, 1.0, 0.3, 0.1, 0.06); there is no
-    adaptive (last-layer gradient) weighting. L1 is averaged over all elements, LPIPS per frame
-    over all frames (videos ``(B, 3, T, H, W)`` in ``[0, 1]``; the reconstruction is used
-    unclamped). The discriminator's parameters are frozen while it scores ``x_hat`` (gradients
-    reach only the generator). The adversarial term is active when ``global_step`` is None or
-    ``>= adversarial_start_step`` (official ``disc_start`` 0; note the official trainer compares
-    it with the epoch). ``vq_loss`` / ``prior_loss`` may be None (counted as 0).
+    Defaults are the official release weights (1.0, 1.0, 0.3, 0.1 x (0.25, 1.0, 0), 0.06); there is no
+    adaptive (last-layer gradient) weighting. L1 is averaged over all elements, LPIPS (in float32, outside
+    autocast) per frame over all frames (videos ``(B, 3, T, H, W)`` in ``[0, 1]``; the reconstruction is
+    used unclamped). The discriminator's parameters are frozen while it scores ``x_hat`` (gradients reach
+    only the generator; pass the unwrapped module, not a DDP wrapper). The adversarial term is active when
+    ``global_step`` is None or ``>= adversarial_start_step`` (official ``disc_start`` 0; the official
+    trainer compares it with the epoch).
 
-    Call as ``objective(pixel_values, model_output)`` with a ``LarpTokenizerOutput`` (fields
-    ``reconstruction``, ``vq_loss``, ``prior_loss``) or pass those fields by keyword.
+    Call as ``objective(pixel_values, model_output)``: any tokenizer output with ``reconstruction`` and the
+    unweighted ``commitment_loss`` / ``codebook_loss`` (``entropy_loss``, ``prior_loss`` optional, None = 0)
+    works, e.g. ``LarpTokenizerOutput``; or pass ``reconstruction`` and an already weighted ``vq_loss``.
     """
 
     def __init__(
@@ -99,6 +102,9 @@ class LarpGeneratorObjective(nn.Module):
         vq_weight: float = 0.1,
         prior_weight: float = 0.06,
         adversarial_start_step: int = 0,
+        commitment_weight: float = 0.25,
+        codebook_weight: float = 1.0,
+        entropy_weight: float = 0.0,
     ):
         super().__init__()
         if perceptual_weight > 0 and lpips is None:
@@ -109,7 +115,21 @@ class LarpGeneratorObjective(nn.Module):
         self.discriminator = discriminator
         self.pixel_weight, self.perceptual_weight = pixel_weight, perceptual_weight
         self.adversarial_weight, self.vq_weight, self.prior_weight = adversarial_weight, vq_weight, prior_weight
+        self.commitment_weight, self.codebook_weight, self.entropy_weight = commitment_weight, codebook_weight, entropy_weight
         self.adversarial_start_step = adversarial_start_step
+
+    def adversarial_active(self, global_step: int | None) -> bool:
+        return self.adversarial_weight > 0 and (global_step is None or global_step >= self.adversarial_start_step)
+
+    def weighted_vq_loss(self, model_output) -> torch.Tensor:
+        """``w_commit commitment + w_codebook codebook (+ w_entropy entropy)`` of a tokenizer output."""
+        vq = self.commitment_weight * model_output.commitment_loss + self.codebook_weight * model_output.codebook_loss
+        entropy = getattr(model_output, "entropy_loss", None)
+        if self.entropy_weight != 0:
+            if entropy is None:
+                raise ValueError("`entropy_weight` != 0 but the model output has no `entropy_loss`")
+            vq = vq + self.entropy_weight * entropy
+        return vq
 
     def forward(
         self,
@@ -125,7 +145,11 @@ class LarpGeneratorObjective(nn.Module):
             if reconstruction is not None:
                 raise ValueError("give either `model_output` or `reconstruction`, not both")
             reconstruction = model_output.reconstruction
-            vq_loss = getattr(model_output, "vq_loss", None) if vq_loss is None else vq_loss
+            if vq_loss is None:
+                if getattr(model_output, "commitment_loss", None) is not None:
+                    vq_loss = self.weighted_vq_loss(model_output)
+                else:
+                    vq_loss = getattr(model_output, "vq_loss", None)
             prior_loss = getattr(model_output, "prior_loss", None) if prior_loss is None else prior_loss
         if reconstruction is None:
             raise ValueError("`reconstruction` (or `model_output.reconstruction`) is required")
@@ -138,21 +162,24 @@ class LarpGeneratorObjective(nn.Module):
         x, x_hat = pixel_values.float(), reconstruction.float()
         pixel = (x - x_hat).abs().mean()
         zero = torch.zeros((), device=x.device)
-        perceptual = self.lpips(x_hat, x).mean() if self.perceptual_weight > 0 else zero
-        use_adv = self.adversarial_weight > 0 and (global_step is None or global_step >= self.adversarial_start_step)
+        if self.perceptual_weight > 0:
+            with torch.autocast(device_type=x.device.type, enabled=False):  # fp32, as the release (perceptual_fp16 off)
+                perceptual = self.lpips(x_hat, x).mean()
+        else:
+            perceptual = zero
+        use_adv = self.adversarial_active(global_step)
         if use_adv:
             with _frozen(self.discriminator):
                 adversarial = generator_adversarial_loss(self.discriminator(reconstruction))
         else:
             adversarial = zero
         vq, prior = _scalar(vq_loss, x), _scalar(prior_loss, x)
-        total = (
-            self.pixel_weight * pixel
-            + self.perceptual_weight * perceptual
-            + (self.adversarial_weight * adversarial if use_adv else zero)
-            + self.vq_weight * vq
-            + self.prior_weight * prior
-        )
+        total = self.pixel_weight * pixel
+        if self.perceptual_weight > 0:
+            total = total + self.perceptual_weight * perceptual
+        if use_adv:
+            total = total + self.adversarial_weight * adversarial
+        total = total + self.vq_weight * vq + self.prior_weight * prior
         return LarpGeneratorLossOutput(total, pixel, perceptual, adversarial, vq, prior)
 
 
@@ -191,17 +218,18 @@ class LarpDiscriminatorObjective(nn.Module):
     def forward(
         self, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None
     ) -> LarpDiscriminatorLossOutput:
+        """``real`` and ``fake`` (B, C, T, H, W) are scored in one discriminator call on their concatenation."""
         if real.shape != fake.shape:
             raise ValueError(f"`real` {tuple(real.shape)} and `fake` {tuple(fake.shape)} must have the same shape")
-        real_logits = self.discriminator(real.detach())
-        fake_logits = self.discriminator(fake.detach())
+        logits = self.discriminator(torch.cat([real.detach(), fake.detach().to(real.dtype)])).float()
+        real_logits, fake_logits = logits.chunk(2)
         adv = discriminator_loss(self.loss_type, real_logits, fake_logits, generator=generator)
         if self.lecam_weight > 0:
             reg = self.lecam(real_logits, fake_logits)
         else:
             reg = torch.zeros((), device=adv.device)
         loss = adv + self.lecam_weight * reg
-        return LarpDiscriminatorLossOutput(loss, adv, reg, real_logits.detach().float().mean(), fake_logits.detach().float().mean())
+        return LarpDiscriminatorLossOutput(loss, adv, reg, real_logits.detach().mean(), fake_logits.detach().mean())
 
     def load_official_loss_state_dict(self, loss_state_dict: dict[str, torch.Tensor]) -> None:
         """Load ``loss.sd`` of an official LARP training checkpoint (``discriminator.*`` strictly,

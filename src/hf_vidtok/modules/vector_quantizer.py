@@ -147,10 +147,14 @@ class VectorQuantizer(nn.Module):
             logits=logits,
         )
 
-    def _entropy_loss(self, logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Per-sample entropy minus codebook (batch-average) entropy of ``softmax(s / tau)``."""
-        probs = torch.softmax(logits / self.entropy_loss_temperature, dim=-1)
-        log_probs = torch.log_softmax(logits / self.entropy_loss_temperature, dim=-1)
+    def _entropy_loss(
+        self, logits: torch.Tensor, mask: torch.Tensor | None, temperature: float | None = None
+    ) -> torch.Tensor:
+        """Per-sample entropy minus codebook (batch-average) entropy of ``softmax(s / tau)`` (``tau``:
+        ``temperature``, default ``entropy_loss_temperature``)."""
+        tau = self.entropy_loss_temperature if temperature is None else temperature
+        probs = torch.softmax(logits / tau, dim=-1)
+        log_probs = torch.log_softmax(logits / tau, dim=-1)
         per_sample = -(probs * log_probs).sum(-1)
         if mask is not None:
             m = mask.to(probs.dtype).unsqueeze(-1)

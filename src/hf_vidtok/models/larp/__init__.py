@@ -6,6 +6,7 @@ from .configuration_larp import GPTC_PRESETS, LarpTokenizerConfig
 from .modeling_larp import (
     LarpEncoderOutput,
     LarpPreTrainedModel,
+    LarpPriorLossSettings,
     LarpTokenizer,
     LarpTokenizerOutput,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "LarpTokenizerConfig",
     "LarpTokenizer",
     "LarpPreTrainedModel",
+    "LarpPriorLossSettings",
     "LarpEncoderOutput",
     "LarpTokenizerOutput",
     "GptcPrior",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from transformers import PretrainedConfig
+from transformers.utils import logging
 
-__all__ = ["LarpTokenizerConfig", "GPTC_PRESETS"]
+__all__ = ["LarpTokenizerConfig", "GPTC_PRESETS", "LEGACY_RUN_SETTINGS"]
+
+logger = logging.get_logger(__name__)
 
 # Official GPTC prior sizes (models/gptc.py): name -> (n_layer, n_head, n_embd).
 GPTC_PRESETS = {
@@ -16,6 +19,13 @@ GPTC_PRESETS = {
     "gptc-L": (24, 16, 1024),
 }
 _NONE_NAMES = (None, "", "none", "no", "null")
+#: Run settings older config.json files carried; they are training arguments now
+#: (``training/train_tokenizer.py --<name>``, same names) and are ignored here with a note.
+LEGACY_RUN_SETTINGS = (
+    "commitment_loss_weight", "codebook_loss_weight", "entropy_loss_weight", "entropy_loss_temperature",
+    "prior_n_rounds", "prior_use_mix_ss", "prior_mix_ss_max_ratio", "prior_mix_ss_peak_steps_ratio",
+    "prior_avg_loss_over_rounds", "prior_no_grad_before_last_round", "prior_latent_ce_temperature",
+)
 
 
 class LarpTokenizerConfig(PretrainedConfig):
@@ -50,8 +60,6 @@ class LarpTokenizerConfig(PretrainedConfig):
             add a learned (1, 1, C) token-type embedding to that group.
         encoder_query_gaussian_init (`bool`): init learned queries from N(0, query_init_std^2) (else sin-cos).
         bottleneck_dim (`int`): code dimension D. codebook_size (`int`): K.
-        commitment_loss_weight, codebook_loss_weight, entropy_loss_weight, entropy_loss_temperature:
-            VQ loss terms (beta = 0.25, 1.0, 0, 0.01 in the release).
         vq_l2_normalized (`bool`), vq_stochastic (`bool`), vq_stochastic_temperature (`float`): the
             l2-normalised codebook and softmax-sampled selection (T = 0.03).
         vq_eval_deterministic (`bool`, default True): argmax selection in eval mode. The official code
@@ -62,9 +70,12 @@ class LarpTokenizerConfig(PretrainedConfig):
             of the prior's learned positions (>= bottleneck_token_num).
         prior_embd_dropout, prior_resid_dropout, prior_attn_dropout (`float`): GPTC dropouts (0.1).
         prior_l2_normalized (`bool`): l2-normalise the prior's predictions (cosine logits).
-        prior_n_rounds, prior_use_mix_ss, prior_mix_ss_max_ratio, prior_mix_ss_peak_steps_ratio,
-        prior_avg_loss_over_rounds, prior_no_grad_before_last_round, prior_latent_ce_temperature:
-            the scheduled-sampling latent-CE recipe (larp.md §1.8).
+
+    The config describes the architecture only. Loss weights and the prior's scheduled-sampling recipe
+    are training arguments (``training/train_tokenizer.py``; :class:`LarpPriorLossSettings`); the names in
+    :data:`LEGACY_RUN_SETTINGS`, stored by older versions, are accepted and ignored with a note.
+    ``num_frames`` and ``image_size`` are aliases of ``frame_num`` and ``input_size`` (``attribute_map``);
+    the stored names stay the official ones.
 
     Example:
         >>> from hf_vidtok import LarpTokenizerConfig, LarpTokenizer
@@ -76,6 +87,7 @@ class LarpTokenizerConfig(PretrainedConfig):
     """
 
     model_type = "larp_tokenizer"
+    attribute_map = {"num_frames": "frame_num", "image_size": "input_size"}
 
     def __init__(
         self,
@@ -109,10 +121,6 @@ class LarpTokenizerConfig(PretrainedConfig):
         encoder_query_gaussian_init: bool = True,
         bottleneck_dim: int = 16,
         codebook_size: int = 8192,
-        commitment_loss_weight: float = 0.25,
-        codebook_loss_weight: float = 1.0,
-        entropy_loss_weight: float = 0.0,
-        entropy_loss_temperature: float = 0.01,
         vq_l2_normalized: bool = True,
         vq_stochastic: bool = True,
         vq_stochastic_temperature: float = 0.03,
@@ -126,15 +134,16 @@ class LarpTokenizerConfig(PretrainedConfig):
         prior_resid_dropout: float = 0.1,
         prior_attn_dropout: float = 0.1,
         prior_l2_normalized: bool = True,
-        prior_n_rounds: int = 2,
-        prior_use_mix_ss: bool = True,
-        prior_mix_ss_max_ratio: float = 0.5,
-        prior_mix_ss_peak_steps_ratio: float = 0.3,
-        prior_avg_loss_over_rounds: bool = True,
-        prior_no_grad_before_last_round: bool = False,
-        prior_latent_ce_temperature: float = 1.0,
         **kwargs,
     ):
+        legacy = sorted(k for k in LEGACY_RUN_SETTINGS if k in kwargs)
+        for key in legacy:
+            kwargs.pop(key)
+        if legacy:
+            logger.info(
+                "LarpTokenizerConfig: ignoring run settings %s (training arguments now, see training/train_tokenizer.py)",
+                legacy,
+            )
         self.bottleneck_token_num = int(bottleneck_token_num)
         self.input_size = int(input_size)
         self.frame_num = int(frame_num)
@@ -167,10 +176,6 @@ class LarpTokenizerConfig(PretrainedConfig):
         self.encoder_query_gaussian_init = bool(encoder_query_gaussian_init)
         self.bottleneck_dim = int(bottleneck_dim)
         self.codebook_size = int(codebook_size)
-        self.commitment_loss_weight = float(commitment_loss_weight)
-        self.codebook_loss_weight = float(codebook_loss_weight)
-        self.entropy_loss_weight = float(entropy_loss_weight)
-        self.entropy_loss_temperature = float(entropy_loss_temperature)
         self.vq_l2_normalized = bool(vq_l2_normalized)
         self.vq_stochastic = bool(vq_stochastic)
         self.vq_stochastic_temperature = float(vq_stochastic_temperature)
@@ -201,15 +206,20 @@ class LarpTokenizerConfig(PretrainedConfig):
         self.prior_resid_dropout = float(prior_resid_dropout)
         self.prior_attn_dropout = float(prior_attn_dropout)
         self.prior_l2_normalized = bool(prior_l2_normalized)
-        self.prior_n_rounds = int(prior_n_rounds)
-        self.prior_use_mix_ss = bool(prior_use_mix_ss)
-        self.prior_mix_ss_max_ratio = float(prior_mix_ss_max_ratio)
-        self.prior_mix_ss_peak_steps_ratio = float(prior_mix_ss_peak_steps_ratio)
-        self.prior_avg_loss_over_rounds = bool(prior_avg_loss_over_rounds)
-        self.prior_no_grad_before_last_round = bool(prior_no_grad_before_last_round)
-        self.prior_latent_ce_temperature = float(prior_latent_ce_temperature)
         super().__init__(**kwargs)
         self._validate()
+
+    def to_dict(self):
+        """As ``PretrainedConfig.to_dict``, with plain ``"module.Class"`` strings in ``auto_map``: transformers'
+        ``custom_object_save`` takes any class whose name contains "Tokenizer" for a text tokenizer and
+        writes a ``(slow, fast)`` pair, which ``AutoConfig``/``AutoModel`` cannot resolve."""
+        output = super().to_dict()
+        auto_map = output.get("auto_map")
+        if isinstance(auto_map, dict):
+            output["auto_map"] = {
+                k: (next((c for c in v if c), None) if isinstance(v, (list, tuple)) else v) for k, v in auto_map.items()
+            }
+        return output
 
     # ------------------------------------------------------------------ derived sizes
     @property
@@ -276,7 +286,7 @@ class LarpTokenizerConfig(PretrainedConfig):
         if self.vq_stochastic and self.vq_stochastic_temperature <= 0:
             raise ValueError(f"`vq_stochastic_temperature` must be > 0, got {self.vq_stochastic_temperature}")
         if self.prior_name is not None:
-            for name in ("prior_num_layers", "prior_num_heads", "prior_hidden_size", "prior_n_rounds"):
+            for name in ("prior_num_layers", "prior_num_heads", "prior_hidden_size"):
                 positive(name)
             if self.prior_hidden_size % self.prior_num_heads:
                 raise ValueError(
@@ -288,5 +298,6 @@ class LarpTokenizerConfig(PretrainedConfig):
                     f"`prior_max_seq_len` ({self.prior_max_seq_len}) must be >= `bottleneck_token_num` "
                     f"({self.bottleneck_token_num})"
                 )
-            if self.prior_latent_ce_temperature <= 0:
-                raise ValueError("`prior_latent_ce_temperature` must be > 0")
+
+
+LarpTokenizerConfig.register_for_auto_class()

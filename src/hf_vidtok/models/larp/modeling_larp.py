@@ -7,6 +7,7 @@ Data layout: videos are ``(B, C, T, H, W)`` floats in ``[0, 1]``; tokens are ``(
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import torch
@@ -16,20 +17,57 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from ...modules.attention import QueryTransformer, TransformerBlock
-from ...modules.patch_embed import build_patch_embed
-from ...modules.position_embeddings import sincos_1d, sincos_3d, sincos_table
-from ...modules.vector_quantizer import VectorQuantizer, sample_categorical
+# absolute imports: ``register_for_auto_class`` copies this file and its sibling-relative imports next
+# to a saved config.json (auto_map), where a parent-relative import could not resolve
+from hf_vidtok.modules.attention import QueryTransformer, TransformerBlock
+from hf_vidtok.modules.patch_embed import build_patch_embed
+from hf_vidtok.modules.position_embeddings import sincos_1d, sincos_3d, sincos_table
+from hf_vidtok.modules.vector_quantizer import VectorQuantizer, sample_categorical
+
 from .configuration_larp import LarpTokenizerConfig
 from .modeling_larp_prior import GptcBlock, GptcPrior
 
 __all__ = [
+    "LarpPriorLossSettings",
     "LarpPreTrainedModel",
     "LarpTokenizer",
     "LarpEncoderOutput",
     "LarpTokenizerOutput",
     "LarpOutputLayer",
 ]
+
+
+@dataclass(frozen=True)
+class LarpPriorLossSettings:
+    """The prior's latent cross-entropy recipe (larp.md §1.8): run settings, not architecture, so they are
+    passed to :meth:`LarpTokenizer.forward` by the trainer (defaults: the release).
+
+    Args:
+        n_rounds: scheduled-sampling rounds. use_mix_ss: mix sampled codes into the prior's input.
+        mix_ss_max_ratio, mix_ss_peak_steps_ratio: the mix ratio grows linearly to ``max_ratio`` at
+            ``peak_steps_ratio * max_steps``. avg_loss_over_rounds: average the CE of all rounds (else
+            the last). no_grad_before_last_round: no gradient through earlier rounds.
+        latent_ce_temperature: divides the cosine logits.
+    """
+
+    n_rounds: int = 2
+    use_mix_ss: bool = True
+    mix_ss_max_ratio: float = 0.5
+    mix_ss_peak_steps_ratio: float = 0.3
+    avg_loss_over_rounds: bool = True
+    no_grad_before_last_round: bool = False
+    latent_ce_temperature: float = 1.0
+
+    def __post_init__(self):
+        if self.n_rounds < 1:
+            raise ValueError(f"`prior_n_rounds` must be >= 1, got {self.n_rounds}")
+        if self.latent_ce_temperature <= 0:
+            raise ValueError(f"`prior_latent_ce_temperature` must be > 0, got {self.latent_ce_temperature}")
+        if self.mix_ss_peak_steps_ratio <= 0:
+            raise ValueError(f"`prior_mix_ss_peak_steps_ratio` must be > 0, got {self.mix_ss_peak_steps_ratio}")
+
+
+_RELEASE_PRIOR_LOSS = LarpPriorLossSettings()
 
 
 @dataclass
@@ -43,7 +81,10 @@ class LarpEncoderOutput(ModelOutput):
         latents (`torch.FloatTensor` of shape `(B, N, C_dec)`): ``post_quant_proj(quantized)``, the decoder input.
         z_projected (`(B, N, D)`): ``pre_quant_proj`` output before normalisation.
         z_normalized (`(B, N, D)`): l2-normalised ``z_projected``.
-        vq_loss, commitment_loss, codebook_loss (scalars): ``vq_loss = beta * commitment + codebook``.
+        vq_loss, commitment_loss, codebook_loss (scalars): ``vq_loss = 0.25 * commitment + codebook`` (the
+            release weighting, as the official output; training objectives weight the unweighted parts).
+        entropy_loss (scalar or None): per-token minus codebook entropy of the code distribution, when
+            ``entropy_loss_temperature`` is given to :meth:`LarpTokenizer.encode`.
     """
 
     indices: torch.LongTensor | None = None
@@ -54,6 +95,7 @@ class LarpEncoderOutput(ModelOutput):
     vq_loss: torch.FloatTensor | None = None
     commitment_loss: torch.FloatTensor | None = None
     codebook_loss: torch.FloatTensor | None = None
+    entropy_loss: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -63,7 +105,7 @@ class LarpTokenizerOutput(ModelOutput):
     Args:
         reconstruction (`(B, C, T, H, W)`): decoded video, unclamped.
         indices (`(B, N)` long), quantized (`(B, N, D)`): as in :class:`LarpEncoderOutput`.
-        vq_loss, commitment_loss, codebook_loss (scalars): VQ losses.
+        vq_loss, commitment_loss, codebook_loss, entropy_loss (scalars): VQ losses as in :class:`LarpEncoderOutput`.
         prior_loss (scalar or None): the prior's latent cross-entropy (averaged over the scheduled-sampling
             rounds), None without a prior or with ``compute_prior_loss=False``.
         prior_top1_acc, prior_top5_acc (scalars or None): next-token accuracies of the first round.
@@ -75,6 +117,7 @@ class LarpTokenizerOutput(ModelOutput):
     vq_loss: torch.FloatTensor | None = None
     commitment_loss: torch.FloatTensor | None = None
     codebook_loss: torch.FloatTensor | None = None
+    entropy_loss: torch.FloatTensor | None = None
     prior_loss: torch.FloatTensor | None = None
     prior_top1_acc: torch.FloatTensor | None = None
     prior_top5_acc: torch.FloatTensor | None = None
@@ -188,13 +231,9 @@ class LarpTokenizer(LarpPreTrainedModel):
         self.encoder = QueryTransformer(enc_c, c.encoder_depth, c.encoder_num_heads, c.mlp_ratio, c.layer_norm_eps)
         self.decoder = QueryTransformer(dec_c, c.decoder_depth, c.decoder_num_heads, c.mlp_ratio, c.layer_norm_eps)
         self.pre_quant_proj = nn.Linear(enc_c, c.bottleneck_dim)
-        self.quantizer = VectorQuantizer(
+        self.quantizer = VectorQuantizer(  # loss weights: the release's, for vq_loss (objectives use the parts)
             c.codebook_size,
             c.bottleneck_dim,
-            commitment_loss_weight=c.commitment_loss_weight,
-            codebook_loss_weight=c.codebook_loss_weight,
-            entropy_loss_weight=c.entropy_loss_weight,
-            entropy_loss_temperature=c.entropy_loss_temperature,
             l2_normalized=c.vq_l2_normalized,
             stochastic=c.vq_stochastic,
             stochastic_temperature=c.vq_stochastic_temperature,
@@ -386,11 +425,18 @@ class LarpTokenizer(LarpPreTrainedModel):
         queries = self.get_encoder_queries().expand(x.shape[0], -1, -1).to(x.dtype)
         return self.encoder(x, queries)
 
-    def encode(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> LarpEncoderOutput:
-        """Tokenize ``pixel_values (B, C, T, H, W)`` in [0, 1]."""
+    def encode(
+        self, pixel_values: torch.Tensor, generator: torch.Generator | None = None,
+        entropy_loss_temperature: float | None = None,
+    ) -> LarpEncoderOutput:
+        """Tokenize ``pixel_values (B, C, T, H, W)`` in [0, 1] (``entropy_loss_temperature``: also return the
+        VQ entropy loss at that temperature, a training setting)."""
         hidden = self.encode_hidden(pixel_values)
         z = self.pre_quant_proj(hidden)
         vq = self.quantizer(z, generator=generator)
+        entropy = None
+        if entropy_loss_temperature is not None:
+            entropy = self.quantizer._entropy_loss(vq.logits, None, temperature=entropy_loss_temperature)
         latents = self.post_quant_proj(vq.quantized.to(self.post_quant_proj.weight.dtype))
         return LarpEncoderOutput(
             indices=vq.indices,
@@ -401,6 +447,7 @@ class LarpTokenizer(LarpPreTrainedModel):
             vq_loss=vq.loss,
             commitment_loss=vq.commitment_loss,
             codebook_loss=vq.codebook_loss,
+            entropy_loss=entropy,
         )
 
     def decode_hidden_latents(self, latents: torch.Tensor) -> torch.Tensor:
@@ -433,56 +480,64 @@ class LarpTokenizer(LarpPreTrainedModel):
         return x.reshape(b, c.in_channels, t * pt, h * p, w * p)
 
     # ------------------------------------------------------------------ prior
-    def compute_prior_logits(self, quantized: torch.Tensor) -> torch.Tensor:
+    def compute_prior_logits(self, quantized: torch.Tensor, latent_ce_temperature: float = 1.0) -> torch.Tensor:
         """Teacher-forced prior logits ``(B, N-1, K)``: output i scores the code of token i+1 by
         cosine similarity with the (detached, normalised) codebook, divided by the CE temperature."""
         if self.prior is None:
             raise ValueError("this tokenizer has no prior (config.prior_name is None)")
         codebook = self.quantizer.get_codebook().detach()
-        return self._prior_logits(self.prior.predict_next(quantized.to(self.prior.input_proj.weight.dtype)), codebook)
+        prediction = self.prior.predict_next(quantized.to(self.prior.input_proj.weight.dtype))
+        return self._prior_logits(prediction, codebook, latent_ce_temperature)
 
-    def _prior_logits(self, prediction: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _prior_logits(prediction: torch.Tensor, codebook: torch.Tensor, temperature: float) -> torch.Tensor:
         logits = F.linear(prediction.float(), codebook)[:, 1:]
-        return logits / self.config.prior_latent_ce_temperature
+        return logits / temperature
 
-    def scheduled_sampling_ratio(self, global_step=None, max_steps=None):
+    @staticmethod
+    def scheduled_sampling_ratio(global_step=None, max_steps=None, settings: LarpPriorLossSettings | None = None):
         """Mix ratio of sampled codes: ``min(step / (max_steps * peak) * max_ratio, max_ratio)``."""
-        c = self.config
-        if not c.prior_use_mix_ss:
+        s = settings or _RELEASE_PRIOR_LOSS
+        if not s.use_mix_ss:
             return 1.0
         if global_step is None or max_steps is None:
             raise ValueError(
                 "`global_step` and `max_steps` are required for the prior loss with scheduled sampling "
-                "(config.prior_use_mix_ss=True); pass them to forward() or use compute_prior_loss=False"
+                "(use_mix_ss=True); pass them to forward() or use compute_prior_loss=False"
             )
-        ratio = global_step / (max_steps * c.prior_mix_ss_peak_steps_ratio) * c.prior_mix_ss_max_ratio
+        ratio = global_step / (max_steps * s.mix_ss_peak_steps_ratio) * s.mix_ss_max_ratio
         if torch.is_tensor(ratio):
-            return ratio.clamp(max=c.prior_mix_ss_max_ratio)
-        return min(ratio, c.prior_mix_ss_max_ratio)
+            return ratio.clamp(max=s.mix_ss_max_ratio)
+        return min(ratio, s.mix_ss_max_ratio)
 
-    def compute_prior_loss(self, quantized, indices, global_step=None, max_steps=None, generator=None):
-        """Latent CE of the prior with ``n_rounds`` of scheduled sampling (official ``mix_ss``).
+    def compute_prior_loss(
+        self, quantized, indices, global_step=None, max_steps=None, generator=None,
+        settings: LarpPriorLossSettings | None = None,
+    ):
+        """Latent CE of the prior with ``settings.n_rounds`` of scheduled sampling (official ``mix_ss``;
+        ``settings`` default: the release recipe).
 
         Returns ``(loss, top1_acc, top5_acc)``; gradients reach the prior and, through the
         straight-through ``quantized``, the encoder, but not the codebook.
         """
-        c = self.config
+        c = settings or _RELEASE_PRIOR_LOSS
         b, n, d = quantized.shape
         labels = indices[:, 1:]
-        ratio = self.scheduled_sampling_ratio(global_step, max_steps)
+        ratio = self.scheduled_sampling_ratio(global_step, max_steps, c)
         mask = torch.rand(b, n - 1, 1, device=quantized.device, generator=generator) < ratio
         codebook = self.quantizer.get_codebook().detach()
         dtype = self.prior.input_proj.weight.dtype
         ar_input = quantized
         next_input = ar_input
         rounds = []
-        for i in range(c.prior_n_rounds):
-            last = i == c.prior_n_rounds - 1
-            if c.prior_no_grad_before_last_round and not last:
+        tau = c.latent_ce_temperature
+        for i in range(c.n_rounds):
+            last = i == c.n_rounds - 1
+            if c.no_grad_before_last_round and not last:
                 with torch.no_grad():
-                    logits = self._prior_logits(self.prior.predict_next(next_input.detach().to(dtype)), codebook)
+                    logits = self._prior_logits(self.prior.predict_next(next_input.detach().to(dtype)), codebook, tau)
             else:
-                logits = self._prior_logits(self.prior.predict_next(next_input.to(dtype)), codebook)
+                logits = self._prior_logits(self.prior.predict_next(next_input.to(dtype)), codebook, tau)
                 rounds.append(logits)
             if not last:
                 with torch.no_grad():
@@ -490,7 +545,7 @@ class LarpTokenizer(LarpPreTrainedModel):
                     sampled = F.embedding(sample_categorical(probs, generator=generator), codebook)
                 mixed = torch.where(mask, sampled.to(ar_input.dtype), ar_input[:, 1:])
                 next_input = torch.cat([ar_input[:, :1], mixed], dim=1)
-        if not c.prior_avg_loss_over_rounds:
+        if not c.avg_loss_over_rounds:
             rounds = rounds[-1:]
         stacked = torch.stack(rounds, dim=0)
         target = labels.unsqueeze(0).expand(stacked.shape[0], -1, -1)
@@ -510,6 +565,8 @@ class LarpTokenizer(LarpPreTrainedModel):
         generator: torch.Generator | None = None,
         compute_prior_loss: bool | None = None,
         return_dict: bool = True,
+        prior_loss_settings: LarpPriorLossSettings | None = None,
+        entropy_loss_temperature: float | None = None,
     ) -> LarpTokenizerOutput | tuple:
         """Training forward: encode -> decode, VQ losses and (with a prior) the latent CE.
 
@@ -518,8 +575,10 @@ class LarpTokenizer(LarpPreTrainedModel):
             global_step, max_steps: drive the scheduled-sampling ratio (python numbers or tensors).
             generator: for the VQ and scheduled-sampling draws.
             compute_prior_loss: default True when the model has a prior.
+            prior_loss_settings: the prior's CE recipe (default: the release's).
+            entropy_loss_temperature: also compute the VQ entropy loss (``entropy_loss``) at this temperature.
         """
-        enc = self.encode(pixel_values, generator=generator)
+        enc = self.encode(pixel_values, generator=generator, entropy_loss_temperature=entropy_loss_temperature)
         reconstruction = self.decode_hidden_latents(enc.latents)
         if compute_prior_loss is None:
             compute_prior_loss = self.prior is not None
@@ -528,7 +587,8 @@ class LarpTokenizer(LarpPreTrainedModel):
             if self.prior is None:
                 raise ValueError("`compute_prior_loss=True` but this tokenizer has no prior")
             prior_loss, top1, top5 = self.compute_prior_loss(
-                enc.quantized, enc.indices, global_step=global_step, max_steps=max_steps, generator=generator
+                enc.quantized, enc.indices, global_step=global_step, max_steps=max_steps, generator=generator,
+                settings=prior_loss_settings,
             )
         out = LarpTokenizerOutput(
             reconstruction=reconstruction,
@@ -537,8 +597,53 @@ class LarpTokenizer(LarpPreTrainedModel):
             vq_loss=enc.vq_loss,
             commitment_loss=enc.commitment_loss,
             codebook_loss=enc.codebook_loss,
+            entropy_loss=enc.entropy_loss,
             prior_loss=prior_loss,
             prior_top1_acc=top1,
             prior_top5_acc=top5,
         )
         return out if return_dict else out.to_tuple()
+
+    # ------------------------------------------------------------------ training
+    def optimizer_param_groups(
+        self,
+        learning_rate: float,
+        *,
+        prior_lr_mult: float = 1.0,
+        codebook_lr_mult: float = 1.0,
+        weight_decay: float = 0.0,
+    ) -> list[dict]:
+        """Optimizer groups ``[main, prior, codebook]`` (empty ones dropped, frozen parameters left out) with
+        lrs ``learning_rate * {1, prior_lr_mult, codebook_lr_mult}``; the codebook (the official
+        ``emb_lr_mult`` group) gets no weight decay. Each group has a ``name``.
+
+        Why ``prior_lr_mult`` defaults to 1.0: the official trainer builds a prior group at 50x the lr but
+        its per-step schedule then overwrites every group's lr with the base lr (larp.md §4, §9.2), so the
+        released model's prior was effectively trained at 1x. Other values really apply here because the
+        schedulers of :mod:`hf_vidtok.training.optimization` scale each group's own base lr.
+        """
+        if learning_rate <= 0:
+            raise ValueError(f"`learning_rate` must be > 0, got {learning_rate}")
+        for name, value in (("prior_lr_mult", prior_lr_mult), ("codebook_lr_mult", codebook_lr_mult)):
+            if value <= 0:
+                raise ValueError(f"`{name}` must be > 0, got {value}")
+        codebook_re = re.compile(r"quantizer\.embedding\.weight$")
+        main, prior, codebook = [], [], []
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            if name.split(".")[0] == "prior":
+                prior.append(param)
+            elif codebook_re.search(name):
+                codebook.append(param)
+            else:
+                main.append(param)
+        groups = [
+            {"params": main, "lr": learning_rate, "name": "main", "weight_decay": weight_decay},
+            {"params": prior, "lr": learning_rate * prior_lr_mult, "name": "prior", "weight_decay": weight_decay},
+            {"params": codebook, "lr": learning_rate * codebook_lr_mult, "name": "codebook", "weight_decay": 0.0},
+        ]
+        return [g for g in groups if g["params"]]
+
+
+LarpTokenizer.register_for_auto_class("AutoModel")
