@@ -86,31 +86,90 @@ def test_console_script_entry_point(tmp_path):
     assert bad.stderr.strip().splitlines() == [f"hf-vidtok encode: error: no such video file: {missing}"]
 
 
-def test_encode_videos_to_safetensors(models, tmp_path, capsys):
+def _library_clips(path, tokenizer_frames=4, size=16):
+    """Every clip of a whole video as the library reads it: consecutive clips, the last one padded by
+    repeating the last frame (read_video_clip's rule), short-side resize + center crop."""
+    from hf_vidtok.data import probe_video
+    from hf_vidtok.data.transforms import VideoClipTransform
+    from hf_vidtok.data.video_reader import read_video_clip
+
+    n = probe_video(path).num_frames
+    starts = list(range(0, n, tokenizer_frames))
+    return starts, torch.stack([VideoClipTransform(size)(read_video_clip(path, tokenizer_frames, start=s)) for s in starts])
+
+
+def test_encode_whole_videos_to_safetensors(models, tmp_path, capsys):
     out_file = tmp_path / "tokens.safetensors"
     code, out, err = run(
         capsys, "encode", *models["videos"], "--model", models["tokenizer"], "--output", out_file, "--batch_size", 2
     )
     assert code == 0, err
     result = last_json(out)
-    assert result["videos"] == 3 and result["tokens_per_clip"] == 8
-    # 4 frames at 10 fps = 0.4 s of video -> 8 / 0.4 = 20 tokens per second
-    assert result["clip_seconds"] == pytest.approx(0.4) and result["tokens_per_second"] == pytest.approx(20.0)
-    assert result["encode_tokens_per_s"] > 0
+    # 3 videos of 10 frames at 10 fps: clips of 4 frames -> 3 clips each (the last padded), 8 tokens per clip
+    assert result["videos"] == 3 and result["clips"] == 9 and result["tokens"] == 72
+    assert result["tokens_per_clip"] == 8 and result["seconds"] == pytest.approx(3.0)
+    assert result["tokens_per_second"] == pytest.approx(24.0) and result["encode_tokens_per_s"] > 0
     with safe_open(str(out_file), "pt") as f:
-        ids = f.get_tensor("indices")
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
         meta = f.metadata()
-    assert ids.shape == (3, 8) and ids.dtype == torch.long
+    assert set(tensors) == {"indices", "video_index", "start_frame", "start_time"}  # fixed length: no token_counts
+    assert tensors["indices"].shape == (9, 8) and tensors["indices"].dtype == torch.long
+    assert tensors["video_index"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert tensors["start_frame"].tolist() == [0, 4, 8] * 3
+    torch.testing.assert_close(tensors["start_time"], torch.tensor([0.0, 0.4, 0.8] * 3, dtype=torch.float64))
     assert json.loads(meta["paths"]) == [str(p) for p in models["videos"]]
+    assert json.loads(meta["fps"]) == pytest.approx([10.0] * 3) and json.loads(meta["num_source_frames"]) == [10] * 3
     # same ids as the library on the same clips
     from hf_vidtok import LarpTokenizer
-    from hf_vidtok.data.transforms import VideoClipTransform
-    from hf_vidtok.data.video_reader import read_video_clip
 
     tokenizer = LarpTokenizer.from_pretrained(models["tokenizer"]).eval()
-    clips = torch.stack([VideoClipTransform(16)(read_video_clip(p, 4, start=0)) for p in models["videos"]])
+    clips = torch.cat([_library_clips(p)[1] for p in models["videos"]])
     with torch.no_grad():
-        assert torch.equal(tokenizer.encode(clips).indices, ids)
+        assert torch.equal(tokenizer.encode(clips).indices, tensors["indices"])
+
+
+def test_resize_modes_and_clip_plans(models, tmp_path):
+    """short_side_crop keeps the aspect ratio (center crop), stretch squeezes the whole frame; strided plans;
+    token counts of fixed-length outputs."""
+    from hf_vidtok.commands.whole_video import ClipTokens, fit_frames, plan_clips
+
+    frames = np.zeros((2, 20, 40, 3), np.uint8)
+    frames[:, :, :10] = 255  # a white band on the left quarter
+    crop, stretch = fit_frames(frames, 16, 16, "short_side_crop"), fit_frames(frames, 16, 16, "stretch")
+    assert crop.shape == stretch.shape == (3, 2, 16, 16)
+    assert float(crop[0, 0, :, 0].mean()) < 0.1 and float(crop[0, 0, :, 2:].max()) == 0.0  # the band is cut away
+    assert float(stretch[0, 0, :, 0].mean()) == 1.0 and float(stretch[0, 0, :, -1].mean()) == 0.0
+    assert fit_frames(frames, 8, 24, "short_side_crop").shape == (3, 2, 8, 24)
+    with pytest.raises(ValueError, match="resize"):
+        fit_frames(frames, 16, 16, "pad")
+
+    plan = plan_clips(models["videos"][0], 4, frame_stride=3)
+    assert plan.starts == (0,) and plan.valid == (4,) and plan.num_output_frames == 4  # frames 0,3,6,9
+
+    assert ClipTokens(torch.zeros(2, 8, dtype=torch.long)).lengths().tolist() == [8, 8]
+
+
+def test_variable_length_tokenizer_writes_token_counts(tmp_path, capsys):
+    """An EvatokTokenizer (indices padded with -1 + token_counts) goes through encode and reconstruct as is."""
+    from hf_vidtok import EvatokTokenizer, EvatokTokenizerConfig
+
+    torch.manual_seed(0)
+    config = EvatokTokenizerConfig(
+        image_size=16, num_frames=6, patch_size=4, temporal_patch_size=2, token_levels=(2, 4, 8), hidden_size=24,
+        num_attention_heads=2, encoder_layers=2, decoder_layers=2, codebook_size=37, code_dim=4, align_decoder_layer=1,
+    )  # fmt: skip
+    tokenizer = EvatokTokenizer(config).eval()
+    tokenizer.save_pretrained(tmp_path / "evatok")
+    video = write_video(tmp_path / "v.mp4", num_frames=14, fps=7)
+    code, out, err = run(capsys, "encode", video, "--model", tmp_path / "evatok", "--output", tmp_path / "t.st")
+    assert code == 0, err
+    with safe_open(str(tmp_path / "t.st"), "pt") as f:
+        indices, counts = f.get_tensor("indices"), f.get_tensor("token_counts")
+    assert counts.shape == (3, 3) and indices.shape[0] == 3  # 14 frames -> clips of 6, 6, 2 (+ 4 padding)
+    assert ((indices >= 0).sum(1) == counts.sum(1)).all() and last_json(out)["tokens"] == int(counts.sum())
+    code, out, err = run(capsys, "reconstruct", video, "--model", tmp_path / "evatok", "--output", tmp_path / "r.mp4")
+    assert code == 0, err
+    assert last_json(out)["frames"] == 14 and last_json(out)["tokens"] == int(counts.sum())
 
 
 def test_errors_are_one_line_with_exit_status_1(models, tmp_path, capsys):
@@ -271,31 +330,60 @@ def test_class_ids_from_names_and_numbers(models, capsys):
         _class_ids(["3"], config)
 
 
-def test_reconstruct_writes_mp4_and_reports_psnr_ssim(models, tmp_path, capsys):
+def test_reconstruct_whole_video_writes_mp4_and_reports_psnr_ssim(models, tmp_path, capsys):
     from hf_vidtok import LarpTokenizer
-    from hf_vidtok.data import VideoClipTransform, read_video_clip
+    from hf_vidtok.data import probe_video, read_video_clip
     from hf_vidtok.metrics import psnr, ssim
 
     video, out_file = models["videos"][1], tmp_path / "rec" / "recon.mp4"
     code, out, err = run(capsys, "reconstruct", video, "--model", models["tokenizer"], "--output", out_file)
     assert code == 0, err
     result = last_json(out)
-    assert result["output"] == str(out_file) and result["tokens"] == 8
+    assert result["output"] == str(out_file) and result["tokens"] == 24 and result["clips"] == 3
+    assert result["frames"] == 10 and result["fps"] == pytest.approx(10.0) and result["seconds"] == pytest.approx(1.0)
+    assert result["tokens_per_second"] == pytest.approx(24.0)
     tokenizer = LarpTokenizer.from_pretrained(models["tokenizer"]).eval()
-    clip = VideoClipTransform(16)(read_video_clip(video, 4, start=0)).unsqueeze(0)
+    _, clips = _library_clips(video)
     with torch.no_grad():
-        recon = tokenizer.decode(tokenizer.encode(clip).indices).clamp(0, 1)
-    assert result["psnr"] == pytest.approx(float(psnr(recon, clip)), rel=1e-6)
-    assert result["ssim"] == pytest.approx(float(ssim(recon, clip)), rel=1e-6)
-    written = read_video_clip(out_file, 4, start=0)
-    assert written.shape == (4, 16, 16, 3)
+        recon = tokenizer.decode(tokenizer.encode(clips).indices).clamp(0, 1)
+    # the whole video = the clips' real frames (the last clip holds 2 real frames and 2 padding frames)
+    whole_recon = torch.cat(list(recon), dim=1)[:, :10][None]  # (1, C, 10, H, W)
+    whole_clip = torch.cat(list(clips), dim=1)[:, :10][None]
+    assert result["psnr"] == pytest.approx(float(psnr(whole_recon, whole_clip)), rel=1e-6)
+    assert result["ssim"] == pytest.approx(float(ssim(whole_recon, whole_clip)), rel=1e-6)
+    index = probe_video(out_file)
+    assert index.num_frames == 10 and index.frame_times()[-1] == pytest.approx(0.9)
+    written = read_video_clip(out_file, 10, start=0)
+    assert written.shape == (10, 16, 16, 3)
     # the mp4 holds the reconstruction (up to H.264 loss)
-    assert np.abs(written.astype(np.float32) / 255 - recon[0].permute(1, 2, 3, 0).numpy()).mean() < 0.06
+    expected = whole_recon[0].permute(1, 2, 3, 0).numpy()
+    assert np.abs(written.astype(np.float32) / 255 - expected).mean() < 0.06
     code, out, err = run(
-        capsys, "reconstruct", video, "--model", models["tokenizer"], "--output", tmp_path / "sbs.mp4", "--side_by_side"
-    )
+        capsys, "reconstruct", video, "--model", models["tokenizer"], "--output", tmp_path / "sbs.mp4", "--side_by_side",
+        "--resize", "stretch", "--batch_size", 1, "--no_progress",
+    )  # fmt: skip
     assert code == 0, err
-    assert read_video_clip(tmp_path / "sbs.mp4", 4, start=0).shape == (4, 16, 32, 3)
+    assert read_video_clip(tmp_path / "sbs.mp4", 10, start=0).shape == (10, 16, 32, 3)
+
+
+def test_reconstruct_a_ten_second_video_keeps_its_duration(models, tmp_path, capsys):
+    """A 10 s, 25 fps, 48x64 video (250 frames, not a multiple of the 4-frame clips): the reconstruction has
+    the same frame count, frame rate and duration."""
+    from hf_vidtok.data import probe_video
+
+    source = write_video(tmp_path / "ten_seconds.mp4", num_frames=250, height=48, width=64, fps=25, seed=3)
+    code, out, err = run(
+        capsys, "reconstruct", source, "--model", models["tokenizer"], "--output", tmp_path / "rec.mp4",
+        "--batch_size", 16,
+    )  # fmt: skip
+    assert code == 0, err
+    result = last_json(out)
+    assert result["frames"] == 250 and result["clips"] == 63 and result["seconds"] == pytest.approx(10.0)
+    assert result["tokens"] == 63 * 8 and result["tokens_per_second"] == pytest.approx(50.4)
+    written, original = probe_video(tmp_path / "rec.mp4"), probe_video(source)
+    assert written.num_frames == original.num_frames == 250
+    assert written.frame_times()[-1] == pytest.approx(original.frame_times()[-1]) == pytest.approx(9.96)
+    assert (written.width, written.height) == (16, 16)
 
 
 def test_generate_from_pipeline_folder_and_from_parts(models, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""``hf-vidtok encode``: video file(s) -> token ids (safetensors) and tokens per second."""
+"""``hf-vidtok encode``: whole video files -> token ids of all their clips with start times (safetensors)."""
 
 from __future__ import annotations
 
@@ -9,81 +9,107 @@ from pathlib import Path
 from typing import Any
 
 from .common import CLIError, add_model_arguments, check_files, load_model, non_negative_int, positive_int
+from .whole_video import RESIZE_MODES, encode_clips, iter_clip_batches, model_clip_size, plan_clips
 
-__all__ = ["clip_shape", "read_clip", "register", "run"]
+__all__ = ["add_clip_arguments", "progress_bar", "register", "run"]
+
+
+def add_clip_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags ``encode`` and ``reconstruct`` share to cut a whole video into the tokenizer's clips."""
+    p.add_argument("--model", required=True, help="tokenizer folder, pipeline folder or Hub repo id")
+    p.add_argument("--frame_stride", type=positive_int, default=1, help="take every n-th frame")
+    p.add_argument("--start", type=non_negative_int, default=0, help="first frame to process (default 0)")
+    p.add_argument(
+        "--resize",
+        choices=RESIZE_MODES,
+        default="short_side_crop",
+        help="fit frames to the tokenizer's size: short-side resize + center crop (default), or stretch",
+    )
+    p.add_argument("--batch_size", type=positive_int, default=8, help="clips per encode/decode call")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    add_model_arguments(p)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("encode", help="encode video file(s) to token ids (safetensors)")
+    p = sub.add_parser("encode", help="encode whole videos to the token ids of all their clips (safetensors)")
     p.add_argument("videos", nargs="+", help="video files")
-    p.add_argument("--model", required=True, help="tokenizer folder, pipeline folder or Hub repo id")
-    p.add_argument("--output", required=True, help="output .safetensors file (tensor 'indices' (videos, N))")
+    p.add_argument("--output", required=True, help="output .safetensors file (see `hf_vidtok.commands.encode`)")
     p.add_argument("--num_frames", type=int, default=None, help="frames per clip (must match the tokenizer)")
-    p.add_argument("--frame_stride", type=positive_int, default=1, help="take every n-th frame")
-    p.add_argument("--start", type=non_negative_int, default=0, help="first frame of the clip")
-    p.add_argument("--batch_size", type=positive_int, default=8)
-    add_model_arguments(p)
+    add_clip_arguments(p)
     p.set_defaults(func=run)
 
 
-def clip_shape(config) -> tuple[int, int]:
-    """(frames per clip, square frame size) a tokenizer reads, from its config."""
-    return int(config.num_frames), int(config.image_size)
+def progress_bar(total: int, disable: bool, desc: str):
+    """A tqdm bar over clips on stderr, shown only when there is more than one batch to wait for."""
+    from tqdm.auto import tqdm
 
-
-def read_clip(path: Path, num_frames: int, resolution: int, frame_stride: int, start: int):
-    """(float clip (C, T, H, W) in [0, 1], clip duration in seconds)."""
-    from hf_vidtok.data import VideoClipTransform, probe_video, read_video_clip
-
-    frames = read_video_clip(path, num_frames, frame_stride=frame_stride, start=start)
-    index = probe_video(path)
-    times = index.frame_times()
-    frame_period = float(times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 1.0 / index.frame_rate
-    seconds = num_frames * frame_stride * frame_period if frame_period > 0 else float("nan")
-    return VideoClipTransform(resolution)(frames), seconds
+    return tqdm(total=total, unit="clip", desc=desc, disable=disable, leave=False)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Writes ``indices (clips, L)`` long (-1 pads variable-length outputs), ``token_counts (clips,
+    num_blocks)`` when the tokenizer has variable-length output, ``video_index (clips,)``, ``start_frame
+    (clips,)`` (source frame) and ``start_time (clips,)`` (seconds), with the videos' paths, frame rates and
+    frame counts in the metadata."""
     import torch
     from safetensors.torch import save_file
 
     videos = check_files(args.videos)
     tokenizer = load_model(args.model, "tokenizer", args.revision, args.device)
-    num_frames, resolution = clip_shape(tokenizer.config)
+    num_frames, height, width = model_clip_size(tokenizer.config)
     if args.num_frames is not None and args.num_frames != num_frames:
         raise CLIError(f"--num_frames {args.num_frames} does not match the tokenizer's {num_frames} frames per clip")
-    clips, seconds = [], []
-    for path in videos:
-        clip, duration = read_clip(path, num_frames, resolution, args.frame_stride, args.start)
-        clips.append(clip)
-        seconds.append(duration)
-    indices = []
-    start = time.perf_counter()
-    with torch.no_grad():
-        for i in range(0, len(clips), args.batch_size):
-            batch = torch.stack(clips[i : i + args.batch_size]).to(args.device)
-            indices.append(tokenizer.encode(batch).indices.cpu())
-    elapsed = time.perf_counter() - start
-    ids = torch.cat(indices).to(torch.long).contiguous()
+    plans = [plan_clips(path, num_frames, args.frame_stride, args.start) for path in videos]
+    total = sum(plan.num_clips for plan in plans)
+    indices, counts, video_index, start_frame, start_time = [], [], [], [], []
+    elapsed = 0.0
+    with torch.no_grad(), progress_bar(total, args.no_progress or total <= args.batch_size, "encode") as bar:
+        for v, plan in enumerate(plans):
+            starts, times = plan.starts, plan.start_times()
+            for numbers, pixel_values in iter_clip_batches(
+                plan, height, width, batch_size=args.batch_size, resize=args.resize
+            ):
+                begin = time.perf_counter()
+                tokens = encode_clips(tokenizer, pixel_values.to(args.device))
+                elapsed += time.perf_counter() - begin
+                indices += list(tokens.indices.cpu())
+                if tokens.token_counts is not None:
+                    counts += list(tokens.token_counts.cpu())
+                video_index += [v] * len(numbers)
+                start_frame += [starts[c] for c in numbers]
+                start_time += [float(times[c]) for c in numbers]
+                bar.update(len(numbers))
+    length = max(int(ids.shape[0]) for ids in indices)
+    tensors = {
+        "indices": torch.stack([torch.cat([ids, ids.new_full((length - ids.shape[0],), -1)]) for ids in indices]),
+        "video_index": torch.tensor(video_index, dtype=torch.long),
+        "start_frame": torch.tensor(start_frame, dtype=torch.long),
+        "start_time": torch.tensor(start_time, dtype=torch.float64),
+    }
+    if counts:
+        tensors["token_counts"] = torch.stack(counts)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         "paths": json.dumps([str(p) for p in videos]),
+        "fps": json.dumps([plan.fps for plan in plans]),
+        "num_source_frames": json.dumps([plan.num_source_frames for plan in plans]),
         "model": args.model,
         "num_frames": str(num_frames),
-        "resolution": str(resolution),
+        "image_size": json.dumps([height, width]),
         "frame_stride": str(args.frame_stride),
-        "start": str(args.start),
-        "clip_seconds": json.dumps(seconds),
+        "resize": args.resize,
     }
-    save_file({"indices": ids}, str(output), metadata=metadata)
-    tokens_per_clip = int(ids.shape[1])
-    mean_seconds = sum(seconds) / len(seconds)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(output), metadata=metadata)
+    num_tokens = int((tensors["indices"] >= 0).sum())
+    seconds = sum(plan.duration for plan in plans)
     return {
         "output": str(output),
         "videos": len(videos),
-        "tokens_per_clip": tokens_per_clip,
-        "clip_seconds": round(mean_seconds, 6),
-        "tokens_per_second": round(tokens_per_clip / mean_seconds, 3) if mean_seconds > 0 else float("nan"),
-        "encode_tokens_per_s": round(ids.numel() / elapsed, 1) if elapsed > 0 else float("inf"),
+        "clips": total,
+        "tokens": num_tokens,
+        "tokens_per_clip": round(num_tokens / total, 3),
+        "seconds": round(seconds, 6),
+        "tokens_per_second": round(num_tokens / seconds, 3) if seconds > 0 else float("nan"),
+        "encode_tokens_per_s": round(num_tokens / elapsed, 1) if elapsed > 0 else float("inf"),
     }

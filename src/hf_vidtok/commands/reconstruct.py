@@ -1,4 +1,5 @@
-"""``hf-vidtok reconstruct``: video -> reconstructed mp4 + PSNR / SSIM."""
+"""``hf-vidtok reconstruct``: a whole video -> its reconstruction (mp4 at the source frame rate) + PSNR / SSIM
+over all of it and the token count per second."""
 
 from __future__ import annotations
 
@@ -6,47 +7,62 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .common import add_model_arguments, check_files, export_video, load_model, non_negative_int, positive_int
-from .encode import clip_shape, read_clip
+from .common import check_files, export_video, load_model
+from .encode import add_clip_arguments, progress_bar
+from .whole_video import decode_clips, encode_clips, iter_clip_batches, model_clip_size, plan_clips
 
 __all__ = ["register", "run"]
 
 
 def register(sub) -> None:
-    p = sub.add_parser("reconstruct", help="encode + decode a video; write the mp4 and print PSNR/SSIM")
+    p = sub.add_parser("reconstruct", help="encode + decode a whole video; write the mp4 and print PSNR/SSIM")
     p.add_argument("video", help="video file")
-    p.add_argument("--model", required=True, help="tokenizer folder, pipeline folder or Hub repo id")
     p.add_argument("--output", required=True, help="output .mp4")
-    p.add_argument("--frame_stride", type=positive_int, default=1)
-    p.add_argument("--start", type=non_negative_int, default=0, help="first frame of the clip")
     p.add_argument("--side_by_side", action="store_true", help="write input | reconstruction side by side")
-    p.add_argument("--fps", type=float, default=None, help="output frame rate (default: the clip's)")
-    add_model_arguments(p)
+    p.add_argument("--fps", type=float, default=None, help="output frame rate (default: the source's / frame_stride)")
+    add_clip_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """PSNR is ``-10 log10`` of the MSE over every frame of the (fitted) video, SSIM the mean over its frames;
+    padding frames of the last clip are left out of the metrics and of the written video."""
+    import numpy as np
     import torch
 
-    from hf_vidtok.metrics import psnr, ssim
+    from hf_vidtok.metrics import ssim
 
     (video,) = check_files([args.video])
     tokenizer = load_model(args.model, "tokenizer", args.revision, args.device)
-    num_frames, resolution = clip_shape(tokenizer.config)
-    clip, seconds = read_clip(video, num_frames, resolution, args.frame_stride, args.start)
-    target = clip.unsqueeze(0).to(args.device)
-    with torch.no_grad():
-        indices = tokenizer.encode(target).indices
-        recon = tokenizer.decode(indices).clamp(0, 1).float()
-    result = {
-        "output": None,
-        "psnr": float(psnr(recon.cpu(), target.cpu())),
-        "ssim": float(ssim(recon.cpu(), target.cpu())),
-        "tokens": int(indices.shape[1]),
+    num_frames, height, width = model_clip_size(tokenizer.config)
+    plan = plan_clips(video, num_frames, args.frame_stride, args.start)
+    squared_error, ssim_sum, num_tokens = 0.0, 0.0, 0
+    written = []  # uint8 (T, H, W', 3) pieces of the output video
+    disable = args.no_progress or plan.num_clips <= args.batch_size
+    with torch.no_grad(), progress_bar(plan.num_clips, disable, "reconstruct") as bar:
+        for numbers, target in iter_clip_batches(plan, height, width, batch_size=args.batch_size, resize=args.resize):
+            tokens = encode_clips(tokenizer, target.to(args.device))
+            recon = decode_clips(tokenizer, tokens).cpu()
+            num_tokens += int(tokens.lengths().sum())
+            for clip, real, n in zip(recon, target, (plan.valid[c] for c in numbers)):
+                clip, real = clip[:, :n], real[:, :n]  # (C, n, H, W): drop the padding frames
+                squared_error += float((clip.double() - real.double()).pow(2).sum())
+                ssim_sum += float(ssim(clip[None], real[None], check_range=False)) * n
+                frames = torch.cat([real, clip], dim=-1) if args.side_by_side else clip
+                written.append((frames.permute(1, 2, 3, 0) * 255).round().to(torch.uint8).numpy())
+            bar.update(len(numbers))
+    frames_out = plan.num_output_frames
+    mse = squared_error / (frames_out * 3 * height * width)
+    fps = args.fps or plan.fps / args.frame_stride
+    output = export_video(np.concatenate(written), Path(args.output), fps)
+    return {
+        "output": output,
+        "frames": frames_out,
+        "fps": round(fps, 6),
+        "seconds": round(frames_out / fps, 6),
+        "clips": plan.num_clips,
+        "psnr": float(-10.0 * np.log10(mse)) if mse > 0 else float("inf"),
+        "ssim": ssim_sum / frames_out,
+        "tokens": num_tokens,
+        "tokens_per_second": round(num_tokens / plan.duration, 3),
     }
-    frames = recon[0].permute(1, 2, 3, 0).cpu()  # (T, H, W, C)
-    if args.side_by_side:
-        frames = torch.cat([target[0].permute(1, 2, 3, 0).cpu(), frames], dim=2)
-    fps = args.fps or (num_frames / seconds if seconds and seconds > 0 else 8.0)
-    result["output"] = export_video(frames.numpy(), Path(args.output), fps)
-    return result
