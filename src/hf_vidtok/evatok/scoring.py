@@ -99,7 +99,8 @@ class AssignmentScores:
         return -10.0 * torch.log10(self.mse)
 
 
-def _setup(tokenizer, pixel_values, levels, num_blocks):
+def _setup(tokenizer, pixel_values, levels, num_blocks, lpips, autocast_dtype):
+    """Validate the inputs; returns (levels, num_blocks, frames per block, metric, metric dtype, autocast)."""
     if getattr(tokenizer, "training", False):
         raise ValueError("the tokenizer must be in eval mode (deterministic VQ, no dropout): call `.eval()`")
     config = getattr(tokenizer, "config", None)
@@ -118,7 +119,12 @@ def _setup(tokenizer, pixel_values, levels, num_blocks):
         raise ValueError("`pixel_values` must be a (B, C, T, H, W) tensor in [0, 1]")
     if pixel_values.shape[2] % num_blocks:
         raise ValueError(f"`pixel_values` has {pixel_values.shape[2]} frames, not divisible into {num_blocks} blocks")
-    return levels, num_blocks, pixel_values.shape[2] // num_blocks
+    mdtype = torch.float64 if pixel_values.dtype == torch.float64 else torch.float32
+    autocast = torch.autocast(
+        device_type=pixel_values.device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
+    )
+    frames = pixel_values.shape[2] // num_blocks
+    return levels, num_blocks, frames, BlockQualityMetric(lpips), mdtype, autocast
 
 
 @torch.no_grad()
@@ -137,19 +143,16 @@ def score_assignments(
     ``autocast_dtype`` (e.g. ``torch.bfloat16``) runs the tokenizer under autocast, the metrics in float32.
     Exactly ``num_prefix_nodes(levels, T)`` ``step_block`` calls.
     """
-    levels, num_blocks, frames = _setup(tokenizer, pixel_values, levels, num_blocks)
-    metric = BlockQualityMetric(lpips)
+    levels, num_blocks, frames, metric, mdtype, autocast = _setup(
+        tokenizer, pixel_values, levels, num_blocks, lpips, autocast_dtype
+    )
     m, b = len(levels), pixel_values.shape[0]
     device = pixel_values.device
-    mdtype = torch.float64 if pixel_values.dtype == torch.float64 else torch.float32
     targets = [pixel_values[:, :, t * frames : (t + 1) * frames].to(mdtype) for t in range(num_blocks)]
     leaf_target = targets[-1].unsqueeze(0).expand(m, *targets[-1].shape).reshape(m * b, *targets[-1].shape[1:])
     offsets = [sum(m**e for e in range(1, d + 1)) for d in range(num_blocks)]  # first node id per depth
     node_values = torch.empty(b, num_prefix_nodes(levels, num_blocks), len(metric.names), dtype=mdtype, device=device)
     leaf_buffer: list = []  # allocated on the first leaf group, reused by all others
-    autocast = torch.autocast(
-        device_type=device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
-    )
 
     def step(state, count):
         with autocast:
@@ -197,10 +200,10 @@ def score_assignments_brute_force(
 ) -> AssignmentScores:
     """Reference: one full ``tokenizer(pixel_values, assignment=a).reconstruction`` per assignment ``a``
     (``m^T`` forwards, ``m^T * T`` block reconstructions), same metrics as :func:`score_assignments`."""
-    levels, num_blocks, frames = _setup(tokenizer, pixel_values, levels, num_blocks)
-    metric = BlockQualityMetric(lpips)
+    levels, num_blocks, frames, metric, mdtype, autocast = _setup(
+        tokenizer, pixel_values, levels, num_blocks, lpips, autocast_dtype
+    )
     b, c = pixel_values.shape[:2]
-    mdtype = torch.float64 if pixel_values.dtype == torch.float64 else torch.float32
 
     def blocks(video):  # (B, C, T*F, H, W) -> (B*T, C, F, H, W), block-major within each clip
         v = video.reshape(b, c, num_blocks, frames, *video.shape[3:]).transpose(1, 2)
@@ -209,9 +212,6 @@ def score_assignments_brute_force(
     target = blocks(pixel_values.to(mdtype))
     assignments = candidate_assignments(levels, num_blocks)
     out = torch.empty(b, assignments.shape[0], num_blocks, len(metric.names), dtype=mdtype, device=pixel_values.device)
-    autocast = torch.autocast(
-        device_type=pixel_values.device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
-    )
     for a, counts in enumerate(assignments.tolist()):
         with autocast:
             recon = tokenizer(pixel_values, assignment=counts).reconstruction
