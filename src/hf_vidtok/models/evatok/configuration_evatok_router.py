@@ -15,7 +15,7 @@ __all__ = ["EvatokRouterConfig", "ROUTER_HEAD_TYPES", "ROUTER_QUALITY_LOSSES", "
 ROUTER_HEAD_TYPES = ("classifier", "quality")
 ROUTER_QUALITY_LOSSES = ("mse", "huber")
 #: Size presets (``EvatokRouterConfig(**ROUTER_PRESETS[name])``). ``paper``: ViT-S on the 16x128x128 clip with
-#: 4x8x8 patches (1024 patch tokens, 21.8M; ~45% of the paper-size tokenizer's encode FLOPs). ``fast``: the
+#: 4x8x8 patches (1024 patch tokens, 21.8M; 30% of the paper-size tokenizer's encode FLOPs). ``fast``: the
 #: clip resampled to 64 px (256 patch tokens) and 6 layers (11.2M; 3.5% of the encode FLOPs, the <= 5% target;
 #: bench/bench_router.py). ``paper_64px``: ViT-S 12 layers on 64 px (7.5%).
 ROUTER_PRESETS = {

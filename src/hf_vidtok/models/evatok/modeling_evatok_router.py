@@ -31,7 +31,18 @@ from ...modules.patch_embed import PatchEmbed3D
 from ...modules.position_embeddings import sincos_3d, sincos_table
 from .configuration_evatok_router import EvatokRouterConfig
 
-__all__ = ["EvatokRouterOutput", "EvatokRouterPreTrainedModel", "EvatokRouter"]
+__all__ = [
+    "EvatokRouterOutput",
+    "EvatokRouterPreTrainedModel",
+    "EvatokRouter",
+    "SELECTION_ARGUMENTS",
+    "attach_router",
+    "build_tokenizer_router",
+    "resolve_assignment",
+]
+
+#: Keyword arguments of :meth:`EvatokRouter.select` that ``EvatokTokenizer.encode`` passes through.
+SELECTION_ARGUMENTS = ("w_q", "max_tokens", "quality_target", "target_mean_tokens", "allowed_prefix", "length_multiplier")
 
 # Bisection steps of the average-budget multiplier (float64: the bracket shrinks to ~1e-19 of its width).
 _BISECTION_STEPS = 64
@@ -518,3 +529,72 @@ def _check_cap(max_tokens, batch: int, min_len: int, allowed_prefix) -> torch.Lo
         where = "" if allowed_prefix is None else f" with allowed_prefix={tuple(allowed_prefix)}"
         raise ValueError(f"`max_tokens`={int(cap.min())} is below the minimum possible length {min_len}{where}")
     return cap.expand(batch) if cap.numel() == 1 else cap
+
+
+# ------------------------------------------------------------------------------ the tokenizer's own router
+
+
+def _check_router_fits(tokenizer_config, router_config) -> None:
+    levels, blocks = list(tokenizer_config.token_levels), int(tokenizer_config.num_blocks)
+    if list(router_config.token_levels) != levels or router_config.num_blocks != blocks:
+        raise ValueError(
+            f"the router scores assignments of levels {list(router_config.token_levels)} x {router_config.num_blocks} "
+            f"blocks, the tokenizer uses {levels} x {blocks} blocks"
+        )
+
+
+def build_tokenizer_router(tokenizer_config) -> EvatokRouter | None:
+    """The router an ``EvatokTokenizerConfig`` carries in ``router_config`` (a nested ``EvatokRouterConfig`` dict,
+    saved in the tokenizer's ``config.json``; its weights live under ``router.`` in the tokenizer's safetensors),
+    or None. Called by ``EvatokTokenizer.__init__``."""
+    router_config = getattr(tokenizer_config, "router_config", None)
+    if router_config is None:
+        return None
+    if not isinstance(router_config, dict):
+        raise TypeError(f"`router_config` must be a dict of EvatokRouterConfig fields, got {type(router_config).__name__}")
+    config = EvatokRouterConfig.from_dict(router_config)
+    _check_router_fits(tokenizer_config, config)
+    return EvatokRouter(config).requires_grad_(False)  # frozen: stage 4 trains the tokenizer around it
+
+
+def attach_router(tokenizer, router: EvatokRouter):
+    """Make ``router`` the tokenizer's own (stage 4): ``tokenizer.router = router`` and its config nested in
+    ``tokenizer.config.router_config``, so ``save_pretrained`` / ``from_pretrained`` keep it and
+    ``tokenizer.encode(video)`` picks assignments itself. The router is frozen (``requires_grad_(False)``).
+    Returns the tokenizer."""
+    if not isinstance(router, EvatokRouter):
+        raise TypeError(f"`router` must be an EvatokRouter, got {type(router).__name__}")
+    _check_router_fits(tokenizer.config, router.config)
+    tokenizer.config.router_config = router.config.to_dict()
+    tokenizer.router = router.to(tokenizer.device).requires_grad_(False)
+    return tokenizer
+
+
+def resolve_assignment(tokenizer, pixel_values: torch.Tensor, assignment=None, **selection):
+    """The assignment ``EvatokTokenizer.encode`` uses: an explicit ``assignment`` wins; otherwise the tokenizer's
+    router chooses (``router.select(pixel_values, **selection)``, counts returned on the CPU so the tokenizer knows
+    the lengths on the host); without a router None (the tokenizer's ``default_assignment``).
+
+    ``selection``: the arguments of :meth:`EvatokRouter.select` (``SELECTION_ARGUMENTS``; None values are ignored).
+    Giving them together with an explicit ``assignment``, or to a tokenizer without a router, raises ValueError.
+    """
+    unknown = sorted(set(selection) - set(SELECTION_ARGUMENTS))
+    if unknown:
+        raise TypeError(f"unexpected selection arguments {unknown}; expected some of {SELECTION_ARGUMENTS}")
+    selection = {k: v for k, v in selection.items() if v is not None}
+    if assignment is not None:
+        if selection:
+            raise ValueError(
+                f"give either `assignment` or router selection arguments {sorted(selection)}, not both "
+                "(an explicit assignment is used as is)"
+            )
+        return assignment
+    router = getattr(tokenizer, "router", None)
+    if router is None:
+        if selection:
+            raise ValueError(
+                f"selection arguments {sorted(selection)} need a tokenizer with a router: train it with "
+                "`train_tokenizer.py --router` or call `hf_vidtok.models.evatok.modeling_evatok_router.attach_router`"
+            )
+        return None
+    return router.select(pixel_values, **selection).cpu()

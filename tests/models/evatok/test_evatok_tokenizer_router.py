@@ -1,0 +1,87 @@
+"""A tokenizer that ships its router (stage 4): encode picks assignments itself, budgets pass through, an explicit
+assignment wins, and the router survives save_pretrained / from_pretrained / AutoModel (tiny sizes, CPU)."""
+
+import pytest
+import torch
+from transformers import AutoModel
+
+from hf_vidtok import EvatokRouter, EvatokRouterConfig, EvatokTokenizer, EvatokTokenizerConfig
+from hf_vidtok.models.evatok.modeling_evatok_router import attach_router, build_tokenizer_router
+
+LEVELS = (1, 2, 8)
+TOKENIZER = dict(
+    image_size=(16, 20), num_frames=6, patch_size=4, temporal_patch_size=2, token_levels=LEVELS, hidden_size=24,
+    num_attention_heads=3, encoder_layers=1, decoder_layers=1, codebook_size=37, code_dim=5, mlp_ratio=2.0,
+)
+ROUTER = dict(token_levels=LEVELS, num_blocks=3, image_size=16, num_frames=6, patch_size=8, temporal_patch_size=2,
+              hidden_size=24, num_attention_heads=3, num_hidden_layers=1, head_type="quality")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    torch.manual_seed(0)
+    tok = EvatokTokenizer(EvatokTokenizerConfig(**TOKENIZER)).eval()
+    router = EvatokRouter(EvatokRouterConfig(**ROUTER)).eval()
+    torch.nn.init.normal_(router.head.weight, std=1.0)  # varied choices per clip
+    return attach_router(tok, router)
+
+
+def clips(b=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 3, 6, 16, 20, generator=g)
+
+
+def test_encode_uses_the_router(tokenizer):
+    x = clips()
+    chosen = tokenizer.router.select(x)
+    out = tokenizer.encode(x)
+    assert torch.equal(out.token_counts.cpu(), chosen)
+    assert torch.equal(out.attention_mask.sum(1).cpu(), chosen.sum(1))
+    assert not any(p.requires_grad for p in tokenizer.router.parameters())  # frozen inside the tokenizer
+
+
+def test_budgets_pass_through_and_assignment_wins(tokenizer):
+    x = clips(6, seed=1)
+    capped = tokenizer.encode(x, max_tokens=5).token_counts
+    assert (capped.sum(1) <= 5).all()
+    assert torch.equal(capped.cpu(), tokenizer.router.select(x, max_tokens=5))
+    mean = tokenizer.encode(x, target_mean_tokens=6.0).token_counts.sum(1).float().mean()
+    assert mean <= 6.0
+    assert (tokenizer.encode(x, allowed_prefix=[8]).token_counts[:, 0] == 8).all()
+    assert torch.equal(tokenizer.encode(x, w_q=2.0).token_counts.cpu(), tokenizer.router.select(x, w_q=2.0))
+    explicit = torch.tensor([[1, 2, 8]] * 6)
+    assert torch.equal(tokenizer.encode(x, assignment=explicit).token_counts.cpu(), explicit)
+    with pytest.raises(ValueError, match="either `assignment` or router selection"):
+        tokenizer.encode(x, assignment=explicit, max_tokens=5)
+    with pytest.raises(ValueError, match="below the minimum possible length"):
+        tokenizer.encode(x, max_tokens=2)
+    with pytest.raises(TypeError, match="unexpected selection arguments"):
+        tokenizer.encode(x, budget=5)
+
+
+def test_tokenizer_without_router():
+    torch.manual_seed(0)
+    tok = EvatokTokenizer(EvatokTokenizerConfig(**TOKENIZER)).eval()
+    assert tok.router is None
+    x = clips(2)
+    assert torch.equal(tok.encode(x).token_counts.cpu(), torch.tensor([tok.config.default_assignment] * 2))
+    with pytest.raises(ValueError, match="need a tokenizer with a router"):
+        tok.encode(x, max_tokens=10)
+    with pytest.raises(ValueError, match="levels"):
+        attach_router(tok, EvatokRouter(EvatokRouterConfig(**{**ROUTER, "token_levels": (1, 2, 4)})))
+    bad = EvatokTokenizerConfig(**TOKENIZER)
+    bad.router_config = EvatokRouterConfig(**{**ROUTER, "num_blocks": 2}).to_dict()
+    with pytest.raises(ValueError, match="blocks"):
+        build_tokenizer_router(bad)
+
+
+def test_save_load_round_trip(tokenizer, tmp_path):
+    x = clips(3, seed=2)
+    tokenizer.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, EvatokTokenizer) and isinstance(loaded.router, EvatokRouter)
+    assert loaded.config.router_config["model_type"] == "evatok_router"
+    for name, value in tokenizer.router.state_dict().items():
+        assert torch.equal(loaded.router.state_dict()[name], value), name
+    a, b = tokenizer.encode(x, target_mean_tokens=7.0), loaded.encode(x, target_mean_tokens=7.0)
+    assert torch.equal(a.token_counts, b.token_counts) and torch.equal(a.indices, b.indices)
