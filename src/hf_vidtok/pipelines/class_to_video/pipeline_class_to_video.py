@@ -1,4 +1,5 @@
-"""Class-conditional video generation: VideoARGenerator samples tokens, LarpTokenizer decodes them."""
+"""Class-conditional video generation: VideoARGenerator samples tokens, a LarpTokenizer (fixed length) or
+an EvatokTokenizer (adaptive length, one length token per block) decodes them."""
 
 from __future__ import annotations
 
@@ -8,36 +9,25 @@ import torch
 from diffusers import DiffusionPipeline
 
 from ...hub.loading import PipelineHubMixin
-
+from ...models.evatok.modeling_evatok import EvatokTokenizer
 from ...models.larp.modeling_larp import LarpTokenizer
 from ...models.video_ar.modeling_video_ar import VideoARGenerator
 from ..pipeline_output import VideoPipelineOutput
+from ..token_decoding import check_components, decode_generated
 from ..video_processing import postprocess_video
 
 __all__ = ["ClassToVideoPipeline"]
 
 
-def check_components(tokenizer, generator):
-    if not isinstance(tokenizer, LarpTokenizer):
-        raise TypeError(f"`tokenizer` must be a LarpTokenizer, got {type(tokenizer).__name__}")
-    if not isinstance(generator, VideoARGenerator):
-        raise TypeError(f"`generator` must be a VideoARGenerator, got {type(generator).__name__}")
-    tc, gc = tokenizer.config, generator.config
-    if gc.codebook_size != tc.codebook_size:
-        raise ValueError(f"generator codebook_size {gc.codebook_size} != tokenizer codebook_size {tc.codebook_size}")
-    if gc.max_seq_len != tc.bottleneck_token_num:
-        raise ValueError(
-            f"generator max_seq_len {gc.max_seq_len} != tokenizer bottleneck_token_num {tc.bottleneck_token_num}"
-        )
-
-
 class ClassToVideoPipeline(PipelineHubMixin, DiffusionPipeline):
     """Generate videos of given classes (e.g. UCF-101 actions).
 
-    Components: ``tokenizer`` (:class:`~hf_vidtok.LarpTokenizer`) and ``generator``
-    (:class:`~hf_vidtok.VideoARGenerator`, class-conditional). Class names come from
-    ``generator.config.id2label``. Saved and loaded as one folder with ``model_index.json``
-    (load it with ``ClassToVideoPipeline.from_pretrained``, after ``import hf_vidtok``).
+    Components: ``tokenizer`` (:class:`~hf_vidtok.LarpTokenizer`, or :class:`~hf_vidtok.EvatokTokenizer`
+    with a variable-length generator: each video then has as many tokens as the generator chose, decoded
+    with its own ``token_counts``) and ``generator`` (:class:`~hf_vidtok.VideoARGenerator`,
+    class-conditional). Class names come from ``generator.config.id2label``. Saved and loaded as one
+    folder with ``model_index.json`` (load it with ``ClassToVideoPipeline.from_pretrained``, after
+    ``import hf_vidtok``).
 
     Example::
 
@@ -48,7 +38,7 @@ class ClassToVideoPipeline(PipelineHubMixin, DiffusionPipeline):
 
     model_cpu_offload_seq = "generator->tokenizer"
 
-    def __init__(self, tokenizer: LarpTokenizer, generator: VideoARGenerator):
+    def __init__(self, tokenizer: LarpTokenizer | EvatokTokenizer, generator: VideoARGenerator):
         super().__init__()
         check_components(tokenizer, generator)
         if generator.config.frame_prediction:
@@ -104,6 +94,7 @@ class ClassToVideoPipeline(PipelineHubMixin, DiffusionPipeline):
         top_k: int = 0,
         top_p: float = 1.0,
         generator: torch.Generator | None = None,
+        max_total_tokens: int | None = None,
         output_type: str = "np",
         return_dict: bool = True,
     ):
@@ -114,9 +105,11 @@ class ClassToVideoPipeline(PipelineHubMixin, DiffusionPipeline):
             guidance_scale: classifier-free guidance (1 disables it; official UCF-101 setting 1.25).
             temperature, top_k, top_p: sampling (0 / 1 disable top-k / top-p).
             generator: a ``torch.Generator`` on the generator model's device, for reproducible videos.
+            max_total_tokens: adaptive tokenizers: at most that many visual tokens per video.
             output_type: ``"np"`` (B, T, H, W, C), ``"pt"`` (B, T, C, H, W) or ``"pil"``.
         Returns:
-            :class:`VideoPipelineOutput` (or a tuple ``(frames,)``), frames clamped to [0, 1].
+            :class:`VideoPipelineOutput` (frames clamped to [0, 1], ``num_tokens`` per video and, for
+            adaptive tokenizers, ``token_counts``), or a tuple ``(frames,)``.
         """
         if int(num_videos_per_label) != num_videos_per_label or num_videos_per_label < 1:
             raise ValueError(f"`num_videos_per_label` must be a positive int, got {num_videos_per_label}")
@@ -125,8 +118,13 @@ class ClassToVideoPipeline(PipelineHubMixin, DiffusionPipeline):
         ids = self.get_label_ids(class_labels)
         device = self.generator.device
         labels = torch.tensor(ids, device=device).repeat_interleave(int(num_videos_per_label))
-        num_tokens = self.generator.config.max_seq_len
-        with self.progress_bar(total=num_tokens) as bar:
+        gen_config = self.generator.config
+        length_kwargs = {}
+        if gen_config.is_variable_length:
+            length_kwargs["max_total_tokens"] = max_total_tokens
+        elif max_total_tokens is not None:
+            raise ValueError("`max_total_tokens` needs an adaptive (EVATok) tokenizer and a variable-length generator")
+        with self.progress_bar(total=gen_config.max_seq_len) as bar:
             tokens = self.generator.generate(
                 class_labels=labels,
                 cfg_scale=guidance_scale,
@@ -136,10 +134,15 @@ class ClassToVideoPipeline(PipelineHubMixin, DiffusionPipeline):
                 top_p=top_p,
                 generator=generator,
                 step_callback=lambda step: bar.update(),
+                **length_kwargs,
             )
-        video = self.tokenizer.eval().decode(tokens.to(self.tokenizer.device))
+        video, num_tokens, token_counts = decode_generated(self.tokenizer, self.generator, tokens)
         frames = postprocess_video(video, output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
             return (frames,)
-        return VideoPipelineOutput(frames=frames)
+        return VideoPipelineOutput(
+            frames=frames,
+            num_tokens=num_tokens.numpy(),
+            token_counts=None if token_counts is None else token_counts.numpy(),
+        )
