@@ -15,12 +15,12 @@ official code's 89).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import sys
+import runpy
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -31,11 +31,8 @@ LARP_L = REPO / "training" / "configs" / "larp_l_ucf101_k600.yaml"
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("train_tokenizer", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_tokenizer"] = module
-    spec.loader.exec_module(module)
-    return module
+    """train_tokenizer.py's functions (``runpy``: the script is not a package module)."""
+    return SimpleNamespace(**runpy.run_path(str(SCRIPT), run_name="train_tokenizer"))
 
 
 def synthetic_clips(batch: int, config, device, seed: int = 0) -> torch.Tensor:

@@ -29,6 +29,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -43,12 +44,13 @@ from hf_vidtok.training import (
     CheckpointState,
     TrainingProgress,
     autocast_dtype,
+    checkpoint_or_stop,
+    end_stopped_run,
     get_lr_scheduler,
     init_trackers,
     load_checkpoint,
     reduce_sums,
     run_training,
-    save_checkpoint,
     write_json_atomic,
 )
 from hf_vidtok.training import arguments as targs
@@ -324,11 +326,12 @@ def run_validation(accelerator, model, val, args, autocast) -> dict[str, float]:
 # ------------------------------------------------------------------------------------------------ main
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    return run_training(parse_args(argv), _train)
+def main(argv: list[str] | None = None, *, on_checkpoint: Callable[[int, str], None] | None = None) -> dict[str, Any]:
+    """Run the script; ``on_checkpoint(step, folder)`` is called after every saved checkpoint."""
+    return run_training(parse_args(argv), lambda a, acc: _train(a, acc, on_checkpoint))
 
 
-def _train(args, accelerator) -> dict[str, Any]:
+def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
     autocast = autocast_dtype(args.mixed_precision)
     if args.frame_prediction and args.num_cond_frames < 1:
         raise ValueError(f"`--num_cond_frames` must be >= 1, got {args.num_cond_frames}")
@@ -477,19 +480,13 @@ def _train(args, accelerator) -> dict[str, Any]:
             progress.history.append(entry)
             accelerator.log({f"validation/{k}": v for k, v in last_eval.items()}, step=step)
             logger.info("step %d validation: %s", step, last_eval)
-        stop_now = args.stop_after_steps is not None and steps_this_run >= args.stop_after_steps and step < args.max_train_steps
-        if step % args.checkpointing_steps == 0 or stop_now:
-            save_checkpoint(accelerator, args.output_dir, step, args.checkpoints_total_limit)
-        if stop_now:
+        if checkpoint_or_stop(accelerator, args, step, steps_this_run, on_checkpoint):
             stopped = True
             break
     bar.close()
     accelerator.wait_for_everyone()
     if stopped:
-        logger.info("stopped after %d steps of this run at step %d; continue with --resume_from_checkpoint latest",
-                    steps_this_run, progress.global_step)
-        accelerator.end_training()
-        return {"stopped_at_step": progress.global_step}
+        return end_stopped_run(accelerator, progress.global_step, steps_this_run)
 
     results: dict[str, Any] = {}
     if last_eval is None:  # resumed at the final step

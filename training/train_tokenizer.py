@@ -49,14 +49,15 @@ from hf_vidtok.training import (
     CheckpointState,
     TrainingProgress,
     autocast_dtype,
+    checkpoint_or_stop,
     codebook_usage,
+    end_stopped_run,
     evaluate_reconstruction,
     get_lr_scheduler,
     init_trackers,
     load_checkpoint,
     reduce_sums,
     run_training,
-    save_checkpoint,
     save_side_by_side_video,
     write_json_atomic,
 )
@@ -621,22 +622,13 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
             if accelerator.is_main_process:
                 write_eval_results(args, progress, step, last_eval)
             logger.info("step %d validation: %s", step, last_eval)
-        stop_now = args.stop_after_steps is not None and steps_this_run >= args.stop_after_steps and step < args.max_train_steps
-        if step % args.checkpointing_steps == 0 or stop_now:
-            path = save_checkpoint(accelerator, args.output_dir, step, args.checkpoints_total_limit)
-            if on_checkpoint is not None:
-                on_checkpoint(step, path)
-        if stop_now:
+        if checkpoint_or_stop(accelerator, args, step, steps_this_run, on_checkpoint):
             stopped = True
             break
     bar.close()
-
     accelerator.wait_for_everyone()
     if stopped:
-        logger.info("stopped after %d steps of this run at step %d; continue with --resume_from_checkpoint latest",
-                    steps_this_run, progress.global_step)
-        accelerator.end_training()
-        return {"stopped_at_step": progress.global_step}
+        return end_stopped_run(accelerator, progress.global_step, steps_this_run)
     if seen is not None:
         write_data_audit(args, accelerator, c, seen)
     results: dict[str, Any] = {}

@@ -43,6 +43,8 @@ __all__ = [
     "CheckpointState",
     "list_checkpoints",
     "save_checkpoint",
+    "checkpoint_or_stop",
+    "end_stopped_run",
     "prune_checkpoints",
     "resolve_resume_checkpoint",
     "load_checkpoint",
@@ -389,6 +391,27 @@ def save_checkpoint(accelerator, output_dir: str, step: int, total_limit: int | 
         logger.info("saved checkpoint %s", final)
     accelerator.wait_for_everyone()
     return final
+
+
+def checkpoint_or_stop(accelerator, args, step: int, steps_this_run: int, on_checkpoint=None) -> bool:
+    """The end of a training step in every script: save ``checkpoint-<step>`` every ``--checkpointing_steps``
+    and when ``--stop_after_steps`` steps of this run are done (then return True: the loop stops, to be
+    continued with ``--resume_from_checkpoint latest``). ``on_checkpoint(step, folder)`` runs after each save."""
+    stop_after = getattr(args, "stop_after_steps", None)
+    stop_now = stop_after is not None and steps_this_run >= stop_after and step < args.max_train_steps
+    if step % args.checkpointing_steps == 0 or stop_now:
+        path = save_checkpoint(accelerator, args.output_dir, step, args.checkpoints_total_limit)
+        if on_checkpoint is not None:
+            on_checkpoint(step, path)
+    return stop_now
+
+
+def end_stopped_run(accelerator, global_step: int, steps_this_run: int) -> dict:
+    """Close a run stopped by ``--stop_after_steps`` (trackers ended); returns ``{"stopped_at_step": step}``."""
+    logger.info("stopped after %d steps of this run at step %d; continue with --resume_from_checkpoint latest",
+                steps_this_run, global_step)
+    accelerator.end_training()
+    return {"stopped_at_step": global_step}
 
 
 def _read_latest(output_dir: str) -> str | None:
