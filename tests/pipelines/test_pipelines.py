@@ -56,6 +56,7 @@ def test_class_to_video_shapes_range_and_reproducibility():
     frames = out.frames
     assert frames.shape == (2, 4, 16, 16, 3) and frames.dtype == np.float32
     assert frames.min() >= 0.0 and frames.max() <= 1.0 and frames.std() > 0
+    assert out.num_tokens.tolist() == [9, 9] and out.token_counts is None  # fixed length: LARP's 9 tokens
     again = pipe(**get_dummy_inputs()).frames
     np.testing.assert_array_equal(frames, again)
     other = pipe(**get_dummy_inputs(seed=1)).frames

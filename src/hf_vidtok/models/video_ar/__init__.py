@@ -6,11 +6,21 @@ Importing this package registers ``model_type="video_ar"`` with ``AutoConfig`` /
 from transformers import AutoConfig, AutoModel
 
 from .configuration_video_ar import LLAMA_ABS_PRESETS, VideoARGeneratorConfig
+from .length_tokens_video_ar import (
+    LengthTokenLogitsMask,
+    LengthTokenSequence,
+    build_length_token_sequence,
+    parse_length_token_sequence,
+)
 from .modeling_video_ar import VideoARGenerator, VideoARPreTrainedModel
 from .sampling_video_ar import logits_to_probs, sample_from_logits, top_k_top_p_filtering
 
 __all__ = [
     "LLAMA_ABS_PRESETS",
+    "LengthTokenLogitsMask",
+    "LengthTokenSequence",
+    "build_length_token_sequence",
+    "parse_length_token_sequence",
     "VideoARGeneratorConfig",
     "VideoARGenerator",
     "VideoARPreTrainedModel",
