@@ -7,18 +7,21 @@ from huggingface_hub import ModelCard
 
 from hf_vidtok.hub import AUTO_CARD_MARKER, create_model_card, describe, template_path
 
+# the keys training/train_tokenizer.py writes (num_validation_clips, validation_data) and hf-vidtok evaluate's fvd
 EVAL = {
     "step": 400,
     "psnr": 24.5123,
     "ssim": 0.71234,
-    "val/lpips": 0.3,
+    "lpips": 0.3,
     "fvd": 210.5,
     "initial_psnr": 11.25,
-    "dataset": "UCF-101",
-    "split": "test",
-    "num_videos": 64,
+    "validation_data": "UCF-101",
+    "dataset_split": "test",
+    "num_validation_clips": 64,
     "num_frames": 4,
     "resolution": 16,
+    "history": [{"step": 200, "psnr": 20.0}],
+    "val/psnr": 99.0,  # a spelling the library never writes: ignored, not guessed
 }
 TRAIN = {
     "learning_rate": 1e-4,
@@ -75,7 +78,7 @@ def test_generator_card_uses_gfvd_and_class_names():
     card = create_model_card(
         model,
         repo_id="user/tiny-ar",
-        eval_results={"gFVD": 300.0, "cfg_scale": 1.25},
+        eval_results={"gfvd": 300.0, "cfg_scale": 1.25},
         tokenizer_repo_id="user/tiny-larp",
     )
     assert _metrics(card) == {("gFVD", "fvd"): 300.0}
@@ -98,7 +101,7 @@ def test_card_without_results_has_no_model_index():
 
 def test_eval_results_file_history_and_errors(tmp_path):
     path = tmp_path / "eval_results.json"
-    path.write_text(json.dumps([{"step": 1, "psnr": 10.0}, {"step": 2, "eval_psnr": 20.0, "eval_ssim": 0.5}]))
+    path.write_text(json.dumps([{"step": 1, "psnr": 10.0}, {"step": 2, "psnr": 20.0, "ssim": 0.5}]))
     card = create_model_card(tiny_tokenizer().config, eval_results=path)
     assert _metrics(card) == {("PSNR", "psnr"): 20.0, ("SSIM", "ssim"): 0.5}
     with pytest.raises(FileNotFoundError, match="eval_results"):

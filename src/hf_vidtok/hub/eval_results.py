@@ -34,33 +34,13 @@ METRICS: dict[str, MetricSpec] = {
     "perplexity": MetricSpec("perplexity", "Perplexity", False, "AR generator: exp(NLL)"),
 }
 
-# Accepted spellings -> canonical key. "fvd" alone means rFVD for tokenizers and gFVD for generators.
-_ALIASES = {
-    "psnr": "psnr",
-    "ssim": "ssim",
-    "lpips": "lpips",
-    "rfvd": "rfvd",
-    "r_fvd": "rfvd",
-    "recon_fvd": "rfvd",
-    "gfvd": "gfvd",
-    "g_fvd": "gfvd",
-    "fp_fvd": "fp_fvd",
-    "fvd_fp": "fp_fvd",
-    "nll": "nll",
-    "perplexity": "perplexity",
-    "ppl": "perplexity",
-}
-_PREFIXES = ("validation/", "validation_", "eval/", "eval_", "val/", "val_", "test/", "test_", "final_", "final/")
-# Protocol fields copied as they are (after prefix stripping).
+# Protocol fields shown on the card, as the training scripts and `hf-vidtok evaluate` write them.
 _PROTOCOL_KEYS = (
     "step",
     "initial_psnr",
     "initial_ssim",
     "dataset",
-    "dataset_name",
-    "dataset_config",
     "dataset_split",
-    "split",
     "num_videos",
     "num_samples",
     "num_frames",
@@ -78,6 +58,8 @@ _PROTOCOL_KEYS = (
     "wall_time_s",
     "tokens_per_clip",
 )
+# What training/train_tokenizer.py and train_ar.py call two of them.
+_TRAINING_NAMES = {"num_validation_clips": "num_videos", "validation_data": "dataset"}
 
 
 def load_eval_results(source: str | os.PathLike | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -110,53 +92,23 @@ def load_eval_results(source: str | os.PathLike | Mapping[str, Any] | None) -> d
     return normalize_eval_results(data)
 
 
-def _strip(key: str) -> str:
-    key = key.strip().lower()
-    for prefix in _PREFIXES:
-        if key.startswith(prefix):
-            return key[len(prefix) :]
-    return key
-
-
 def normalize_eval_results(results: Mapping[str, Any], *, fvd_key: str | None = None) -> dict[str, Any]:
-    """Map the keys of ``results`` to canonical names.
-
-    Metric keys (any case, optional ``val_``/``eval_``/``val/`` prefix) become ``psnr``, ``ssim``,
-    ``lpips``, ``rfvd``, ``gfvd``, ``fp_fvd``; a bare ``fvd`` is kept as ``fvd`` unless ``fvd_key`` says
-    which one it is. Metric values must be finite numbers. Protocol fields (``step``, ``dataset``,
-    ``split``, ``num_videos``, ``num_frames``, ``resolution``, ...) are kept; other keys are dropped.
-    A nested ``{"metrics": {...}}`` block is flattened first.
-    """
+    """The card's view of ``eval_results.json``: the metrics of :data:`METRICS` (plus a bare ``fvd``, kept as
+    ``fvd`` unless ``fvd_key`` says which FVD it is), which must be finite numbers, and the protocol fields
+    (``step``, ``dataset``, ``dataset_split``, ``num_videos``, ``num_frames``, ``resolution``, ...); the
+    training scripts' ``num_validation_clips`` / ``validation_data`` are read as ``num_videos`` /
+    ``dataset``. Other keys (histories, losses) are left out."""
     if not isinstance(results, Mapping):
         raise TypeError(f"`eval_results` must be a mapping, got {type(results).__name__}")
-    flat: dict[str, Any] = {}
-    for key, value in results.items():
-        if isinstance(value, Mapping) and str(key).lower() in ("metrics", "results", "eval", "validation"):
-            flat.update({str(k): v for k, v in value.items()})
-        else:
-            flat[str(key)] = value
     out: dict[str, Any] = {}
-    for key, value in flat.items():
-        name = _strip(key)
-        canonical = _ALIASES.get(name)
-        if name == "fvd":
-            canonical = fvd_key or "fvd"
-        if canonical is not None:
+    for key, value in results.items():
+        if key in METRICS or key == "fvd":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
                 raise ValueError(f"`eval_results`: metric {key!r} must be a finite number, got {value!r}")
-            out[canonical] = float(value)
-        elif name in _PROTOCOL_KEYS:
-            out[name] = value
-    for alias, name in (
-        ("num_validation_clips", "num_videos"),
-        ("num_clips", "num_videos"),
-        ("validation_data", "dataset"),
-    ):
-        key = next((k for k in flat if alias in (k.strip().lower(), _strip(k))), None)
-        if key is not None and name not in out and flat[key] is not None:
-            out[name] = flat[key]
-    if "split" in out and "dataset_split" not in out:
-        out["dataset_split"] = out.pop("split")
-    if "dataset_name" in out and "dataset" not in out:
-        out["dataset"] = out.pop("dataset_name")
+            out[fvd_key if key == "fvd" and fvd_key else key] = float(value)
+        elif key in _PROTOCOL_KEYS and value is not None:
+            out[key] = value
+    for name, key in _TRAINING_NAMES.items():
+        if results.get(name) is not None:
+            out.setdefault(key, results[name])
     return out
