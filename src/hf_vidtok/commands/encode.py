@@ -11,7 +11,7 @@ from typing import Any
 from .common import CLIError, add_model_arguments, check_files, load_model, non_negative_int, positive_int
 from .whole_video import RESIZE_MODES, encode_clips, iter_clip_batches, model_clip_size, plan_clips
 
-__all__ = ["add_clip_arguments", "progress_bar", "register", "run"]
+__all__ = ["add_clip_arguments", "progress_bar", "register", "run", "selection_arguments"]
 
 
 def add_clip_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,6 +28,26 @@ def add_clip_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch_size", type=positive_int, default=8, help="clips per encode/decode call")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     add_model_arguments(p)
+    g = p.add_argument_group("token budget (EVATok tokenizers that ship a router; default: the router's own choice)")
+    g.add_argument("--w_q", type=float, default=None, help="preference w_q in [0, 2] (w_l = 2 - w_q; quality-head router)")
+    g.add_argument("--max_tokens", type=positive_int, default=None, help="per-clip token cap, never exceeded")
+    g.add_argument("--quality_target", type=float, default=None,
+                   help="target of the router's quality metric (e.g. LPIPS): the fewest tokens that meet it")
+    g.add_argument("--target_mean_tokens", type=float, default=None,
+                   help="average tokens per clip, met (from below) over every batch of --batch_size clips")
+    g.add_argument("--allowed_prefix", default=None, help="comma-separated token counts forced on the first blocks")
+
+
+def selection_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The token-budget flags that were given, as ``EvatokTokenizer.encode`` keyword arguments."""
+    out = {k: getattr(args, k, None) for k in ("w_q", "max_tokens", "quality_target", "target_mean_tokens")}
+    prefix = getattr(args, "allowed_prefix", None)
+    if prefix:
+        try:
+            out["allowed_prefix"] = [int(v) for v in prefix.replace(",", " ").split()]
+        except ValueError:
+            raise CLIError(f"--allowed_prefix must be comma-separated integers, got {prefix!r}") from None
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def register(sub) -> None:
@@ -56,6 +76,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     videos = check_files(args.videos)
     tokenizer = load_model(args.model, "tokenizer", args.revision, args.device)
+    selection = selection_arguments(args)
     num_frames, height, width = model_clip_size(tokenizer.config)
     if args.num_frames is not None and args.num_frames != num_frames:
         raise CLIError(f"--num_frames {args.num_frames} does not match the tokenizer's {num_frames} frames per clip")
@@ -70,7 +91,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 plan, height, width, batch_size=args.batch_size, resize=args.resize
             ):
                 begin = time.perf_counter()
-                tokens = encode_clips(tokenizer, pixel_values.to(args.device))
+                tokens = encode_clips(tokenizer, pixel_values.to(args.device), selection)
                 elapsed += time.perf_counter() - begin
                 indices += list(tokens.indices.cpu())
                 if tokens.token_counts is not None:
@@ -112,4 +133,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": round(seconds, 6),
         "tokens_per_second": round(num_tokens / seconds, 3) if seconds > 0 else float("nan"),
         "encode_tokens_per_s": round(num_tokens / elapsed, 1) if elapsed > 0 else float("inf"),
+        **({"assignments": tensors["token_counts"].tolist()} if counts else {}),  # tokens per block of every clip
     }

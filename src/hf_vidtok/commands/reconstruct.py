@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import check_files, export_video, load_model
-from .encode import add_clip_arguments, progress_bar
+from .encode import add_clip_arguments, progress_bar, selection_arguments
 from .whole_video import decode_clips, encode_clips, iter_clip_batches, model_clip_size, plan_clips
 
 __all__ = ["register", "run"]
@@ -36,12 +36,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tokenizer = load_model(args.model, "tokenizer", args.revision, args.device)
     num_frames, height, width = model_clip_size(tokenizer.config)
     plan = plan_clips(video, num_frames, args.frame_stride, args.start)
+    selection = selection_arguments(args)
+    assignments = []  # tokens per block of every clip (variable-length tokenizers)
     squared_error, ssim_sum, num_tokens = 0.0, 0.0, 0
     written = []  # uint8 (T, H, W', 3) pieces of the output video
     disable = args.no_progress or plan.num_clips <= args.batch_size
     with torch.no_grad(), progress_bar(plan.num_clips, disable, "reconstruct") as bar:
         for numbers, target in iter_clip_batches(plan, height, width, batch_size=args.batch_size, resize=args.resize):
-            tokens = encode_clips(tokenizer, target.to(args.device))
+            tokens = encode_clips(tokenizer, target.to(args.device), selection)
+            if tokens.token_counts is not None:
+                assignments += tokens.token_counts.cpu().tolist()
             recon = decode_clips(tokenizer, tokens).cpu()
             num_tokens += int(tokens.lengths().sum())
             for clip, real, n in zip(recon, target, (plan.valid[c] for c in numbers)):
@@ -65,4 +69,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ssim": ssim_sum / frames_out,
         "tokens": num_tokens,
         "tokens_per_second": round(num_tokens / plan.duration, 3),
+        **({"assignments": assignments} if assignments else {}),
     }

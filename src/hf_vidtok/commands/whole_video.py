@@ -157,9 +157,10 @@ class ClipTokens:
         return torch.full((self.indices.shape[0],), self.indices.shape[1], dtype=torch.long)
 
 
-def encode_clips(tokenizer, pixel_values: torch.Tensor) -> ClipTokens:
-    """``tokenizer.encode(pixel_values)`` -> :class:`ClipTokens` (with ``token_counts`` when the output has them)."""
-    out = tokenizer.encode(pixel_values)
+def encode_clips(tokenizer, pixel_values: torch.Tensor, selection: dict | None = None) -> ClipTokens:
+    """``tokenizer.encode(pixel_values)`` -> :class:`ClipTokens` (with ``token_counts`` when the output has them).
+    ``selection``: token-budget arguments for an EVATok tokenizer's router (``encode(..., **selection)``)."""
+    out = tokenizer.encode(pixel_values, **selection) if selection else tokenizer.encode(pixel_values)
     counts = getattr(out, "token_counts", None)
     return ClipTokens(out.indices.long(), None if counts is None else counts.long())
 

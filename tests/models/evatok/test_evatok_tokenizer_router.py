@@ -85,3 +85,34 @@ def test_save_load_round_trip(tokenizer, tmp_path):
         assert torch.equal(loaded.router.state_dict()[name], value), name
     a, b = tokenizer.encode(x, target_mean_tokens=7.0), loaded.encode(x, target_mean_tokens=7.0)
     assert torch.equal(a.token_counts, b.token_counts) and torch.equal(a.indices, b.indices)
+
+
+def test_cli_encode_and_reconstruct_with_budgets(tokenizer, tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    from hf_vidtok.commands.main import main
+    from hf_vidtok.pipelines.video_export import export_to_video
+
+    folder = tmp_path / "tok"
+    tokenizer.save_pretrained(folder)
+    rng = np.random.default_rng(0)
+    video = export_to_video(rng.integers(0, 255, (14, 32, 40, 3), dtype=np.uint8), str(tmp_path / "v.mp4"), fps=7)
+
+    def run(*argv):
+        assert main(list(argv)) == 0
+        return json.loads(capsys.readouterr().out)
+
+    common = ("--model", str(folder), "--device", "cpu", "--no_progress")
+    free = run("encode", video, "--output", str(tmp_path / "t.safetensors"), *common)
+    assert free["clips"] == 3 and len(free["assignments"]) == 3  # 14 frames -> clips of 6 (last one padded)
+    assert free["tokens"] == sum(map(sum, free["assignments"]))
+    capped = run("encode", video, "--output", str(tmp_path / "c.safetensors"), "--max_tokens", "5", *common)
+    assert all(sum(a) <= 5 for a in capped["assignments"])
+    prefixed = run("reconstruct", video, "--output", str(tmp_path / "r.mp4"), "--allowed_prefix", "8",
+                   "--target_mean_tokens", "13", *common)
+    assert all(a[0] == 8 for a in prefixed["assignments"]) and prefixed["tokens"] <= 13 * 3
+    assert prefixed["tokens_per_second"] == pytest.approx(prefixed["tokens"] / (14 / 7), rel=1e-3)
+    assert main(["encode", video, "--output", str(tmp_path / "x.safetensors"), "--max_tokens", "2", *common]) == 1
+    assert "minimum possible length" in capsys.readouterr().err
