@@ -54,7 +54,13 @@ from hf_vidtok.training.arguments import (
     parse_args_with_config,
     validate_args,
 )
-from hf_vidtok.training.checkpointing import CheckpointState, TrainingProgress, load_checkpoint, save_checkpoint
+from hf_vidtok.training.checkpointing import (
+    CheckpointState,
+    TrainingProgress,
+    checkpoint_or_stop,
+    end_stopped_run,
+    load_checkpoint,
+)
 from hf_vidtok.training.optimization import get_lr_scheduler
 
 logger = logging.getLogger("hf_vidtok.train_router")
@@ -526,9 +532,8 @@ def _train(args, accelerator) -> dict[str, Any]:
              args.head_type, sum(p.numel() for p in model.parameters()) / 1e6, train_table.num_clips,
              val_table.num_clips, args.train_batch_size, n_proc)
 
-    accum = args.gradient_accumulation_steps
-    stop = args.max_train_steps if args.stop_after_steps is None else min(args.max_train_steps, progress.global_step + args.stop_after_steps)
-    sampler = _StepBatches(progress.global_step * accum, stop * accum, num_rows=train_table.num_clips,
+    accum, start_step = args.gradient_accumulation_steps, progress.global_step
+    sampler = _StepBatches(start_step * accum, args.max_train_steps * accum, num_rows=train_table.num_clips,
                            batch_size=args.train_batch_size, process_index=accelerator.process_index,
                            num_processes=n_proc, seed=args.seed)
     # its own generator: creating the iterator must not draw from the global RNG (restored on resume)
@@ -566,7 +571,7 @@ def _train(args, accelerator) -> dict[str, Any]:
         lr_scheduler.step()
         progress.global_step += 1
         step = progress.global_step
-        if step % args.logging_steps == 0 or step == stop:
+        if step % args.logging_steps == 0 or step == args.max_train_steps:
             loss = float(accelerator.reduce(running, "mean")) / count  # one host sync per logging step
             running.zero_()
             count = 0
@@ -578,13 +583,11 @@ def _train(args, accelerator) -> dict[str, Any]:
             progress.history.append({"step": step, **summary})
             accelerator.log({f"val/{k}": v for k, v in summary.items()}, step=step)
             log.info("step %d: held-out %s", step, summary)
-        if step % args.checkpointing_steps == 0 or step == stop:
-            save_checkpoint(accelerator, args.output_dir, step, args.checkpoints_total_limit)
+        if checkpoint_or_stop(accelerator, args, step, step - start_step):
+            break
     state.remove()
     if progress.global_step < args.max_train_steps:
-        log.info("stopped at step %d of %d (resume with --resume_from_checkpoint latest)", progress.global_step, args.max_train_steps)
-        accelerator.end_training()
-        return {"global_step": progress.global_step, "finished": False}
+        return end_stopped_run(accelerator, progress.global_step, progress.global_step - start_step)
 
     scores = router_scores(accelerator, model, val_clips, val_batch)
     results: dict[str, Any] = {}

@@ -148,7 +148,7 @@ def test_exact_resume(data, tmp_path):
     script.main(_argv(data, full, *common))
     part = tmp_path / "part"
     first = script.main(_argv(data, part, *common, "--stop_after_steps", "5"))
-    assert first == {"global_step": 5, "finished": False}
+    assert first == {"stopped_at_step": 5}
     assert not (part / "model.safetensors").exists() and (part / "checkpoint-5" / "router").is_dir()
     script.main(_argv(data, part, *common, "--resume_from_checkpoint", "latest"))
     a, b = load_file(full / "model.safetensors"), load_file(part / "model.safetensors")
