@@ -116,3 +116,30 @@ def test_cli_encode_and_reconstruct_with_budgets(tokenizer, tmp_path, capsys):
     assert prefixed["tokens_per_second"] == pytest.approx(prefixed["tokens"] / (14 / 7), rel=1e-3)
     assert main(["encode", video, "--output", str(tmp_path / "x.safetensors"), "--max_tokens", "2", *common]) == 1
     assert "minimum possible length" in capsys.readouterr().err
+
+
+def test_hub_round_trip(tokenizer, tmp_path):
+    """The tokenizer with its router, and a router alone, through the fake Hub server of tests/hub."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "hub"))
+    from fake_hub import FakeHub, hub_environment
+
+    x = clips(3, seed=4)
+    ref = tokenizer.encode(x, max_tokens=9)
+    hub = FakeHub()
+    try:
+        with hub_environment(hub, tmp_path / "hf_cache"):
+            tokenizer.push_to_hub("user/tiny-evatok-with-router")  # transformers' upload (hf_vidtok cards: H2's)
+            assert {"config.json", "model.safetensors"} <= set(hub.files("user/tiny-evatok-with-router"))
+            remote = AutoModel.from_pretrained("user/tiny-evatok-with-router").eval()
+            assert isinstance(remote.router, EvatokRouter)
+            out = remote.encode(x, max_tokens=9)
+            assert torch.equal(out.token_counts, ref.token_counts) and torch.equal(out.indices, ref.indices)
+            tokenizer.router.push_to_hub("user/tiny-router")
+            router = AutoModel.from_pretrained("user/tiny-router").eval()
+            assert isinstance(router, EvatokRouter)
+            assert torch.equal(router.select(x, target_mean_tokens=7.0), tokenizer.router.select(x, target_mean_tokens=7.0))
+    finally:
+        hub.close()
