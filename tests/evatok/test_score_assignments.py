@@ -55,7 +55,7 @@ def test_scores_match_direct_scoring_and_resume_is_exact(setup, tmp_path):
     ds = load_video_dataset(videos, num_frames=4, resolution=16, clips_per_video=2, streaming=True)
     ex = next(iter(ds))
     x = torch.from_numpy(np.asarray(ex["video"]))[None].permute(0, 4, 1, 2, 3).float() / 255
-    key = os.path.relpath(ex["path"], videos) + "#0"
+    key = ex["key"] + "#0"
     i = list(table.keys).index(key)
     ref = score_assignments(tok, x)
     np.testing.assert_allclose(table.mse[i], ref.mse[0].numpy(), rtol=1e-6, atol=1e-7)
@@ -93,3 +93,52 @@ def test_bad_arguments(setup, tmp_path):
         script.parse_args(_args(root, videos, tmp_path, "--batch_size", "0"))
     with pytest.raises(ValueError, match="num_frames"):
         script.main(_args(root, videos, tmp_path / "o", "--num_frames", "6"))
+
+
+def test_push_to_hub_and_load_back(tmp_path, monkeypatch):
+    """The table + card go to a (fake, local) Hub dataset repo and load_score_table reads it back by repo id."""
+    sys.path.insert(0, str(REPO / "tests" / "hub"))
+    try:
+        from fake_hub import FakeHub, hub_environment
+    finally:
+        sys.path.pop(0)
+    from hf_vidtok.evatok.score_table import ScoreTableWriter
+
+    rng = np.random.default_rng(0)
+    out = tmp_path / "scores"
+    w = ScoreTableWriter(out, (1, 2), 2, "ssim", rows_per_shard=2)
+    w.add(["a#0", "b#0", "c#0"], [0, 1, -1], [0, 3, 5], rng.random((3, 4)), rng.random((3, 4)))
+    w.flush()
+    script = load_script("training/score_assignments.py")
+    info = {"tokenizer": "tok", "data": "videos", "num_frames": 4, "resolution": 16, "num_clips": 3,
+            "levels": [1, 2], "num_blocks": 2, "quality_metric": "ssim"}
+    script.write_dataset_card(str(out), info, "user/evatok-scores")
+    server = FakeHub()
+    try:
+        with hub_environment(server, tmp_path / "cache"):
+            script.push_to_hub(str(out), "user/evatok-scores")
+            files = server.files("user/evatok-scores")
+            assert sorted(files) == ["README.md", "data/scores-r00000-00000.parquet"]  # progress/ stays local
+            assert b"pretty_name: EVATok stage-2 score table" in files["README.md"]
+    finally:
+        server.close()
+    # the fake Hub serves no dataset downloads: materialise the pushed files as snapshot_download would
+    snapshot = tmp_path / "snapshot"
+    for name, data in files.items():
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / name).write_bytes(data)
+    calls = []
+
+    def fake_snapshot_download(repo_id, **kwargs):
+        calls.append((repo_id, kwargs["repo_type"], kwargs["allow_patterns"]))
+        return str(snapshot)
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    table = load_score_table("user/evatok-scores")
+    assert calls == [("user/evatok-scores", "dataset", ["*.parquet"])]
+    local = load_score_table(out)
+    assert list(table.keys) == list(local.keys) == ["a#0", "b#0", "c#0"]
+    np.testing.assert_array_equal(table.ssim, local.ssim)
+    assert table.labels.tolist() == [0, 1, -1] and table.quality_metric == "ssim"
