@@ -440,7 +440,6 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
     loss_count = 0
     last_eval: dict[str, Any] | None = None
     train_loss = None
-    stopped = False
     while progress.global_step < args.max_train_steps:
         step = progress.global_step + 1
         for _ in range(args.gradient_accumulation_steps):
@@ -481,12 +480,10 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
             accelerator.log({f"validation/{k}": v for k, v in last_eval.items()}, step=step)
             logger.info("step %d validation: %s", step, last_eval)
         if checkpoint_or_stop(accelerator, args, step, steps_this_run, on_checkpoint):
-            stopped = True
-            break
+            bar.close()
+            return end_stopped_run(accelerator, progress.global_step, steps_this_run)
     bar.close()
     accelerator.wait_for_everyone()
-    if stopped:
-        return end_stopped_run(accelerator, progress.global_step, steps_this_run)
 
     results: dict[str, Any] = {}
     if last_eval is None:  # resumed at the final step

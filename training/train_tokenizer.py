@@ -562,7 +562,6 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
     t0, steps_timed, steps_this_run = time.perf_counter(), 0, 0
     first = True
     reported_skips = 0
-    stopped = False
     seen: list[str] | None = [] if args.record_seen_clips else None
     while progress.global_step < args.max_train_steps:
         step = progress.global_step + 1
@@ -623,12 +622,10 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
                 write_eval_results(args, progress, step, last_eval)
             logger.info("step %d validation: %s", step, last_eval)
         if checkpoint_or_stop(accelerator, args, step, steps_this_run, on_checkpoint):
-            stopped = True
-            break
+            bar.close()
+            return end_stopped_run(accelerator, progress.global_step, steps_this_run)
     bar.close()
     accelerator.wait_for_everyone()
-    if stopped:
-        return end_stopped_run(accelerator, progress.global_step, steps_this_run)
     if seen is not None:
         write_data_audit(args, accelerator, c, seen)
     results: dict[str, Any] = {}

@@ -407,7 +407,9 @@ def checkpoint_or_stop(accelerator, args, step: int, steps_this_run: int, on_che
 
 
 def end_stopped_run(accelerator, global_step: int, steps_this_run: int) -> dict:
-    """Close a run stopped by ``--stop_after_steps`` (trackers ended); returns ``{"stopped_at_step": step}``."""
+    """Close a run stopped by ``--stop_after_steps`` (all processes synchronised, trackers ended); returns
+    ``{"stopped_at_step": step}``."""
+    accelerator.wait_for_everyone()
     logger.info("stopped after %d steps of this run at step %d; continue with --resume_from_checkpoint latest",
                 steps_this_run, global_step)
     accelerator.end_training()
