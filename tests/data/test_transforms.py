@@ -110,3 +110,17 @@ def test_transform_input_checks():
         to_float_clip([[1]])
     with pytest.raises(ValueError, match="resolution"):
         VideoClipTransform(0)
+
+
+def test_random_flip_clips_flips_the_drawn_clips_of_a_batch():
+    from hf_vidtok.data import random_flip_clips
+
+    x = torch.rand(6, 3, 2, 4, 5)
+    draws = torch.rand(6, generator=torch.Generator().manual_seed(3)) < 0.5
+    out = random_flip_clips(x, generator=torch.Generator().manual_seed(3))
+    for i in range(6):
+        assert torch.equal(out[i], x[i].flip(-1) if draws[i] else x[i])
+    assert torch.equal(random_flip_clips(x, p=0.0), x)
+    assert torch.equal(random_flip_clips(x, p=1.0), x.flip(-1))
+    with pytest.raises(ValueError, match="pixel_values"):
+        random_flip_clips(x[0])
