@@ -26,6 +26,7 @@ from ...modules.position_embeddings import sincos_3d
 from ...modules.qformer import QFormerLayer
 from ...modules.vector_quantizer import VectorQuantizer
 from .configuration_evatok import EvatokTokenizerConfig
+from .modeling_evatok_router import build_tokenizer_router, resolve_assignment
 
 __all__ = [
     "EvatokPreTrainedModel",
@@ -215,6 +216,7 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         )
         self.decoder_norm = nn.LayerNorm(d, eps=c.layer_norm_eps)
         self.head = nn.Linear(d, c.temporal_patch_size * c.patch_size**2 * c.in_channels)
+        self.router = build_tokenizer_router(c)  # stage 4: the shipped router (config.router_config), or None
         self.gradient_checkpointing = False
         self.post_init()
 
@@ -261,7 +263,20 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         return pixel_values.to(self.patch_embed.proj.weight.dtype)
 
     def _levels(self, device) -> torch.Tensor:
-        return torch.tensor(self.config.token_levels, device=device, dtype=torch.long)
+        """``token_levels`` as a long tensor on ``device``, cached (a fresh host-to-device copy would sync)."""
+        device = torch.device(device)
+        cache = self.__dict__.setdefault("_levels_cache", {})
+        if device not in cache:
+            cache[device] = torch.tensor(self.config.token_levels, dtype=torch.long).to(device)
+        return cache[device]
+
+    @staticmethod
+    def _to_device(t: torch.Tensor, device) -> torch.Tensor:
+        """Host tensor -> ``device`` without waiting for queued device work (pinned, non-blocking copy)."""
+        device = torch.device(device)
+        if device.type == "cuda" and t.device.type == "cpu":
+            return t.contiguous().pin_memory().to(device, non_blocking=True)
+        return t.to(device)
 
     def _check_counts(self, counts, batch_size: int, name: str, max_length: int | None = None):
         """Validate ``counts`` (tensor (B, T) or (T,) / sequence of T ints / None = default assignment).
@@ -311,7 +326,7 @@ class EvatokTokenizer(EvatokPreTrainedModel):
                     torch._assert_async((counts.sum(1) <= int(max_length)).all(), "`max_length` shorter than a clip")
         if max_length is not None:
             length = int(max_length)
-        counts = counts.to(device=device, dtype=torch.long, non_blocking=True).contiguous()
+        counts = self._to_device(counts.long().contiguous(), device)
         return counts, length, host
 
     def random_assignment(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -393,8 +408,13 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         max_length: int | None = None,
         compute_entropy_loss: bool | None = None,
         length_group_size: int | None = 8,
+        **selection,
     ) -> EvatokEncoderOutput:
         """Tokenize ``pixel_values (B, C, T, H, W)`` in [0, 1] with ``assignment`` (see the class docstring).
+
+        Without ``assignment``, a tokenizer that ships a router lets it choose; ``selection`` (``w_q``,
+        ``max_tokens``, ``quality_target``, ``target_mean_tokens``, ``allowed_prefix``, ``length_multiplier``)
+        goes to :meth:`EvatokRouter.select` (see ``modeling_evatok_router.resolve_assignment``).
 
         ``max_length`` pads to a fixed ``L_max`` (>= every clip's total); ``generator`` drives stochastic
         code selection (``config.vq_stochastic``, training mode). ``compute_entropy_loss`` defaults to
@@ -402,6 +422,7 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         most ``length_group_size`` clips, each padded to its own longest clip (same results; less padding);
         0 or None runs one padded batch (always the case with the entropy loss or ``max_length``).
         """
+        assignment = resolve_assignment(self, pixel_values, assignment, **selection)
         pixel_values = self._check_pixel_values(pixel_values)
         counts, length, host = self._check_counts(assignment, pixel_values.shape[0], "assignment", max_length)
         if compute_entropy_loss is None:
@@ -420,7 +441,7 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         commitment = codebook = 0.0
         for idx in groups:
             n = int(totals[idx].sum())
-            idx_dev = idx.to(dev)
+            idx_dev = self._to_device(idx, dev)
             part = self._encode_packed(pixel_values[idx_dev], counts[idx_dev], int(totals[idx].max()), generator, False)[0]
             if out.quantized is None:
                 out.quantized = part.quantized.new_zeros(b, length, part.quantized.shape[-1])
@@ -571,7 +592,7 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         video = None
         for idx in groups:
             width = int(totals[idx].max())
-            idx_dev = idx.to(tokens.device)
+            idx_dev = self._to_device(idx, tokens.device)
             part_counts = counts[idx_dev]
             part = self._decode_tokens(tokens[idx_dev, :width], packed_block_layout(part_counts, width), part_counts)[0]
             if video is None:
