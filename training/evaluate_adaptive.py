@@ -23,8 +23,8 @@ pair is reconstructed once, whatever strategies pick it.
 
 Clip settings (data folder, layout, split, frames, stride, fps, size, clips per video, seed) default to the score
 table's metadata, so the oracle is evaluated on exactly the scored clips; keys are ``<dataset key>#<clip index>``
-as in ``score_assignments.py``. The router defaults to the tokenizer's own (a ``router/`` subfolder or a
-``router`` attribute of a stage-4 tokenizer). ``--quality_metric {lpips,mse,ssim}`` is the reward metric of the
+as in ``score_assignments.py``. The router defaults to the tokenizer's own (a stage-4 tokenizer ships it,
+``tokenizer.router``). ``--quality_metric {lpips,mse,ssim}`` is the reward metric of the
 oracle (default: the table's) with the same meaning as in ``score_assignments.py``, ``label_assignments.py`` and
 ``train_router.py``; the router keeps the metric it was trained on (``config.quality_metric``).
 
@@ -121,8 +121,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise ValueError(f"`--target_mean_tokens` must be positive token counts, got {args.target_mean_tokens}")
     if args.no_router and args.router_name_or_path:
         raise ValueError("give `--router_name_or_path` or `--no_router`, not both")
-    if args.quality_metric == "lpips" and not args.score_table:
-        raise ValueError("`--quality_metric` is the oracle's reward metric: it needs `--score_table`")
+    if args.quality_metric is not None and not args.score_table:
+        raise ValueError("`--quality_metric` is the reward metric of the oracle: it needs `--score_table`")
     return args
 
 
@@ -140,13 +140,12 @@ def _load_tokenizer(args, device):
 
 
 def _load_router(args, tok, device):
-    """The router named by ``--router_name_or_path``, else the tokenizer's own (a ``router`` attribute or a
-    ``router/`` subfolder of the tokenizer), else None. Checked against the tokenizer's levels and blocks."""
+    """The router named by ``--router_name_or_path``, else the tokenizer's own (stage 4: ``tokenizer.router``, nested
+    in its config), else None. Checked against the tokenizer's levels and blocks."""
     from hf_vidtok.models.evatok import EvatokRouter
 
     if args.no_router:
         return None
-    router = None
     if args.router_name_or_path:
         try:
             router = EvatokRouter.from_pretrained(args.router_name_or_path, revision=args.router_revision)
@@ -155,12 +154,9 @@ def _load_router(args, tok, device):
     elif isinstance(getattr(tok, "router", None), EvatokRouter):
         router = tok.router
     else:
-        try:
-            router = EvatokRouter.from_pretrained(args.tokenizer_name_or_path, subfolder="router", revision=args.revision)
-        except (OSError, ValueError):
-            logger.warning("no router given and %s has none: evaluating uniform and oracle assignments only",
-                           args.tokenizer_name_or_path)
-            return None
+        logger.warning("no router given and %s ships none: evaluating uniform and oracle assignments only",
+                       args.tokenizer_name_or_path)
+        return None
     c, tc = router.config, tok.config
     if c.num_blocks != tc.num_blocks or not set(c.token_levels) <= set(tc.token_levels):
         raise ValueError(

@@ -146,6 +146,24 @@ def test_router_points_are_the_routers_selections(setup):
         assert row["uniform_mean_psnr"] == pytest.approx(u) and row["gap_mean_psnr"] == pytest.approx(p["mean_psnr"] - u)
 
 
+def test_the_tokenizers_own_router_is_the_default(setup, tmp_path):
+    """A stage-4 tokenizer ships its router: without --router_name_or_path the router curve is the same."""
+    from hf_vidtok.models.evatok import EvatokTokenizer
+    from hf_vidtok.models.evatok.modeling_evatok_router import attach_router
+
+    root, videos, _, router, _ = setup
+    tok = EvatokTokenizer.from_pretrained(root / "tokenizer")
+    attach_router(tok, router).save_pretrained(tmp_path / "final")
+    script = _load("training/evaluate_adaptive.py")
+    argv = ["--data_dir", str(videos), "--clips_per_video", "2", "--w_q", "1.2", "--target_mean_tokens", "9"]
+    own = script.main(argv + ["--tokenizer_name_or_path", str(tmp_path / "final"), "--output_dir", str(tmp_path / "a")])
+    given = script.main(argv + ["--tokenizer_name_or_path", str(root / "tokenizer"), "--router_name_or_path",
+                                str(root / "router"), "--output_dir", str(tmp_path / "b")])
+    assert "(own router)" in own["router"] and len(own["curves"]["router"]) == 2
+    assert own["curves"]["router"] == given["curves"]["router"]
+    assert own["curves"]["router"][1]["avg_tokens"] <= 9.0
+
+
 def test_oracle_matches_the_table_and_dominates_uniform(setup):
     from hf_vidtok.evatok.assignments import uniform_class_ids
     from hf_vidtok.evatok.score_table import load_score_table
