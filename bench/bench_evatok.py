@@ -10,8 +10,9 @@ GPU (``--device cuda``): the paper's 145M config (16x128x128, levels 32..512) in
 
     python bench/bench_evatok.py [--device cuda] [--configs small,evatok_145m] [--steps 3]
 
-Random batches are run as one padded batch (``length_group_size=0``) and with the model's length-sorted
-groups (the default ``length_group_size``), so the cost of padding is visible.
+Random batches are run as one padded batch (``length_group_size=0``) and in 4 length-sorted groups
+(``length_group_size=batch/4``); training also in 4 length-sorted micro-batches (gradient accumulation), so
+the cost of padding is visible.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 import torch
 
 from hf_vidtok import EvatokTokenizer, EvatokTokenizerConfig
+from hf_vidtok.training.assignment_sampling import length_sorted_micro_batches
 
 CONFIGS = {
     "small": dict(
@@ -39,14 +41,17 @@ def _sync(device):
 
 
 def _timeit(fn, device, warmup, steps):
+    """(mean, best) seconds per call over ``steps`` timed calls; the best is robust to a busy machine."""
     for i in range(warmup):
         fn(i)
     _sync(device)
-    t0 = time.perf_counter()
+    times = []
     for i in range(steps):
+        t0 = time.perf_counter()
         fn(warmup + i)
-    _sync(device)
-    return (time.perf_counter() - t0) / steps
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return sum(times) / steps, min(times)
 
 
 def _uniform_level(config) -> int:
@@ -75,24 +80,41 @@ def bench(name, device, batch_infer, batch_train, steps, warmup, dtype, compile_
         for layer in (*infer.encoder_layers, *infer.decoder_layers):
             layer.compile(dynamic=True)
     x = torch.rand(batch_infer, *shape, device=device)
-    modes = [("uniform", None, 0), ("random_padded", "random", 0), ("random_grouped", "random", None)]
+    group = max(1, batch_infer // 4)
+    modes = [("uniform", None, 0), ("random_padded", "random", 0), ("random_grouped", "random", group)]
+    fns = {}
     for mode, kind, group in modes:
 
-        @torch.no_grad()
-        def roundtrip(i):
+        def roundtrip(i, kind=kind, group=group):
             a = draws[i][:batch_infer] if kind == "random" else uniform
-            kw = {} if group is None else {"length_group_size": group}
-            enc = infer.encode(x, a, **kw)
-            return infer.decode(enc.indices, enc.token_counts, **kw)
+            with torch.no_grad():
+                enc = infer.encode(x, a, length_group_size=group)
+                return infer.decode(enc.indices, enc.token_counts, length_group_size=group)
 
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        sec = _timeit(roundtrip, device, warmup, steps)
+        fns[mode] = roundtrip
+    # modes interleaved step by step, so that a busy machine slows them alike
+    times = {mode: [] for mode in fns}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for i in range(warmup + steps):
+        for mode, fn in fns.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn(i)
+            _sync(device)
+            if i >= warmup:
+                times[mode].append(time.perf_counter() - t0)
+    if device.type == "cuda":
+        peak = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    for mode, kind, group in modes:
+        sec, best = sum(times[mode]) / steps, min(times[mode])
         mean_tokens = sum(uniform) if kind is None else float(torch.stack(draws[warmup:]).sum(-1).float().mean())
-        rec = dict(bench="evatok_encode_decode", mode=mode, batch=batch_infer, mean_tokens=round(mean_tokens, 1),
-                   seconds_per_batch=round(sec, 5), clips_per_s=round(batch_infer / sec, 2), **base)
+        rec = dict(bench="evatok_encode_decode", mode=mode, batch=batch_infer, length_group_size=group,
+                   mean_tokens=round(mean_tokens, 1),
+                   seconds_per_batch=round(sec, 5), best_seconds_per_batch=round(best, 5),
+                   clips_per_s=round(batch_infer / sec, 2), best_clips_per_s=round(batch_infer / best, 2), **base)
         if device.type == "cuda":
-            rec["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            rec["peak_memory_gib_all_modes"] = peak
         results.append(rec)
     del infer
 
@@ -103,22 +125,26 @@ def bench(name, device, batch_infer, batch_train, steps, warmup, dtype, compile_
             layer.compile(dynamic=True)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.5, 0.9))
     xt = torch.rand(batch_train, *shape, device=device)
-    for mode, kind in (("uniform", None), ("random_padded", "random")):
+    micro = 4
+    for mode, kind, num_micro in (("uniform", None, 1), ("random_padded", "random", 1), ("random_microbatched", "random", micro)):
 
         def train_step(i):
-            a = draws[i][:batch_train] if kind == "random" else uniform
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                out = model(xt, a)
-                loss = (out.reconstruction.float() - xt).abs().mean() + 0.25 * out.commitment_loss
-                loss = loss + out.codebook_loss + 0.02 * out.entropy_loss
-            loss.backward()
+            a = draws[i][:batch_train] if kind == "random" else torch.tensor(uniform).expand(batch_train, nb)
+            for idx in length_sorted_micro_batches(a, num_micro):
+                idx_dev = idx.to(device)
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                    out = model(xt[idx_dev], a[idx])
+                    loss = (out.reconstruction.float() - xt[idx_dev]).abs().mean() + 0.25 * out.commitment_loss
+                    loss = loss + out.codebook_loss + 0.02 * out.entropy_loss
+                (loss * (len(idx) / batch_train)).backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
 
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        sec = _timeit(train_step, device, warmup, steps)
-        rec = dict(bench="evatok_train_step", mode=mode, batch=batch_train, seconds_per_step=round(sec, 5),
+        sec, best = _timeit(train_step, device, warmup, steps)
+        rec = dict(bench="evatok_train_step", mode=mode, batch=batch_train, micro_batches=num_micro,
+                   seconds_per_step=round(sec, 5), best_seconds_per_step=round(best, 5),
                    clips_per_s=round(batch_train / sec, 2), **base)
         if device.type == "cuda":
             rec["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
@@ -133,7 +159,10 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--no_compile", action="store_true", help="GPU: skip the compiled runs")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True

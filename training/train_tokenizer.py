@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train or fine-tune a LARP video tokenizer with Accelerate.
+"""Train or fine-tune a LARP or EVATok video tokenizer with Accelerate.
 
     accelerate launch training/train_tokenizer.py --config training/configs/larp_l_ucf101_k600.yaml
     python training/train_tokenizer.py --config training/configs/larp_tiny_samples.yaml --output_dir outputs/tiny
@@ -18,6 +18,14 @@ Choices where the official code has quirks (larp.md §9), each reproducing the r
 * Validation uses argmax VQ (deterministic); the official evaluator passes ``--det`` as well. The held-out
   clips are drawn with a fixed seed (not ``--seed``), so runs with different seeds are compared on the
   same clips; validation also reports codebook usage (a collapse shows as it falls).
+
+EVATok (``--model_type evatok_tokenizer``, recipes ``evatok_*.yaml``): every clip gets an assignment from
+``--assignment_sampling`` (``random``: stage 1, uniform over all candidates; ``uniform:K``), drawn from a
+generator seeded by (seed, process, step, accumulation index), so resuming replays the same assignments;
+each batch is sorted by total tokens and run in ``--assignment_micro_batches`` micro-batches (less padding).
+Losses: ``hf_vidtok.losses.EvatokGeneratorObjective`` (the LARP terms, VQ + entropy, optional V-JEPA 2
+alignment); the discriminator step runs after the micro-batches on the whole batch. Validation reports the
+default assignment's metrics and ``psnr_uniform_<K>`` / ``ssim_uniform_<K>`` for every level K.
 
 Every ``checkpoint-<step>/`` holds ``tokenizer/``, ``tokenizer_ema/`` and ``discriminator/``
 (``save_pretrained``) besides the optimizer states; resume with ``--resume_from_checkpoint latest``.
@@ -41,7 +49,7 @@ from typing import Any
 import torch
 from accelerate.logging import get_logger
 
-from hf_vidtok import LarpTokenizer, LarpTokenizerConfig
+from hf_vidtok import EvatokTokenizer, LarpTokenizer, LarpTokenizerConfig
 from hf_vidtok.data import ShardedClipStream, hf_shard_reader, random_flip_clips
 from hf_vidtok.losses import DISCRIMINATOR_LOSSES, LarpDiscriminatorObjective, LarpGeneratorObjective
 from hf_vidtok.models.larp import LarpPriorLossSettings
@@ -62,6 +70,7 @@ from hf_vidtok.training import (
     write_json_atomic,
 )
 from hf_vidtok.training import arguments as targs
+from hf_vidtok.training.assignment_sampling import length_sorted_micro_batches, parse_assignment_sampling
 from hf_vidtok.training.sample_data import sample_video_splits
 
 logger = get_logger("hf_vidtok.train_tokenizer")
@@ -80,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=None, help="YAML recipe; its keys are these flags (plus `model_config`, a mapping of LarpTokenizerConfig arguments)")
     targs.add_model_arguments(p, "hf_vidtok LarpTokenizer")
     p.add_argument("--config_name", default=None, help="LarpTokenizerConfig json (file or folder) for training from scratch")
+    p.add_argument("--model_type", default="larp_tokenizer", choices=["larp_tokenizer", "evatok_tokenizer"],
+                   help="tokenizer family of --model_config / --config_name / --pretrained_model_name_or_path")
     targs.add_data_arguments(p)
     d = p.add_argument_group("tokenizer data")
     d.add_argument("--validation_split", default=None, help="split of --validation_data_dir (default: the first of validation, test, train that it has)")
@@ -129,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     l.add_argument("--disc_hidden_size", type=int, default=512)
     l.add_argument("--disc_num_heads", type=int, default=8)
     l.add_argument("--disc_depth", type=int, default=12)
+    e = p.add_argument_group("EVATok (--model_type evatok_tokenizer)")
+    e.add_argument("--assignment_sampling", default="random",
+                   help="'random' (stage 1: every clip draws its assignment uniformly from all candidates) or 'uniform:K'")
+    e.add_argument("--assignment_micro_batches", type=int, default=1,
+                   help="run every batch sorted by total tokens in this many micro-batches (less padding)")
+    e.add_argument("--alignment_model_name_or_path", default=None, help="V-JEPA 2 checkpoint (folder or Hub id): turns the alignment loss on")
+    e.add_argument("--alignment_weight", type=float, default=0.7)
+    e.add_argument("--alignment_input_size", type=int, default=None, help="V-JEPA 2 input size (default: its crop_size)")
+    e.add_argument("--alignment_feature_layer", type=int, default=-1)
     targs.add_checkpointing_arguments(p, checkpointing_steps=500, validation_steps=500)
     v = p.add_argument_group("tokenizer validation")
     v.add_argument("--skip_initial_validation", action="store_true")
@@ -161,19 +181,22 @@ def prior_loss_settings(args) -> LarpPriorLossSettings:
 # ----------------------------------------------------------------------------------------------- model
 
 
-def build_model(args) -> LarpTokenizer:
+def build_model(args) -> LarpTokenizer | EvatokTokenizer:
+    cls = EvatokTokenizer if args.model_type == "evatok_tokenizer" else LarpTokenizer
     if args.pretrained_model_name_or_path:
-        model = LarpTokenizer.from_pretrained(args.pretrained_model_name_or_path, revision=args.revision)
+        model = cls.from_pretrained(args.pretrained_model_name_or_path, revision=args.revision)
     elif args.original_model_name_or_path:
+        if cls is not LarpTokenizer:
+            raise ValueError("`--original_model_name_or_path` loads official LARP checkpoints only")
         from hf_vidtok.models.larp.convert_larp_original_to_hf import load_original_model
 
         model = load_original_model(args.original_model_name_or_path)
     else:
         if args.config_name:
-            config = LarpTokenizerConfig.from_pretrained(args.config_name)
+            config = cls.config_class.from_pretrained(args.config_name)
         else:
-            config = LarpTokenizerConfig(**(args.model_config or {}))
-        model = LarpTokenizer(config)
+            config = cls.config_class(**(args.model_config or {}))
+        model = cls(config)
     model.train()
     return model
 
@@ -294,6 +317,19 @@ class Components:
     discriminator_objective: LarpDiscriminatorObjective | None = None
     ema: Any = None
     prior_loss_settings: LarpPriorLossSettings | None = None
+    assignment_sampler: Any = None  # EVATok
+    alignment: Any = None  # EVATok: VJepa2Alignment (prepared)
+
+
+def build_alignment(args, config):
+    """The V-JEPA 2 alignment loss module (None without ``--alignment_model_name_or_path``)."""
+    if args.alignment_model_name_or_path is None or args.alignment_weight <= 0:
+        return None
+    from hf_vidtok.losses import VJepa2Alignment
+
+    return VJepa2Alignment(args.alignment_model_name_or_path, decoder_hidden_size=config.hidden_size,
+                           temporal_patch_size=config.temporal_patch_size, input_size=args.alignment_input_size,
+                           feature_layer=args.alignment_feature_layer)
 
 
 def build_components(args, accelerator, model: LarpTokenizer) -> Components:
@@ -302,8 +338,15 @@ def build_components(args, accelerator, model: LarpTokenizer) -> Components:
     if args.scale_lr:
         factor = accelerator.num_processes * args.train_batch_size * args.gradient_accumulation_steps / 128
         lr, disc_lr = lr * factor, disc_lr * factor
-    groups = model.optimizer_param_groups(lr, prior_lr_mult=args.prior_lr_mult, codebook_lr_mult=args.codebook_lr_mult,
-                                          weight_decay=args.adam_weight_decay)
+    evatok = isinstance(model, EvatokTokenizer)
+    alignment = build_alignment(args, model.config) if evatok else None
+    if evatok:  # one group (+ the alignment projector)
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": args.adam_weight_decay}]
+        if alignment is not None:
+            groups.append({"params": alignment.trainable_parameters(), "weight_decay": args.adam_weight_decay})
+    else:
+        groups = model.optimizer_param_groups(lr, prior_lr_mult=args.prior_lr_mult, codebook_lr_mult=args.codebook_lr_mult,
+                                              weight_decay=args.adam_weight_decay)
     betas = (args.adam_beta1, args.adam_beta2)
     optimizer = torch.optim.Adam(groups, lr=lr, betas=betas, eps=args.adam_epsilon)
     lr_scheduler = get_lr_scheduler(args.lr_scheduler, optimizer, args.lr_warmup_steps, args.max_train_steps, args.min_lr_mult)
@@ -325,6 +368,8 @@ def build_components(args, accelerator, model: LarpTokenizer) -> Components:
         model, optimizer = accelerator.prepare(model, optimizer)
     if ema is not None:
         ema.to(accelerator.device)
+    if alignment is not None:
+        alignment = accelerator.prepare(alignment.to(accelerator.device))
     lpips = None
     if args.perceptual_weight > 0:
         if args.lpips_model_name_or_path is None:
@@ -333,6 +378,20 @@ def build_components(args, accelerator, model: LarpTokenizer) -> Components:
                 "hf_vidtok.metrics.convert_lpips_weights) or set `--perceptual_weight 0`"
             )
         lpips = build_lpips(args.lpips_model_name_or_path, accelerator.device)
+    if evatok:
+        from hf_vidtok.losses import EvatokGeneratorObjective
+
+        vq = args.vq_loss_weight
+        g_objective = EvatokGeneratorObjective(
+            lpips, None if disc is None else accelerator.unwrap_model(disc), alignment=alignment,
+            pixel_weight=args.pixel_loss_weight, perceptual_weight=args.perceptual_weight,
+            adversarial_weight=max(args.disc_weight, 0.0), commitment_weight=vq * args.commitment_loss_weight,
+            codebook_weight=vq * args.codebook_loss_weight, entropy_weight=vq * args.entropy_loss_weight,
+            alignment_weight=args.alignment_weight, adversarial_start_step=args.disc_start_step,
+        )
+        sampler = parse_assignment_sampling(args.assignment_sampling, model.config.token_levels, model.config.num_blocks)
+        return Components(model, optimizer, lr_scheduler, g_objective, disc, disc_opt, disc_sched, d_objective, ema,
+                          None, sampler, alignment)
     g_objective = LarpGeneratorObjective(
         lpips, None if disc is None else accelerator.unwrap_model(disc), pixel_weight=args.pixel_loss_weight,
         perceptual_weight=args.perceptual_weight, adversarial_weight=max(args.disc_weight, 0.0),
@@ -344,9 +403,12 @@ def build_components(args, accelerator, model: LarpTokenizer) -> Components:
                       prior_loss_settings(args))
 
 
-def train_step(args, accelerator, c: Components, pixel_values: torch.Tensor, global_step: int) -> dict[str, torch.Tensor]:
+def train_step(args, accelerator, c: Components, pixel_values: torch.Tensor, global_step: int,
+               accum_index: int = 0) -> dict[str, torch.Tensor]:
     """One micro-batch of the LARP recipe; ``global_step`` is the 1-based optimizer step it belongs to.
     Returns detached loss terms."""
+    if c.assignment_sampler is not None:
+        return train_step_evatok(args, accelerator, c, pixel_values, global_step, accum_index)
     logs: dict[str, torch.Tensor] = {}
     models = (c.model,) if c.discriminator is None else (c.model, c.discriminator)
     with accelerator.accumulate(*models):
@@ -385,6 +447,81 @@ def train_step(args, accelerator, c: Components, pixel_values: torch.Tensor, glo
     return logs
 
 
+def assignment_generator(args, accelerator, global_step: int, accum_index: int) -> torch.Generator:
+    """CPU generator of one batch's assignments, a function of (seed, process, step, accumulation index)."""
+    seed = ((args.seed * 1_000_003 + accelerator.process_index) * 1_000_003 + global_step) * 1_009 + accum_index
+    return torch.Generator().manual_seed(seed % (2**63))
+
+
+def train_step_evatok(args, accelerator, c: Components, pixel_values: torch.Tensor, global_step: int,
+                      accum_index: int) -> dict[str, torch.Tensor]:
+    """One batch of the EVATok recipe: per-clip assignments, length-sorted micro-batches (gradients weighted by
+    their share of the batch), then the discriminator step on the whole batch's detached reconstructions."""
+    import contextlib
+
+    b = pixel_values.shape[0]
+    assignment = c.assignment_sampler.sample(b, assignment_generator(args, accelerator, global_step, accum_index))
+    groups = length_sorted_micro_batches(assignment, min(args.assignment_micro_batches, b))
+    models = (c.model,) if c.discriminator is None else (c.model, c.discriminator)
+    sums: dict[str, torch.Tensor] = {}
+    with accelerator.accumulate(*models):
+        recs = torch.empty_like(pixel_values)
+        for i, idx in enumerate(groups):
+            idx_dev = idx.to(pixel_values.device)
+            x = pixel_values[idx_dev]
+            last = i == len(groups) - 1
+            sync = contextlib.nullcontext() if last else accelerator.no_sync(c.model)
+            with sync:
+                out = c.model(x, assignment[idx], output_align_hidden_states=c.alignment is not None)
+                with accelerator.autocast():
+                    g_out = c.generator_objective(x, out, global_step=global_step)
+                accelerator.backward(g_out.loss * (len(idx) / b))
+            recs[idx_dev] = out.reconstruction.detach().to(recs.dtype)
+            share = len(idx) / b
+            terms = {"loss": g_out.loss, "l1": g_out.pixel_loss, "vq_loss": g_out.vq_loss, "entropy": g_out.entropy_loss,
+                     "tokens": assignment[idx].sum(1).float().mean()}
+            if c.generator_objective.perceptual_weight > 0:
+                terms["lpips"] = g_out.perceptual_loss
+            if c.alignment is not None:
+                terms["align"] = g_out.alignment_loss
+            if c.generator_objective.adversarial_active(global_step):
+                terms["g_adv"] = g_out.adversarial_loss
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.detach().float().cpu() * share
+        logs = dict(sums)
+        d = c.discriminator_objective
+        if c.generator_objective.adversarial_active(global_step) and d.is_update_step(global_step):
+            with accelerator.autocast():
+                d_out = d(pixel_values, recs)
+            accelerator.backward(d_out.loss)
+            if accelerator.sync_gradients and args.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(c.discriminator.parameters(), args.max_grad_norm)
+            c.disc_optimizer.step()
+            c.disc_optimizer.zero_grad(set_to_none=True)
+            logs.update(d_loss=d_out.loss.detach(), logits_real=d_out.real_logits_mean, logits_fake=d_out.fake_logits_mean)
+        if accelerator.sync_gradients and args.max_grad_norm > 0:
+            params = [p for g in c.optimizer.param_groups for p in g["params"]]
+            logs["grad_norm"] = accelerator.clip_grad_norm_(params, args.max_grad_norm).detach()
+        c.optimizer.step()
+        c.optimizer.zero_grad(set_to_none=True)
+    return logs
+
+
+class FixedAssignmentView(torch.nn.Module):
+    """An EVATok tokenizer seen as a fixed-length one (``encode(x)`` / ``decode_latents(q)`` with one
+    assignment for every clip), for the shared validation code."""
+
+    def __init__(self, model: EvatokTokenizer, assignment):
+        super().__init__()
+        self.model, self.assignment = model, tuple(int(k) for k in assignment)
+
+    def encode(self, pixel_values):
+        return self.model.encode(pixel_values, self.assignment)
+
+    def decode_latents(self, quantized):
+        return self.model.decode_latents(quantized, self.assignment)
+
+
 # ------------------------------------------------------------------------------------------ validation
 
 
@@ -414,24 +551,32 @@ def run_validation(args, accelerator, c: Components, batches, step: int, metrics
 
         fvd = FVD.from_pretrained(args.i3d_model_name_or_path).to(accelerator.device)
     codebook_size = model.config.codebook_size
+    eval_model, levels = model, {}
+    if isinstance(model, EvatokTokenizer):  # the default assignment, and every uniform level
+        eval_model = FixedAssignmentView(model, model.config.default_assignment)
+        levels = {k: FixedAssignmentView(model, (k,) * model.config.num_blocks) for k in model.config.token_levels}
     try:
         floats = [b.float() / 255 for b in batches]
         if floats:
             res, pair = evaluate_reconstruction(
-                model, floats, metrics=metrics, device=accelerator.device, autocast_dtype=autocast_dtype(args.mixed_precision),
+                eval_model, floats, metrics=metrics, device=accelerator.device, autocast_dtype=autocast_dtype(args.mixed_precision),
                 keep_first=args.num_validation_videos if accelerator.is_main_process else 0, codebook_size=codebook_size,
             )
         else:  # fewer held-out clips than processes: this one has none
             res = {**{k: 0.0 for k in metrics}, "num_clips": 0,
                    "code_counts": torch.zeros(codebook_size, dtype=torch.long, device=accelerator.device)}
             pair = None
+        for k, view in levels.items():
+            level_res = evaluate_reconstruction(view, floats, metrics=metrics, device=accelerator.device,
+                                                autocast_dtype=autocast_dtype(args.mixed_precision))[0] if floats else {}
+            res.update({f"{name}_uniform_{k}": level_res.get(name, 0.0) for name in metrics})
         if fvd is not None:
             with torch.no_grad(), torch.random.fork_rng(devices=[]):
                 model.eval()
                 for clips in floats:
                     clips = clips.to(accelerator.device)
                     fvd.update(clips, real=True)
-                    fvd.update(model.decode_latents(model.encode(clips).quantized).clamp(0, 1), real=False)
+                    fvd.update(eval_model.decode_latents(eval_model.encode(clips).quantized).clamp(0, 1), real=False)
                 model.train()
     finally:
         if c.ema is not None:
@@ -535,6 +680,8 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
         models[folders["discriminator"]] = c.discriminator
         states["disc_lr_scheduler"] = c.disc_lr_scheduler
         modules["lecam"] = c.discriminator_objective.lecam
+    if c.alignment is not None:
+        modules["alignment_projector"] = accelerator.unwrap_model(c.alignment).projector
     CheckpointState(accelerator, models=models, modules=modules, states=states,
                     emas={} if c.ema is None else {folders["ema"]: (c.ema, folders["model"])})
     load_checkpoint(accelerator, args.resume_from_checkpoint, args.output_dir)
@@ -565,7 +712,7 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
     seen: list[str] | None = [] if args.record_seen_clips else None
     while progress.global_step < args.max_train_steps:
         step = progress.global_step + 1
-        for _ in range(args.gradient_accumulation_steps):
+        for accum_index in range(args.gradient_accumulation_steps):
             try:
                 batch = next(data_iter)
             except StopIteration:
@@ -583,7 +730,7 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
             pixel_values = pixel_values.to(accelerator.device, non_blocking=True)
             if args.random_flip:
                 pixel_values = random_flip_clips(pixel_values)
-            logs = train_step(args, accelerator, c, pixel_values, step)
+            logs = train_step(args, accelerator, c, pixel_values, step, accum_index)
         c.lr_scheduler.step()
         if c.disc_lr_scheduler is not None:
             with warnings.catch_warnings():  # D steps only every disc_update_freq steps; its lr follows every step
@@ -643,8 +790,11 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
         from hf_vidtok.hub.publishing import publish_folder, save_pretrained_with_card
 
         card_results = {k: v for k, v in results.items() if k != "history"}
-        save_pretrained_with_card(final, args.output_dir, eval_results=card_results, training_config=vars(args),
-                                  repo_id=args.hub_model_id)
+        if isinstance(final, EvatokTokenizer):  # hub.model_card has no EVATok card yet: weights + config only
+            final.save_pretrained(args.output_dir)
+        else:
+            save_pretrained_with_card(final, args.output_dir, eval_results=card_results, training_config=vars(args),
+                                      repo_id=args.hub_model_id)
         # save_pretrained_with_card writes the card's view of the results; keep the full file
         write_json_atomic(eval_path, results)
         summary = {k: results.get(k) for k in ("step", "initial_psnr", "psnr", "psnr_gain", "ssim", "lpips", "rfvd",

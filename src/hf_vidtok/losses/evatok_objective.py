@@ -99,6 +99,14 @@ class EvatokGeneratorObjective(nn.Module):
         self.alignment_weight, self.semantic_weight = alignment_weight, semantic_weight
         self.semantic_start_step = semantic_start_step
 
+    @property
+    def perceptual_weight(self) -> float:
+        return self.pixel_objective.perceptual_weight
+
+    def adversarial_active(self, global_step: int | None) -> bool:
+        """Whether the PatchGAN term is on at ``global_step``."""
+        return self.pixel_objective.adversarial_active(global_step)
+
     def forward(self, pixel_values: torch.Tensor, model_output, global_step: int | None = None) -> EvatokGeneratorLossOutput:
         for name in ("reconstruction", "commitment_loss", "codebook_loss", "entropy_loss"):
             if getattr(model_output, name, None) is None:

@@ -1,0 +1,95 @@
+"""training/train_tokenizer.py with an EVATok tokenizer: random assignments, micro-batches, per-level
+validation, exact resume (tiny sizes, CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("accelerate")
+pytest.importorskip("av")
+yaml = pytest.importorskip("yaml")
+
+import importlib.util  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+# the LARP end-to-end tests' helpers (tiny generated videos, recipes, in-process runs); --import-mode=importlib
+_spec = importlib.util.spec_from_file_location("_larp_train_tests", Path(__file__).with_name("test_train_tokenizer.py"))
+_larp = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_larp)
+_recipe, _run_in_process, _load_script = _larp._recipe, _larp._run_in_process, _larp._load_script
+
+
+@pytest.fixture(scope="module")
+def video_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    for i in range(4):
+        _larp._write_video(root / "train" / f"class{i % 2}" / f"v{i}.mp4", 10, 16, phase=i)
+    for i in range(2):
+        _larp._write_video(root / "val" / f"class{i}" / f"w{i}.mp4", 10, 16, phase=10 + i)
+    return root
+
+TINY_EVATOK = dict(num_frames=4, image_size=16, patch_size=8, temporal_patch_size=2, token_levels=[1, 2, 4],
+                   hidden_size=16, num_attention_heads=2, encoder_layers=1, decoder_layers=1, codebook_size=37, code_dim=4)
+
+
+def _evatok_recipe(tmp_path, video_root, **overrides):
+    settings = dict(model_type="evatok_tokenizer", model_config=TINY_EVATOK, assignment_sampling="random",
+                    assignment_micro_batches=2, vq_loss_weight=1.0, entropy_loss_weight=0.02, train_batch_size=3)
+    return _recipe(tmp_path, video_root, **{**settings, **overrides})
+
+
+def test_evatok_run_validates_every_level_and_resumes_exactly(tmp_path, video_root):
+    from safetensors.torch import load_file
+
+    recipe = _evatok_recipe(tmp_path, video_root)
+    common = ["--config", str(recipe), "--max_train_steps", "4", "--checkpointing_steps", "10", "--validation_steps", "4",
+              "--skip_initial_validation"]
+    full = _run_in_process([*common, "--output_dir", str(tmp_path / "full")])
+    assert full["step"] == 4
+    for k in (1, 2, 4):
+        assert 0 < full[f"psnr_uniform_{k}"] < 100 and 0 <= full[f"ssim_uniform_{k}"] <= 1
+    assert full["psnr"] == full["psnr_uniform_4"]  # the default assignment: 4 tokens per block (4 patches)
+    # stopped after 2 steps, resumed to 4: the same weights (assignments follow (seed, process, step))
+    resumed_dir = tmp_path / "resumed"
+    stopped = _run_in_process([*common, "--output_dir", str(resumed_dir), "--stop_after_steps", "2"])
+    assert stopped == {"stopped_at_step": 2}
+    _run_in_process([*common, "--output_dir", str(resumed_dir), "--resume_from_checkpoint", "latest"])
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(resumed_dir / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_evatok_assignments_depend_only_on_seed_process_step():
+    module = _load_script()
+
+    class Acc:
+        process_index = 1
+
+    class Args:
+        seed = 3
+
+    g1 = module.assignment_generator(Args, Acc, 7, 0)
+    g2 = module.assignment_generator(Args, Acc, 7, 0)
+    assert torch.equal(torch.randint(5, (8,), generator=g1), torch.randint(5, (8,), generator=g2))
+    g3 = module.assignment_generator(Args, Acc, 7, 1)
+    assert not torch.equal(torch.randint(5, (64,), generator=module.assignment_generator(Args, Acc, 7, 0)),
+                           torch.randint(5, (64,), generator=g3))
+
+
+def test_evatok_bad_sampling_spec(tmp_path, video_root):
+    recipe = _evatok_recipe(tmp_path, video_root, assignment_sampling="uniform:3")
+    with pytest.raises(ValueError, match="assignment_sampling"):
+        _run_in_process(["--config", str(recipe)])
+
+
+def test_evatok_recipes_parse():
+    from hf_vidtok import EvatokTokenizerConfig
+    from hf_vidtok.training.assignment_sampling import parse_assignment_sampling
+
+    root = Path(__file__).resolve().parents[2] / "training" / "configs"
+    for name in ("evatok_tiny_samples.yaml", "evatok_proxy_webvid.yaml"):
+        recipe = yaml.safe_load((root / name).read_text())
+        assert recipe["model_type"] == "evatok_tokenizer"
+        config = EvatokTokenizerConfig(**recipe["model_config"])
+        parse_assignment_sampling(recipe["assignment_sampling"], config.token_levels, config.num_blocks)
+    assert EvatokTokenizerConfig(**yaml.safe_load((root / "evatok_proxy_webvid.yaml").read_text())["model_config"]).max_tokens == 2048
