@@ -18,6 +18,15 @@ Writes a ``datasets`` dataset (``save_to_disk``) with one row per clip:
 
 ``token_info.json`` beside it records the tokenizer, codebook size, token count, clip geometry and
 class names; ``training/train_ar.py --token_dataset DIR`` checks it against the generator.
+
+With an EVATok tokenizer the tokens are variable-length (``hf_vidtok.training.length_token_data``): each
+clip's counts come from ``--router_name_or_path`` (``--assignment router``, the default) or a fixed
+``--assignment 64,64,32,32``, ``input_ids`` holds the clip's ``sum(token_counts)`` ids and
+``token_counts`` its per-block counts; frame prediction encodes the condition blocks at the fixed
+``--cond_token_counts`` (the paper: 512,128) and the router only picks assignments starting with them.
+
+    python training/extract_tokens.py --tokenizer_name_or_path EVATOK --router_name_or_path ROUTER \
+        --train_data_dir data/ucf101 --dataset_layout ucf101 --output_dir tokens/ucf101-evatok
 """
 
 from __future__ import annotations
@@ -35,6 +44,15 @@ import torch
 
 from hf_vidtok.training import autocast_dtype, check_output_dir_writable, write_json_atomic
 from hf_vidtok.training import arguments as targs
+from hf_vidtok.training.length_token_data import (
+    choose_token_counts,
+    is_evatok_tokenizer,
+    length_token_features,
+    load_frozen_evatok,
+    load_frozen_router,
+    parse_assignment,
+    tokenize_clips_adaptive,
+)
 from hf_vidtok.training.sample_data import sample_video_csv
 from hf_vidtok.training.token_data import (
     TOKEN_FORMAT,
@@ -63,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--flip_augment", action="store_true", help="also store each clip flipped horizontally (the official on-the-fly random flip, made static)")
     g.add_argument("--frame_prediction", action="store_true", help="also store condition tokens of the first --num_cond_frames frames")
     g.add_argument("--num_cond_frames", type=int, default=5)
+    v = p.add_argument_group("variable-length (EVATok tokenizer)")
+    v.add_argument("--assignment", default="router", help="'router' (per-clip counts from --router_name_or_path) or fixed counts per block, e.g. 64,64,32,32")
+    v.add_argument("--router_name_or_path", default=None, help="EvatokRouter folder or Hub id")
+    v.add_argument("--router_revision", default=None)
+    v.add_argument("--cond_token_counts", default=None, help="frame prediction: fixed counts of the condition blocks, e.g. 512,128")
     g.add_argument("--batch_size", type=int, default=16)
     g.add_argument("--mixed_precision", default=None, choices=[None, "no", "fp16", "bf16"], help="autocast for the tokenizer (the official trainers use bf16)")
     g.add_argument("--device", default=None, help="default: cuda when available, else cpu")
@@ -97,17 +120,42 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from hf_vidtok.data import load_video_dataset
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    tokenizer = load_frozen_tokenizer(args.tokenizer_name_or_path, revision=args.revision, device=device)
+    adaptive = is_evatok_tokenizer(args.tokenizer_name_or_path, args.revision)
+    load = load_frozen_evatok if adaptive else load_frozen_tokenizer
+    tokenizer = load(args.tokenizer_name_or_path, revision=args.revision, device=device)
     cfg = tokenizer.config
+    size = cfg.image_size if isinstance(cfg.image_size, int) else tuple(cfg.image_size)
+    if isinstance(size, tuple):
+        size = size[0] if size[0] == size[1] else size
     num_frames = args.num_frames if args.num_frames is not None else cfg.num_frames
-    resolution = args.resolution if args.resolution is not None else cfg.image_size
-    if num_frames != cfg.num_frames or resolution != cfg.image_size:
+    resolution = args.resolution if args.resolution is not None else size
+    if num_frames != cfg.num_frames or resolution != size:
         raise ValueError(
             f"`--num_frames` {num_frames} / `--resolution` {resolution} do not match the tokenizer "
-            f"(num_frames={cfg.num_frames}, image_size={cfg.image_size})"
+            f"(num_frames={cfg.num_frames}, image_size={cfg.image_size}; square clips only)"
         )
     if args.frame_prediction:
         check_num_cond_frames(args.num_cond_frames, num_frames)
+    assignment = router = cond_counts = None
+    if adaptive:
+        levels = list(cfg.token_levels)
+        assignment = parse_assignment(args.assignment, levels, cfg.num_blocks)
+        if assignment is None:
+            if not args.router_name_or_path:
+                raise ValueError("`--assignment router` needs `--router_name_or_path` (or give fixed counts)")
+            router = load_frozen_router(args.router_name_or_path, revision=args.router_revision, device=device)
+        if args.frame_prediction:
+            if args.cond_token_counts is None:
+                raise ValueError("frame prediction with an EVATok tokenizer needs `--cond_token_counts` (e.g. 512,128)")
+            cond_counts = [int(c) for c in str(args.cond_token_counts).split(",")]
+            needed = -(-args.num_cond_frames // cfg.temporal_patch_size)
+            if len(cond_counts) != needed or any(c not in levels for c in cond_counts):
+                raise ValueError(
+                    f"`--cond_token_counts` must hold {needed} counts from {levels} (the blocks holding "
+                    f"{args.num_cond_frames} frames), got {args.cond_token_counts!r}"
+                )
+    elif args.cond_token_counts is not None or args.router_name_or_path is not None:
+        raise ValueError("`--cond_token_counts` / `--router_name_or_path` need an EVATok tokenizer")
     data_dir, layout, split = args.train_data_dir, args.dataset_layout, args.train_split
     scratch = tempfile.mkdtemp(prefix=".extract-", dir=os.path.dirname(output_dir) or ".")
     try:
@@ -122,13 +170,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ds, batch_size=args.batch_size, num_workers=args.dataloader_num_workers,
             collate_fn=_collate_with_examples,
         )
-        features = token_features(cfg.bottleneck_token_num, class_names, args.frame_prediction)
+        if adaptive:
+            features = length_token_features(class_names, cfg.num_blocks, sum(cond_counts) if cond_counts else None)
+        else:
+            features = token_features(cfg.bottleneck_token_num, class_names, args.frame_prediction)
         from datasets.arrow_writer import ArrowWriter
 
         arrow_path = os.path.join(scratch, "tokens.arrow")
         autocast = autocast_dtype(args.mixed_precision)
         ncond = args.num_cond_frames if args.frame_prediction else None
-        count, t0 = 0, time.perf_counter()
+        count, total_tokens, t0 = 0, 0, time.perf_counter()
         with ArrowWriter(features=features, path=arrow_path) as writer:
             for batch, examples in loader:
                 if args.max_clips is not None:
@@ -140,13 +191,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 if args.flip_augment:
                     variants.append((batch["pixel_values"].flip(-1), True))
                 for pixel_values, flipped in variants:
-                    ids, cond = tokenize_clips(tokenizer, pixel_values, num_cond_frames=ncond, autocast_dtype=autocast)
-                    rows = {
-                        "input_ids": ids.to(torch.int32).cpu().numpy().tolist(),
-                        "label": [int(ex["label"]) for ex in examples],
-                    }
+                    if adaptive:
+                        counts = choose_token_counts(pixel_values, assignment=assignment, router=router,
+                                                     cond_token_counts=cond_counts)
+                        ids, cond = tokenize_clips_adaptive(tokenizer, pixel_values, counts, num_cond_frames=ncond,
+                                                            cond_token_counts=cond_counts, autocast_dtype=autocast)
+                        rows = {"input_ids": [a.tolist() for a in ids], "token_counts": counts.tolist()}
+                        total_tokens += int(counts.sum())
+                    else:
+                        ids, cond = tokenize_clips(tokenizer, pixel_values, num_cond_frames=ncond, autocast_dtype=autocast)
+                        rows = {"input_ids": ids.to(torch.int32).cpu().numpy().tolist()}
+                    rows["label"] = [int(ex["label"]) for ex in examples]
                     if cond is not None:
-                        rows["cond_ids"] = cond.to(torch.int32).cpu().numpy().tolist()
+                        rows["cond_ids"] = torch.as_tensor(cond).to(torch.int32).cpu().numpy().tolist()
                     rows["path"] = [str(ex["path"]) for ex in examples]
                     rows["start_frame"] = [int(ex["start_frame"]) for ex in examples]
                     rows["flipped"] = [flipped] * len(examples)
@@ -171,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "tokenizer_revision": args.revision,
         "tokenizer_config": cfg.to_dict(),
         "codebook_size": int(cfg.codebook_size),
-        "num_tokens": int(cfg.bottleneck_token_num),
+        "num_tokens": int(cfg.max_tokens if adaptive else cfg.bottleneck_token_num),
         "num_frames": num_frames,
         "resolution": resolution,
         "frame_stride": args.frame_stride,
@@ -186,6 +243,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seed": args.seed,
         "seconds": time.perf_counter() - t0,
     }
+    if adaptive:
+        info.update(
+            token_levels=list(cfg.token_levels), num_blocks=int(cfg.num_blocks), cond_token_counts=cond_counts,
+            mean_tokens=total_tokens / max(count, 1),
+            assignment="router" if assignment is None else list(assignment), router=args.router_name_or_path,
+        )
     write_json_atomic(os.path.join(output_dir, TOKEN_INFO_FILE), info)
     logger.info("wrote %d tokenized clips to %s", count, output_dir)
     return info

@@ -20,6 +20,13 @@ Checkpoints (``checkpoint-<step>/generator/`` is a ``save_pretrained`` folder), 
 (``--resume_from_checkpoint latest``), pruning, YAML recipes and logging follow ``training/train_tokenizer.py``
 (``hf_vidtok.training``). The run ends with ``save_pretrained`` (safetensors), a model card and
 ``eval_results.json`` (teacher-forced NLL of the held-out tokens).
+
+Variable-length (EVATok) token datasets (``extract_tokens.py`` with an EVATok tokenizer) train a
+length-token generator (``token_levels`` / ``num_blocks`` from the data): per block a length token then its
+visual tokens, right-padded batches of similar lengths (``LengthGroupedTokenBatchSampler``) with -100
+labels on the padding, loss on length and visual tokens; validation adds the NLL per visual token (total
+NLL / visual tokens) and the mean length the generator samples (``mean_generated_tokens``, next to the
+data's ``mean_tokens``).
 """
 
 from __future__ import annotations
@@ -54,6 +61,11 @@ from hf_vidtok.training import (
     write_json_atomic,
 )
 from hf_vidtok.training import arguments as targs
+from hf_vidtok.training.length_token_data import (
+    LengthGroupedTokenBatchSampler,
+    evaluate_length_token_nll,
+    length_token_batch,
+)
 from hf_vidtok.training.sample_data import sample_video_csv
 from hf_vidtok.training.token_data import (
     TokenBatchSampler,
@@ -146,6 +158,10 @@ def build_generator(args, spec: TokenSpec) -> VideoARGenerator:
             hidden_size=dim, num_hidden_layers=layers, num_attention_heads=heads,
             codebook_size=spec.codebook_size, max_seq_len=spec.num_tokens, frame_prediction=spec.frame_prediction,
         )
+        if spec.token_levels is not None:  # length-token layout: the longest sequence is the default max_seq_len
+            kwargs.update(token_levels=spec.token_levels, num_blocks=spec.num_blocks, max_seq_len=None)
+            if spec.frame_prediction:
+                kwargs["num_cond_tokens"] = sum(spec.cond_token_counts) + 1
         if not spec.frame_prediction:
             if not spec.class_names:
                 raise ValueError(
@@ -167,7 +183,21 @@ def check_generator(config: VideoARGeneratorConfig, spec: TokenSpec, source: str
             f"generator codebook_size {config.codebook_size} != the tokenizer's codebook_size {spec.codebook_size} "
             f"({source})"
         )
-    if config.max_seq_len != spec.num_tokens:
+    if spec.token_levels is not None:
+        if config.token_levels != spec.token_levels or config.num_blocks != spec.num_blocks:
+            raise ValueError(
+                f"generator token_levels {config.token_levels} / num_blocks {config.num_blocks} != the tokens' "
+                f"{spec.token_levels} / {spec.num_blocks} ({source})"
+            )
+        if config.max_seq_len < spec.num_blocks + spec.num_tokens:
+            raise ValueError(f"generator max_seq_len {config.max_seq_len} < the longest length-token sequence "
+                             f"{spec.num_blocks + spec.num_tokens} ({source})")
+        if spec.frame_prediction and config.num_cond_tokens != sum(spec.cond_token_counts) + 1:
+            raise ValueError(f"generator num_cond_tokens {config.num_cond_tokens} != {sum(spec.cond_token_counts)} "
+                             "condition tokens + separator")
+    elif config.is_variable_length:
+        raise ValueError(f"the generator is variable-length (token_levels) but the tokens are fixed-length ({source})")
+    elif config.max_seq_len != spec.num_tokens:
         raise ValueError(
             f"generator max_seq_len {config.max_seq_len} != the tokenizer's {spec.num_tokens} tokens per clip ({source})"
         )
@@ -176,7 +206,7 @@ def check_generator(config: VideoARGeneratorConfig, spec: TokenSpec, source: str
         raise ValueError(
             f"the generator is {kind}; {'pass' if config.frame_prediction else 'drop'} `--frame_prediction`"
         )
-    if spec.frame_prediction and config.num_cond_tokens != spec.num_tokens + 1:
+    if spec.frame_prediction and spec.token_levels is None and config.num_cond_tokens != spec.num_tokens + 1:
         raise ValueError(
             f"generator num_cond_tokens {config.num_cond_tokens} != {spec.num_tokens} condition tokens + separator"
         )
@@ -238,6 +268,8 @@ def build_validation_tokens(args, spec: TokenSpec, train_ds, tokenizer, tok_conf
     """All validation clips as tensors ``input_ids (V, N)``, ``label (V,)``, ``cond_ids (V, N)`` and a
     description of where they come from."""
     k = args.num_validation_examples
+    if spec.token_levels is not None:
+        return _length_validation_tokens(args, spec, train_ds)
     if args.validation_token_dataset is not None:
         ds, vspec = load_token_dataset(args.validation_token_dataset, frame_prediction=spec.frame_prediction,
                                        num_cond_frames=args.num_cond_frames, flag="--validation_token_dataset")
@@ -285,6 +317,21 @@ def build_validation_tokens(args, spec: TokenSpec, train_ds, tokenizer, tok_conf
     return out, source
 
 
+def _length_validation_tokens(args, spec: TokenSpec, train_ds) -> tuple[dict, str]:
+    """Variable-length validation rows (held-out token dataset, else the first training rows) as raw rows;
+    laid out for the generator in ``_train`` (``length_token_batch``)."""
+    if args.validation_data_dir is not None:
+        raise ValueError("variable-length tokens validate on `--validation_token_dataset` (extract it with extract_tokens.py)")
+    ds, source = train_ds, "training tokens (no held-out data given)"
+    if args.validation_token_dataset is not None:
+        ds, vspec = load_token_dataset(args.validation_token_dataset, frame_prediction=spec.frame_prediction,
+                                       num_cond_frames=args.num_cond_frames, flag="--validation_token_dataset")
+        if (vspec.codebook_size, vspec.token_levels, vspec.num_blocks) != (spec.codebook_size, spec.token_levels, spec.num_blocks):
+            raise ValueError("`--validation_token_dataset` has another codebook / token_levels / num_blocks than the training tokens")
+        source = f"held-out tokens ({args.validation_token_dataset})"
+    return ds[: min(args.num_validation_examples, len(ds))], source
+
+
 @torch.no_grad()
 def evaluate_nll(model, val: dict, *, batch_size: int, device, autocast_dtype=None) -> dict[str, float]:
     """Teacher-forced sums over ``val``: ``{"nll_sum", "correct", "tokens", "clips"}`` (eval mode: no
@@ -312,15 +359,38 @@ def evaluate_nll(model, val: dict, *, batch_size: int, device, autocast_dtype=No
 
 
 def run_validation(accelerator, model, val, args, autocast) -> dict[str, float]:
-    sums = evaluate_nll(accelerator.unwrap_model(model), val, batch_size=args.validation_batch_size or args.train_batch_size,
-                        device=accelerator.device, autocast_dtype=autocast)
+    variable = "labels" in val
+    evaluate = evaluate_length_token_nll if variable else evaluate_nll
+    sums = evaluate(accelerator.unwrap_model(model), val, batch_size=args.validation_batch_size or args.train_batch_size,
+                    device=accelerator.device, autocast_dtype=autocast)
+    if variable:
+        sums["generated_tokens"] = _generated_tokens(accelerator.unwrap_model(model), val, args, accelerator.device)
     total = reduce_sums(accelerator, sums)
     nll_sum, correct, tokens, clips = (total[k] for k in ("nll_sum", "correct", "tokens", "clips"))
     if tokens == 0:
         raise ValueError("validation got no clips")
     nll = nll_sum / tokens
-    return {"nll": nll, "perplexity": math.exp(min(nll, 80.0)), "bits_per_token": nll / math.log(2),
-            "token_accuracy": correct / tokens, "num_clips": int(clips)}
+    metrics = {"nll": nll, "perplexity": math.exp(min(nll, 80.0)), "bits_per_token": nll / math.log(2),
+               "token_accuracy": correct / tokens, "num_clips": int(clips)}
+    if variable:  # NLL per visual token: the clip's total code length (length tokens included) per visual token
+        metrics["nll_per_visual_token"] = nll_sum / max(total["visual_tokens"], 1.0)
+        metrics["mean_tokens"] = total["visual_tokens"] / max(clips, 1.0)
+        metrics["mean_generated_tokens"] = total["generated_tokens"] / max(clips, 1.0)
+    return metrics
+
+
+@torch.no_grad()
+def _generated_tokens(model, val, args, device) -> float:
+    """Visual tokens the generator samples for the validation conditions (seeded; global RNG untouched)."""
+    if val["input_ids"].shape[0] == 0:
+        return 0.0
+    gen = torch.Generator(device=device).manual_seed(args.seed)
+    if "cond_ids" in val:  # frame prediction: the condition blocks' counts are fixed, as in extraction
+        cond = {"cond_ids": val["cond_ids"].to(device), "forced_prefix": val["forced_prefix"].to(device)}
+    else:
+        cond = {"class_labels": val["label"].to(device)}
+    sequences = model.generate(**cond, generator=gen)
+    return float(model.parse_generated(sequences)[1].sum())
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -353,8 +423,12 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
                 f"`--tokenizer_name_or_path` (codebook {tok_config.codebook_size}, {tok_config.bottleneck_token_num} "
                 f"tokens) does not match `--token_dataset` (codebook {spec.codebook_size}, {spec.num_tokens} tokens)"
             )
-        sampler = TokenBatchSampler(len(train_ds), args.train_batch_size, process_index=accelerator.process_index,
-                                    num_processes=accelerator.num_processes, seed=args.seed)
+        sampler_kwargs = dict(process_index=accelerator.process_index, num_processes=accelerator.num_processes, seed=args.seed)
+        if spec.token_levels is not None:  # variable-length: batches of similar lengths
+            lengths = np.asarray(train_ds["token_counts"]).sum(1)
+            sampler = LengthGroupedTokenBatchSampler(lengths, args.train_batch_size, **sampler_kwargs)
+        else:
+            sampler = TokenBatchSampler(len(train_ds), args.train_batch_size, **sampler_kwargs)
         clips_per_epoch = len(train_ds)
         source = f"`--token_dataset` {args.token_dataset}"
     else:
@@ -368,6 +442,7 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
     # ---- generator
     model = build_generator(args, spec)
     check_generator(model.config, spec, source)
+    gen_config = model.config
     num_classes = None if spec.frame_prediction else model.config.num_classes
     if train_ds is not None and num_classes is not None:
         check_token_batch({"label": np.asarray(train_ds["label"])}, spec, num_classes, f"`--token_dataset` {args.token_dataset}")
@@ -393,7 +468,13 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
     init_trackers(accelerator, args, args.tracker_project_name)
 
     val, eval_source = build_validation_tokens(args, spec, train_ds, tokenizer, tok_config, autocast)
-    check_token_batch({k: v.numpy() for k, v in val.items() if v is not None}, spec, num_classes, "validation tokens")
+    if spec.token_levels is not None:
+        val = length_token_batch(val, gen_config)
+        if spec.frame_prediction:
+            val["forced_prefix"] = val["token_counts"][:, : len(spec.cond_token_counts)]
+        check_token_batch({"label": val["label"].numpy()}, spec, num_classes, "validation tokens")
+    else:
+        check_token_batch({k: v.numpy() for k, v in val.items() if v is not None}, spec, num_classes, "validation tokens")
     mine = {k: (v[accelerator.process_index :: accelerator.num_processes] if v is not None else None) for k, v in val.items()}
     if progress.global_step == 0:
         initial = run_validation(accelerator, model, mine, args, autocast)
@@ -409,6 +490,8 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
         data_iter = iter(loader)
 
     def next_batch() -> dict[str, torch.Tensor]:
+        if sampler is not None and spec.token_levels is not None:
+            return length_token_batch(train_ds[sampler.next_indices()], gen_config, accelerator.device)
         if sampler is not None:
             rows = train_ds[sampler.next_indices()]
             batch = {k: rows[k] for k in token_columns(spec.frame_prediction)}
@@ -447,7 +530,7 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
             ids = batch["input_ids"]
             cond = {"cond_ids": batch["cond_ids"]} if spec.frame_prediction else {"class_labels": batch["label"]}
             with accelerator.accumulate(model):
-                loss = model(input_ids=ids, labels=ids, **cond).loss
+                loss = model(input_ids=ids, labels=batch.get("labels", ids), **cond).loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -501,6 +584,7 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
             "num_validation_clips": last_eval["num_clips"],
             "validation_data": eval_source,
             "tokens_per_clip": spec.num_tokens,
+            **{k: last_eval[k] for k in ("nll_per_visual_token", "mean_tokens", "mean_generated_tokens") if k in last_eval},
             "codebook_size": spec.codebook_size,
             "frame_prediction": spec.frame_prediction,
             "num_cond_frames": spec.num_cond_frames,

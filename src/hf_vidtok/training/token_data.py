@@ -140,7 +140,9 @@ def read_token_info(dataset_dir: str) -> dict[str, Any]:
 
 @dataclass
 class TokenSpec:
-    """What the tokens are: codebook size, tokens per clip, classes, frame-prediction conditioning."""
+    """What the tokens are: codebook size, tokens per clip, classes, frame-prediction conditioning;
+    variable-length (EVATok) tokens add ``token_levels``, ``num_blocks``, the condition blocks' counts and
+    the mean tokens per clip (``num_tokens`` is then the maximum)."""
 
     codebook_size: int
     num_tokens: int
@@ -148,10 +150,14 @@ class TokenSpec:
     frame_prediction: bool
     num_cond_frames: int | None
     tokenizer: str | None
+    token_levels: list[int] | None = None
+    num_blocks: int | None = None
+    cond_token_counts: list[int] | None = None
+    mean_tokens: float | None = None
 
 
-def token_columns(frame_prediction: bool) -> list[str]:
-    return ["input_ids", "label"] + (["cond_ids"] if frame_prediction else [])
+def token_columns(frame_prediction: bool, variable_length: bool = False) -> list[str]:
+    return ["input_ids", "label"] + (["token_counts"] if variable_length else []) + (["cond_ids"] if frame_prediction else [])
 
 
 def load_token_dataset(path: str, *, frame_prediction: bool, num_cond_frames: int, flag: str = "--token_dataset"):
@@ -183,8 +189,11 @@ def load_token_dataset(path: str, *, frame_prediction: bool, num_cond_frames: in
         codebook_size=int(info["codebook_size"]), num_tokens=int(info["num_tokens"]),
         class_names=list(info.get("class_names") or []), frame_prediction=frame_prediction,
         num_cond_frames=num_cond_frames if frame_prediction else None, tokenizer=info.get("tokenizer"),
+        token_levels=info.get("token_levels"), num_blocks=info.get("num_blocks"),
+        cond_token_counts=info.get("cond_token_counts") if frame_prediction else None, mean_tokens=info.get("mean_tokens"),
     )
-    return ds.with_format("numpy", columns=token_columns(frame_prediction)), spec
+    columns = token_columns(frame_prediction, spec.token_levels is not None)
+    return ds.with_format("numpy", columns=columns), spec
 
 
 def check_token_batch(batch: dict[str, np.ndarray], spec: TokenSpec, num_classes: int | None, where: str) -> None:
