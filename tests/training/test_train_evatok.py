@@ -87,9 +87,14 @@ def test_evatok_recipes_parse():
     from hf_vidtok.training.assignment_sampling import parse_assignment_sampling
 
     root = Path(__file__).resolve().parents[2] / "training" / "configs"
-    for name in ("evatok_tiny_samples.yaml", "evatok_proxy_webvid.yaml"):
-        recipe = yaml.safe_load((root / name).read_text())
-        assert recipe["model_type"] == "evatok_tokenizer"
-        config = EvatokTokenizerConfig(**recipe["model_config"])
-        parse_assignment_sampling(recipe["assignment_sampling"], config.token_levels, config.num_blocks)
-    assert EvatokTokenizerConfig(**yaml.safe_load((root / "evatok_proxy_webvid.yaml").read_text())["model_config"]).max_tokens == 2048
+    module = _load_script()
+    for name, extra in (("evatok_tiny_samples.yaml", []), ("evatok_proxy_webvid.yaml", ["--train_data_dir", "data/train.csv"])):
+        args = module.parse_args(["--config", str(root / name), *extra])  # every key is a flag of the script
+        assert args.model_type == "evatok_tokenizer"
+        config = EvatokTokenizerConfig(**args.model_config)
+        parse_assignment_sampling(args.assignment_sampling, config.token_levels, config.num_blocks)
+    # stage 1 of the paper: the 145M defaults, random assignments, entropy 0.02, alignment 0.7, lr 1e-4 -> 1e-6
+    assert config.max_tokens == 2048 and config.token_levels == [32, 64, 128, 256, 512]
+    assert (args.assignment_sampling, args.entropy_loss_weight, args.alignment_weight) == ("random", 0.02, 0.7)
+    assert (args.learning_rate, args.min_lr_mult, args.max_train_steps) == (1e-4, 0.01, 400000)  # 1e-4 -> 1e-6
+    assert args.train_batch_size * 8 == 128
