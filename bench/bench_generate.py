@@ -2,8 +2,10 @@
 
 Modes (``--modes``, comma list):
 
-* ``kv_cache``: our static-cache loop (exact-length attention in eager mode; on ``--device cuda``
-  bf16 + ``torch.compile`` + CUDA graphs unless disabled);
+* ``kv_cache``: our static-cache loop (eager: the fused decode step, exact-length attention; on
+  ``--device cuda`` bf16 + ``torch.compile`` + CUDA graphs unless disabled);
+* ``kv_cache_unfused``: the same loop with the module-by-module decode step (the sampler before the
+  fused step; bit-identical tokens);
 * ``kv_cache_full``: same cache, but every step attends to the whole preallocated cache with a mask
   (how the official LARP / LlamaGen loop computes attention), eager;
 * ``no_cache``: the same model without a KV cache (full re-forward of the sequence every token);
@@ -11,11 +13,14 @@ Modes (``--modes``, comma list):
   length cache + (B, L, L) mask, cache copied by ``repeat_interleave`` each step, math SDPA,
   ``torch.multinomial``) — an in-process stand-in for the official implementation.
 
-CPU default: a ~50M model (width 512, 12 layers, 8 heads, codebook 8192) at batch 2, 64 tokens, CFG 1.25
-(about a minute on 2 free cores; ``--threads 1`` is steadier on a loaded machine).
+CPU default (issue 16): a 28.5M model (width 512, 8 layers, 8 heads, codebook 1024) at batch 4, CFG 1.25,
+fp32, 2 threads, at 64, 256 and 1024 tokens, modes ``kv_cache,kv_cache_unfused,official_style`` run
+interleaved (so that load from other processes hits all alike); each token count also prints an
+``ar_generate_summary`` object with ``speedup_vs_official_style`` (median of the per-repeat time ratios)
+and ``--profile`` adds an ``ar_generate_profile`` object (torch.profiler, top ops per decode step).
 GPU default: the release size llama-abs-LP (632M) at batch 32, 1024 tokens, CFG 1.25.
 
-    python bench/bench_generate.py                       # CPU figures
+    python bench/bench_generate.py --profile             # CPU figures (about 4 minutes on 2 free cores)
     python bench/bench_generate.py --device cuda         # H100 target: >= 13,000 tokens/s
     python bench/bench_generate.py --preset llama-abs-S --batch 4 --tokens 256 --modes kv_cache,no_cache
 """
@@ -23,15 +28,29 @@ GPU default: the release size llama-abs-LP (632M) at batch 32, 1024 tokens, CFG 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import statistics
 import time
 
 import torch
 
 from hf_vidtok.models.video_ar import LLAMA_ABS_PRESETS, VideoARGenerator, VideoARGeneratorConfig
+from hf_vidtok.models.video_ar import sampling_video_ar
 
 
-def build_model(args, device, dtype) -> VideoARGenerator:
+@contextlib.contextmanager
+def unfused_decode_step():
+    """Run the decode loop with the module-by-module step (the path before ``FusedDecodeStep``)."""
+    fused = sampling_video_ar.FusedDecodeStep
+    sampling_video_ar.FusedDecodeStep = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        sampling_video_ar.FusedDecodeStep = fused
+
+
+def build_model(args, device, dtype, num_tokens) -> VideoARGenerator:
     if args.preset:
         layers, heads, dim = LLAMA_ABS_PRESETS[args.preset]
     else:
@@ -41,7 +60,7 @@ def build_model(args, device, dtype) -> VideoARGenerator:
         num_hidden_layers=layers,
         num_attention_heads=heads,
         codebook_size=args.codebook_size,
-        max_seq_len=args.tokens,
+        max_seq_len=num_tokens,
         frame_prediction=args.frame_prediction,
         num_classes=args.num_classes,
     )
@@ -114,6 +133,33 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+def profile_step(model, cond, kwargs, num_tokens, device, top=12) -> dict:
+    """torch.profiler over one ``generate`` call: the ops with the most self time, per decode step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    gen = torch.Generator(device=device).manual_seed(0)
+    with profile(activities=activities) as prof:
+        t0 = time.perf_counter()
+        model.generate(**cond, generator=gen, **kwargs)
+        _sync(device)
+        seconds = time.perf_counter() - t0
+    events = prof.key_averages()
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    total = sum(getattr(e, attr) for e in events) or 1.0
+    rows = sorted(events, key=lambda e: getattr(e, attr), reverse=True)[:top]
+    ops = [
+        dict(
+            op=e.key,
+            percent=round(100.0 * getattr(e, attr) / total, 1),
+            us_per_step=round(getattr(e, attr) / num_tokens, 1),
+            calls_per_step=round(e.count / num_tokens, 2),
+        )
+        for e in rows
+    ]
+    return dict(profiled_seconds=round(seconds, 3), ms_per_step=round(1e3 * seconds / num_tokens, 3), top_ops=ops)
+
+
 def run(args):
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -121,7 +167,13 @@ def run(args):
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    model = build_model(args, device, dtype)
+    for num_tokens in args.tokens:
+        run_length(args, device, dtype, num_tokens)
+
+
+def run_length(args, device, dtype, num_tokens):
+    cuda = device.type == "cuda"
+    model = build_model(args, device, dtype, num_tokens)
     params = sum(p.numel() for p in model.parameters())
     config = model.config
     if config.frame_prediction:
@@ -146,6 +198,11 @@ def run(args):
                 )
         elif mode == "kv_cache":
             kwargs.update(compile=compile_default, cuda_graph=graph_default, kv_block_size=args.kv_block_size)
+        elif mode == "kv_cache_unfused":
+
+            def generate(*a, _generate=model.generate, **kw):
+                with unfused_decode_step():
+                    return _generate(*a, **kw)
         elif mode == "kv_cache_full":
             kwargs.update(kv_block_size=1 << 30)
         elif mode == "no_cache":
@@ -173,6 +230,8 @@ def run(args):
             _sync(device)
             run_["times"].append(time.perf_counter() - t0)
             run_["output_shape"] = list(out.shape)
+    summary = dict(bench="ar_generate_summary", device=str(device), batch=args.batch, tokens=num_tokens)
+    by_mode = {r["mode"]: r for r in runs}
     for run_ in runs:
         sec = min(run_["times"])
         kwargs = run_["kwargs"]
@@ -188,13 +247,13 @@ def run(args):
             codebook_size=config.codebook_size,
             frame_prediction=config.frame_prediction,
             batch=args.batch,
-            tokens=config.max_seq_len,
+            tokens=num_tokens,
             cfg_scale=cfg_scale,
             compiled=bool(kwargs.get("compile", False)),
             cuda_graph=bool(kwargs.get("cuda_graph", False)),
             seconds=round(sec, 4),
             seconds_all=[round(t, 4) for t in run_["times"]],
-            tokens_per_s=round(args.batch * config.max_seq_len / sec, 1),
+            tokens_per_s=round(args.batch * num_tokens / sec, 1),
             clips_per_s=round(args.batch / sec, 4),
             warmup_seconds=round(run_["warmup_seconds"], 2),
             torch_threads=torch.get_num_threads(),
@@ -203,6 +262,19 @@ def run(args):
         if cuda:
             rec["peak_memory_gib"] = run_["peak_memory_gib"]
         print(json.dumps(rec), flush=True)
+        summary[f"{run_['mode']}_tokens_per_s"] = rec["tokens_per_s"]
+    if "official_style" in by_mode:
+        ref = by_mode["official_style"]["times"]
+        for mode, run_ in by_mode.items():
+            if mode != "official_style":
+                ratios = [o / t for o, t in zip(ref, run_["times"])]  # paired: same repeat, same load
+                summary[f"{mode}_speedup_vs_official_style"] = round(statistics.median(ratios), 3)
+    if len(runs) > 1:
+        print(json.dumps(summary), flush=True)
+    if args.profile and "kv_cache" in by_mode:
+        prof = profile_step(model, cond, by_mode["kv_cache"]["kwargs"], num_tokens, device)
+        print(json.dumps(dict(bench="ar_generate_profile", mode="kv_cache", device=str(device), tokens=num_tokens,
+                              batch=args.batch, **prof)), flush=True)
 
 
 def main(argv=None):
@@ -211,17 +283,18 @@ def main(argv=None):
     p.add_argument("--dtype", default=None, help="default: bfloat16 on cuda, float32 on cpu")
     p.add_argument("--preset", default=None, help="official size: " + ", ".join(LLAMA_ABS_PRESETS))
     p.add_argument("--hidden_size", type=int, default=512)
-    p.add_argument("--layers", type=int, default=12)
+    p.add_argument("--layers", type=int, default=None, help="default 8 on cpu (the llama-abs-LP preset on cuda)")
     p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--codebook_size", type=int, default=8192)
+    p.add_argument("--codebook_size", type=int, default=None, help="default 1024 on cpu, 8192 on cuda")
     p.add_argument("--num_classes", type=int, default=101)
     p.add_argument("--frame_prediction", action="store_true")
     p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--tokens", type=int, default=None, help="generated tokens per clip (max_seq_len)")
+    p.add_argument("--tokens", default=None, help="comma list of generated tokens per clip (max_seq_len)")
     p.add_argument("--cfg_scale", type=float, default=1.25)
     p.add_argument("--top_k", type=int, default=0)
     p.add_argument("--top_p", type=float, default=1.0)
-    p.add_argument("--modes", default=None, help="comma list of kv_cache, kv_cache_full, no_cache")
+    p.add_argument("--modes", default=None, help="comma list of kv_cache, kv_cache_unfused, kv_cache_full, no_cache, official_style")
+    p.add_argument("--profile", action="store_true", help="add a torch.profiler breakdown of the kv_cache mode")
     p.add_argument("--kv_block_size", type=int, default=None)
     p.add_argument("--no_compile", action="store_true")
     p.add_argument("--no_cuda_graph", action="store_true")
@@ -231,12 +304,16 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    else:
+        torch.set_num_threads(min(2, torch.get_num_threads()))
     cuda = args.device.startswith("cuda")
-    if cuda and args.preset is None and args.hidden_size == 512 and args.layers == 12:
+    if cuda and args.preset is None and args.hidden_size == 512 and args.layers is None:
         args.preset = "llama-abs-LP"
-    args.batch = args.batch or (32 if cuda else 2)
-    args.tokens = args.tokens or (1024 if cuda else 64)
-    args.modes = args.modes or "kv_cache,official_style,no_cache"
+    args.layers = args.layers or 8
+    args.codebook_size = args.codebook_size or (8192 if cuda else 1024)
+    args.batch = args.batch or (32 if cuda else 4)
+    args.tokens = [int(t) for t in str(args.tokens or ("1024" if cuda else "64,256,1024")).split(",")]
+    args.modes = args.modes or ("kv_cache,official_style,no_cache" if cuda else "kv_cache,kv_cache_unfused,official_style")
     args.repeats = args.repeats or (3 if cuda else 2)
     run(args)
 

@@ -15,8 +15,9 @@ import torch
 from ..models.evatok.modeling_evatok import EvatokTokenizer
 from ..models.larp.modeling_larp import LarpTokenizer
 from ..models.video_ar.modeling_video_ar import VideoARGenerator
+from .pipeline_output import VideoPipelineOutput
 
-__all__ = ["check_components", "decode_generated", "is_adaptive"]
+__all__ = ["check_components", "decode_generated", "is_adaptive", "pipeline_output"]
 
 
 def is_adaptive(tokenizer) -> bool:
@@ -68,3 +69,11 @@ def decode_generated(tokenizer, generator, sequences: torch.Tensor):
     token_counts = token_counts.cpu()  # host counts: the tokenizer pads each length group tightly
     video = tokenizer.decode(indices.to(tokenizer.device), token_counts)
     return video, token_counts.sum(1), token_counts
+
+
+def pipeline_output(frames, num_tokens: torch.Tensor, token_counts: torch.Tensor | None, return_dict: bool = True):
+    """:class:`VideoPipelineOutput` with numpy token counts, or ``(frames,)`` when not ``return_dict``."""
+    if not return_dict:
+        return (frames,)
+    counts = None if token_counts is None else token_counts.numpy()
+    return VideoPipelineOutput(frames=frames, num_tokens=num_tokens.numpy(), token_counts=counts)

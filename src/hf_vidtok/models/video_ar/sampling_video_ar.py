@@ -58,7 +58,9 @@ def logits_to_probs(
     logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0
 ) -> torch.Tensor:
     """Float32 sampling distribution ``(B, V)``: ``softmax(filter(logits / max(temperature, 1e-5)))``."""
-    logits = logits.float() / max(float(temperature), 1e-5)
+    logits = logits.float()
+    if temperature != 1.0:  # x / 1.0 == x: skip the op (and its allocation) at the default
+        logits = logits / max(float(temperature), 1e-5)
     if top_k > 0 or top_p < 1.0:
         logits = top_k_top_p_filtering(logits, top_k, top_p)
     return F.softmax(logits, dim=-1)

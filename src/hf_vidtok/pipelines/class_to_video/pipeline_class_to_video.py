@@ -12,8 +12,7 @@ from ...hub.loading import PipelineHubMixin
 from ...models.evatok.modeling_evatok import EvatokTokenizer
 from ...models.larp.modeling_larp import LarpTokenizer
 from ...models.video_ar.modeling_video_ar import VideoARGenerator
-from ..pipeline_output import VideoPipelineOutput
-from ..token_decoding import check_components, decode_generated
+from ..token_decoding import check_components, decode_generated, pipeline_output
 from ..video_processing import postprocess_video
 
 __all__ = ["ClassToVideoPipeline"]
@@ -108,7 +107,7 @@ class ClassToVideoPipeline(PipelineHubMixin, DiffusionPipeline):
             max_total_tokens: adaptive tokenizers: at most that many visual tokens per video.
             output_type: ``"np"`` (B, T, H, W, C), ``"pt"`` (B, T, C, H, W) or ``"pil"``.
         Returns:
-            :class:`VideoPipelineOutput` (frames clamped to [0, 1], ``num_tokens`` per video and, for
+            :class:`~hf_vidtok.pipelines.VideoPipelineOutput` (frames clamped to [0, 1], ``num_tokens`` per video and, for
             adaptive tokenizers, ``token_counts``), or a tuple ``(frames,)``.
         """
         if int(num_videos_per_label) != num_videos_per_label or num_videos_per_label < 1:
@@ -139,10 +138,4 @@ class ClassToVideoPipeline(PipelineHubMixin, DiffusionPipeline):
         video, num_tokens, token_counts = decode_generated(self.tokenizer, self.generator, tokens)
         frames = postprocess_video(video, output_type)
         self.maybe_free_model_hooks()
-        if not return_dict:
-            return (frames,)
-        return VideoPipelineOutput(
-            frames=frames,
-            num_tokens=num_tokens.numpy(),
-            token_counts=None if token_counts is None else token_counts.numpy(),
-        )
+        return pipeline_output(frames, num_tokens, token_counts, return_dict)

@@ -14,8 +14,7 @@ from ...hub.loading import PipelineHubMixin
 from ...models.evatok.modeling_evatok import EvatokTokenizer
 from ...models.larp.modeling_larp import LarpTokenizer
 from ...models.video_ar.modeling_video_ar import VideoARGenerator
-from ..pipeline_output import VideoPipelineOutput
-from ..token_decoding import check_components, decode_generated, is_adaptive
+from ..token_decoding import check_components, decode_generated, is_adaptive, pipeline_output
 from ..video_processing import postprocess_video
 
 __all__ = ["FramePredictionPipeline", "repeat_to_num_frames", "condition_assignment"]
@@ -135,7 +134,7 @@ class FramePredictionPipeline(PipelineHubMixin, DiffusionPipeline):
             condition_token_counts: adaptive tokenizers: counts of the blocks holding the context frames.
             max_total_tokens: adaptive tokenizers: at most that many visual tokens per video.
         Returns:
-            :class:`VideoPipelineOutput` with the predicted full clips (and ``num_tokens`` per clip), or
+            :class:`~hf_vidtok.pipelines.VideoPipelineOutput` with the predicted full clips (and ``num_tokens`` per clip), or
             a tuple ``(frames,)``.
         """
         if output_type not in ("np", "pt", "pil"):
@@ -161,10 +160,4 @@ class FramePredictionPipeline(PipelineHubMixin, DiffusionPipeline):
         video, num_tokens, token_counts = decode_generated(self.tokenizer, self.generator, tokens)
         out = postprocess_video(video, output_type)
         self.maybe_free_model_hooks()
-        if not return_dict:
-            return (out,)
-        return VideoPipelineOutput(
-            frames=out,
-            num_tokens=num_tokens.numpy(),
-            token_counts=None if token_counts is None else token_counts.numpy(),
-        )
+        return pipeline_output(out, num_tokens, token_counts, return_dict)
