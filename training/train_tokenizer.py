@@ -23,6 +23,9 @@ EVATok (``--model_type evatok_tokenizer``, recipes ``evatok_*.yaml``): every cli
 ``--assignment_sampling`` (``random``: stage 1, uniform over all candidates; ``uniform:K``), drawn from a
 generator seeded by (seed, process, step, accumulation index), so resuming replays the same assignments;
 each batch is sorted by total tokens and run in ``--assignment_micro_batches`` micro-batches (less padding).
+Stage 4 (``--router PATH_OR_ID``): every clip's assignment is the frozen router's choice for that clip
+(``--router_w_q`` for a quality-head router), and the router is attached to the tokenizer, so every saved
+folder ships it and ``EvatokTokenizer.from_pretrained(folder).encode(video)`` picks assignments itself.
 Losses: ``hf_vidtok.losses.EvatokGeneratorObjective`` (the LARP terms, VQ + entropy, optional V-JEPA 2
 alignment); the discriminator step runs after the micro-batches on the whole batch. Validation reports the
 default assignment's metrics and ``psnr_uniform_<K>`` / ``ssim_uniform_<K>`` for every level K.
@@ -143,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     e = p.add_argument_group("EVATok (--model_type evatok_tokenizer)")
     e.add_argument("--assignment_sampling", default="random",
                    help="'random' (stage 1: every clip draws its assignment uniformly from all candidates) or 'uniform:K'")
+    e.add_argument("--router", default=None,
+                   help="stage 4: EvatokRouter folder or Hub id; each clip's assignment is its choice (replaces "
+                        "--assignment_sampling) and the saved tokenizer ships it")
+    e.add_argument("--router_w_q", type=float, default=None,
+                   help="preference w_q of a quality-head --router (default: its config's default_w_q)")
     e.add_argument("--assignment_micro_batches", type=int, default=1,
                    help="run every batch sorted by total tokens in this many micro-batches (less padding)")
     e.add_argument("--alignment_model_name_or_path", default=None, help="V-JEPA 2 checkpoint (folder or Hub id): turns the alignment loss on")
@@ -166,6 +174,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                              "config_name", "model_config"))
     if not args.sample_videos and args.train_data_dir is None:
         raise ValueError("`--train_data_dir` is required (or `--sample_videos` for the bundled sample videos)")
+    if args.router is not None and args.model_type != "evatok_tokenizer":
+        raise ValueError("`--router` needs `--model_type evatok_tokenizer`")
+    if args.router_w_q is not None and args.router is None:
+        raise ValueError("`--router_w_q` needs `--router`")
     prior_loss_settings(args)  # validates the prior flags
     return args
 
@@ -197,6 +209,11 @@ def build_model(args) -> LarpTokenizer | EvatokTokenizer:
         else:
             config = cls.config_class(**(args.model_config or {}))
         model = cls(config)
+    if getattr(args, "router", None):  # stage 4: the frozen router lives in the tokenizer (checkpoints ship it)
+        from hf_vidtok.models.evatok import EvatokRouter
+        from hf_vidtok.models.evatok.modeling_evatok_router import attach_router
+
+        attach_router(model, EvatokRouter.from_pretrained(args.router))
     model.train()
     return model
 
@@ -460,7 +477,11 @@ def train_step_evatok(args, accelerator, c: Components, pixel_values: torch.Tens
     import contextlib
 
     b = pixel_values.shape[0]
-    assignment = c.assignment_sampler.sample(b, assignment_generator(args, accelerator, global_step, accum_index))
+    router = accelerator.unwrap_model(c.model).router if getattr(args, "router", None) else None
+    if router is not None:  # stage 4: the frozen router's choice per clip (to the host: one sync per batch)
+        assignment = router.select(pixel_values, w_q=args.router_w_q).cpu()
+    else:
+        assignment = c.assignment_sampler.sample(b, assignment_generator(args, accelerator, global_step, accum_index))
     groups = length_sorted_micro_batches(assignment, min(args.assignment_micro_batches, b))
     models = (c.model,) if c.discriminator is None else (c.model, c.discriminator)
     sums: dict[str, torch.Tensor] = {}

@@ -186,3 +186,53 @@ def test_bad_arguments(data, tmp_path):
     with pytest.raises(ValueError, match="not under"):
         script.main(base[:base.index("--train_data_dir")] + ["--train_data_dir", str(tmp_path)]
                     + base[base.index("--train_data_dir") + 2 :])
+
+
+def test_stage4_train_tokenizer_ships_router(tmp_path, monkeypatch):
+    """train_tokenizer.py --router: clips get the frozen router's assignments and the saved tokenizer ships the
+    router, so from_pretrained(...).encode(video) picks assignments itself."""
+    from hf_vidtok import EvatokRouter, EvatokRouterConfig, EvatokTokenizer
+
+    spec = importlib.util.spec_from_file_location("_evatok_train_tests", REPO / "tests" / "training" / "test_train_evatok.py")
+    ev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ev)
+    root = tmp_path / "videos"
+    for split, n in (("train", 4), ("val", 2)):
+        for i in range(n):
+            ev._larp._write_video(root / split / f"class{i % 2}" / f"v{i}.mp4", 10, 16, phase=i + (10 if split == "val" else 0))
+    torch.manual_seed(0)
+    router = EvatokRouter(EvatokRouterConfig(
+        token_levels=ev.TINY_EVATOK["token_levels"], num_blocks=2, image_size=16, num_frames=4, head_type="classifier",
+        label_w_q=1.2, **TINY_ROUTER))
+    torch.nn.init.normal_(router.head.weight, std=1.0)
+    router.save_pretrained(tmp_path / "router")
+    recipe = ev._evatok_recipe(tmp_path, root)
+    common = ["--config", str(recipe), "--max_train_steps", "2", "--checkpointing_steps", "10", "--validation_steps", "2",
+              "--skip_initial_validation"]
+    chosen, trained = [], []  # the router's choices and the assignments the training forward used
+    select, forward = EvatokRouter.select, EvatokTokenizer.forward
+
+    def spy_select(self, *a, **k):
+        out = select(self, *a, **k)
+        chosen.append(out.clone())
+        return out
+
+    def spy_forward(self, pixel_values, assignment=None, *a, **k):
+        trained.append(torch.as_tensor(assignment).cpu().clone())
+        return forward(self, pixel_values, assignment, *a, **k)
+
+    monkeypatch.setattr(EvatokRouter, "select", spy_select)
+    monkeypatch.setattr(EvatokTokenizer, "forward", spy_forward)
+    ev._run_in_process([*common, "--output_dir", str(tmp_path / "final"), "--router", str(tmp_path / "router")])
+    monkeypatch.undo()
+    assert len(chosen) == 2  # one choice per training batch (2 steps)
+    rows = lambda ts: sorted(map(tuple, torch.cat(ts).tolist()))  # noqa: E731  (micro-batches reorder clips)
+    assert rows(trained) == rows(chosen)
+    tok = EvatokTokenizer.from_pretrained(tmp_path / "final").eval()
+    assert isinstance(tok.router, EvatokRouter)
+    for name, value in router.state_dict().items():  # frozen through training
+        assert torch.equal(tok.router.state_dict()[name], value), name
+    x = torch.rand(5, 3, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(tok.encode(x).token_counts.cpu(), router.eval().select(x))
+    with pytest.raises(ValueError, match="--router"):
+        ev._load_script().parse_args([*common, "--output_dir", str(tmp_path / "x"), "--router_w_q", "1.0"])
