@@ -236,3 +236,38 @@ def test_stage4_train_tokenizer_ships_router(tmp_path, monkeypatch):
     assert torch.equal(tok.encode(x).token_counts.cpu(), router.eval().select(x))
     with pytest.raises(ValueError, match="--router"):
         ev._load_script().parse_args([*common, "--output_dir", str(tmp_path / "x"), "--router_w_q", "1.0"])
+
+
+def test_targets_and_evaluation_on_a_synthetic_table():
+    """make_targets for both heads (hard and soft labels), and evaluate_router with an oracle quality router."""
+    import argparse
+
+    from hf_vidtok import EvatokRouter, EvatokRouterConfig
+    from hf_vidtok.evatok.reward import best_assignment, compute_reward_stats, proxy_reward, quality_scores
+    from hf_vidtok.evatok.score_table import ScoreTable
+
+    script = _load_script()
+    rng = np.random.default_rng(0)
+    lp = rng.uniform(0.1, 0.6, (20, 4)).astype(np.float32)
+    table = ScoreTable(keys=np.array([f"v{i}.mp4#0" for i in range(20)], dtype=object), labels=np.zeros(20, int),
+                       start_frames=np.zeros(20, int), mse=lp / 10, ssim=1 - lp, lpips=lp, levels=LEVELS,
+                       num_blocks=BLOCKS)
+    stats = compute_reward_stats(lp, LEVELS, BLOCKS, "lpips")
+    ns = lambda **k: argparse.Namespace(**{"label_w_q": 1.2, "soft_label_temperature": None, **k})  # noqa: E731
+    hard = script.make_targets(table, stats, ns(head_type="classifier"))
+    assert torch.equal(hard, best_assignment(proxy_reward(lp, stats, 1.2), stats=stats))
+    soft = script.make_targets(table, stats, ns(head_type="classifier", soft_label_temperature=0.5))
+    torch.testing.assert_close(soft.sum(-1), torch.ones(20))
+    assert torch.equal(soft.argmax(-1), hard)
+    quality = script.make_targets(table, stats, ns(head_type="quality"))
+    torch.testing.assert_close(quality, quality_scores(lp, stats).float())
+    # a router whose predictions are the table itself: top-1 and percentile are exactly 1 at every w_q
+    router = EvatokRouter(EvatokRouterConfig(token_levels=LEVELS, num_blocks=BLOCKS, image_size=16, num_frames=4,
+                                             head_type="quality", **TINY_ROUTER))
+    res = script.evaluate_router(router, quality.double(), table, stats, label_w_q=1.2, eval_w_q=[0.4, 2.0],
+                                 budgets=[5.0], with_curves=True)
+    assert res["top1"] == 1.0 and res["reward_percentile"] == pytest.approx(1.0)
+    assert all(p["reward_percentile"] == pytest.approx(1.0) for p in res["per_w_q"])
+    assert res["budgets"][0]["achieved"] <= 5.0 and res["budgets"][0]["requested"] == 5.0
+    assert len(res["curves"]["curves"]["router"]) == 2
+    assert script.default_budgets(table, stats) == sorted(set(script.default_budgets(table, stats)))
