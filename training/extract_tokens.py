@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num_cond_frames", type=int, default=5)
     v = p.add_argument_group("variable-length (EVATok tokenizer)")
     v.add_argument("--assignment", default="router", help="'router' (per-clip counts from --router_name_or_path) or fixed counts per block, e.g. 64,64,32,32")
-    v.add_argument("--router_name_or_path", default=None, help="EvatokRouter folder or Hub id")
+    v.add_argument("--router_name_or_path", default=None, help="EvatokRouter folder or Hub id (default: the tokenizer's own router, if it ships one)")
     v.add_argument("--router_revision", default=None)
     v.add_argument("--cond_token_counts", default=None, help="frame prediction: fixed counts of the condition blocks, e.g. 512,128")
     g.add_argument("--batch_size", type=int, default=16)
@@ -141,9 +141,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         levels = list(cfg.token_levels)
         assignment = parse_assignment(args.assignment, levels, cfg.num_blocks)
         if assignment is None:
-            if not args.router_name_or_path:
-                raise ValueError("`--assignment router` needs `--router_name_or_path` (or give fixed counts)")
-            router = load_frozen_router(args.router_name_or_path, revision=args.router_revision, device=device)
+            if args.router_name_or_path:
+                router = load_frozen_router(args.router_name_or_path, revision=args.router_revision, device=device)
+            elif getattr(tokenizer, "router", None) is not None:  # a stage-4 tokenizer ships its frozen router
+                router = tokenizer.router
+            else:
+                raise ValueError("`--assignment router` needs `--router_name_or_path` or a tokenizer with a router "
+                                 "(or give fixed counts)")
         if args.frame_prediction:
             if args.cond_token_counts is None:
                 raise ValueError("frame prediction with an EVATok tokenizer needs `--cond_token_counts` (e.g. 512,128)")

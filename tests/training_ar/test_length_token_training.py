@@ -93,6 +93,9 @@ def test_frame_prediction_condition_blocks_are_fixed(evatok_dirs):
     with pytest.raises(ValueError, match="--assignment"):
         extract_tokens.main(["--tokenizer_name_or_path", str(evatok_dirs / "tokenizer"), "--sample_videos",
                              "--assignment", "3,2", "--output_dir", str(evatok_dirs / "bad")])
+    with pytest.raises(ValueError, match="router_name_or_path"):  # no router given and none shipped with the tokenizer
+        extract_tokens.main(["--tokenizer_name_or_path", str(evatok_dirs / "tokenizer"), "--sample_videos",
+                             "--output_dir", str(evatok_dirs / "bad")])
 
 
 def test_length_grouped_sampler_groups_lengths_and_resumes():
