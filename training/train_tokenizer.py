@@ -420,6 +420,18 @@ def build_components(args, accelerator, model: LarpTokenizer) -> Components:
                       prior_loss_settings(args))
 
 
+def discriminator_step(args, accelerator, c: Components, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One discriminator update on ``real`` clips and detached reconstructions ``fake``; returns its logs."""
+    with accelerator.autocast():
+        d_out = c.discriminator_objective(real, fake)
+    accelerator.backward(d_out.loss)
+    if accelerator.sync_gradients and args.max_grad_norm > 0:
+        accelerator.clip_grad_norm_(c.discriminator.parameters(), args.max_grad_norm)
+    c.disc_optimizer.step()
+    c.disc_optimizer.zero_grad(set_to_none=True)
+    return {"d_loss": d_out.loss.detach(), "logits_real": d_out.real_logits_mean, "logits_fake": d_out.fake_logits_mean}
+
+
 def train_step(args, accelerator, c: Components, pixel_values: torch.Tensor, global_step: int,
                accum_index: int = 0) -> dict[str, torch.Tensor]:
     """One micro-batch of the LARP recipe; ``global_step`` is the 1-based optimizer step it belongs to.
@@ -438,14 +450,7 @@ def train_step(args, accelerator, c: Components, pixel_values: torch.Tensor, glo
         gan_on = c.generator_objective.adversarial_active(global_step)
         d = c.discriminator_objective
         if gan_on and d.is_update_step(global_step):  # the discriminator sees detached reconstructions
-            with accelerator.autocast():
-                d_out = d(pixel_values, out.reconstruction.detach())
-            accelerator.backward(d_out.loss)
-            if accelerator.sync_gradients and args.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(c.discriminator.parameters(), args.max_grad_norm)
-            c.disc_optimizer.step()
-            c.disc_optimizer.zero_grad(set_to_none=True)
-            logs.update(d_loss=d_out.loss.detach(), logits_real=d_out.real_logits_mean, logits_fake=d_out.fake_logits_mean)
+            logs.update(discriminator_step(args, accelerator, c, pixel_values, out.reconstruction.detach()))
         with accelerator.autocast():
             g_out = c.generator_objective(pixel_values, out, global_step=global_step)
         logs.update(l1=g_out.pixel_loss.detach(), vq_loss=g_out.vq_loss.detach())
@@ -512,14 +517,7 @@ def train_step_evatok(args, accelerator, c: Components, pixel_values: torch.Tens
         logs = dict(sums)
         d = c.discriminator_objective
         if c.generator_objective.adversarial_active(global_step) and d.is_update_step(global_step):
-            with accelerator.autocast():
-                d_out = d(pixel_values, recs)
-            accelerator.backward(d_out.loss)
-            if accelerator.sync_gradients and args.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(c.discriminator.parameters(), args.max_grad_norm)
-            c.disc_optimizer.step()
-            c.disc_optimizer.zero_grad(set_to_none=True)
-            logs.update(d_loss=d_out.loss.detach(), logits_real=d_out.real_logits_mean, logits_fake=d_out.fake_logits_mean)
+            logs.update(discriminator_step(args, accelerator, c, pixel_values, recs))
         if accelerator.sync_gradients and args.max_grad_norm > 0:
             params = [p for g in c.optimizer.param_groups for p in g["params"]]
             logs["grad_norm"] = accelerator.clip_grad_norm_(params, args.max_grad_norm).detach()
