@@ -119,7 +119,8 @@ class FusedDecodeStep:
             self.h.add_(self.tmp)
             x = self._rms_norm(w_post, eps_post)
             torch.mm(x, w_gu, out=self.gate_up)
-            torch.mul(F.silu(self.gate_up[:, : self.inter]), self.gate_up[:, self.inter :], out=self.act)
+            gate = F.silu(self.gate_up[:, : self.inter], inplace=True)  # in the buffer: no temporary
+            torch.mul(gate, self.gate_up[:, self.inter :], out=self.act)
             torch.mm(self.act, w_down, out=self.tmp)
             self.h.add_(self.tmp)
         x = self._rms_norm(self.norm_weight, self.norm_eps)
