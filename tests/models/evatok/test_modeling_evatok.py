@@ -61,6 +61,19 @@ def test_encode_decode_forward_shapes_and_padding():
     assert model.encode(x).token_counts.tolist() == [[8, 8, 8]] * 3
 
 
+def test_tokens_see_the_brightness_of_flat_clips():
+    # regression: a LayerNorm on the patch embeddings made c * w and w identical (grey 0.2 == grey 0.8)
+    model = make()
+    grey = torch.full((2, 3, 6, 16, 20), 0.8, dtype=torch.float64)
+    grey[1] = 0.2
+    seen = []
+    model.pre_quant_proj.register_forward_hook(lambda mod, args, out: seen.append(out))
+    with torch.no_grad():
+        model.encode(grey, (8, 8, 8))
+    z = torch.nn.functional.normalize(seen[0], dim=-1)  # what the quantiser compares with the codes
+    assert (z[0] - z[1]).abs().max() > 1e-3
+
+
 def test_decode_paths_agree():
     model, x = make(), clips()
     with torch.no_grad():

@@ -26,11 +26,12 @@ class EvatokTokenizerConfig(PretrainedConfig):
       parameters (the paper's 145M). Pre-norm LayerNorm (eps 1e-6), biases on all projections.
     * **Encoder queries**: block ``t``'s ``k_t`` queries are the first ``k_t`` cells of GigaTok's
       pyramid (grids 1x1, 1x1, 1x2, 2x2, 2x4, ...; :mod:`hf_vidtok.modules.pooling`) average-pooled
-      from the LayerNorm'd patch embeddings of block ``t``, then a Linear. Nested: query 0 is the
+      from the patch embeddings of block ``t``, then a Linear (no LayerNorm first: it maps a flat patch
+      ``c * w`` to ``LN(w)`` whatever its brightness ``c``). Nested: query 0 is the
       block mean, the 32-query set is a prefix of the 64-query set, etc. Their positions are learned
       tables over the index within the block, the block and the level (how many tokens the block
       has), re-added in every layer (DETR).
-    * **References**: the LayerNorm'd static patch embeddings; a learned 3-D table (initialised from
+    * **References**: the static patch embeddings (no LayerNorm, as above); a learned 3-D table (initialised from
       sin-cos) is added to the cross-attention keys only.
     * **Quantiser**: ``code_dim=8`` l2-normalised codes (GigaTok), nearest-code (argmax) selection
       (``vq_stochastic=False``), VQGAN codebook + commitment losses and the MAGVIT-v2 entropy loss

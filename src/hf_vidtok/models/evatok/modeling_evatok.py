@@ -178,9 +178,7 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         num_patches = nb * c.patches_per_block
         self.patch_embed = PatchEmbed3D(c.in_channels, d, c.patch_size, c.temporal_patch_size)
         # encoder references and queries
-        self.reference_norm = nn.LayerNorm(d, eps=c.layer_norm_eps)
         self.reference_pos = nn.Parameter(torch.zeros(1, num_patches, d))
-        self.query_norm = nn.LayerNorm(d, eps=c.layer_norm_eps)
         self.query_proj = nn.Linear(d, d)
         self.query_index_embed = nn.Parameter(torch.zeros(maxq, d))
         self.query_block_embed = nn.Parameter(torch.zeros(nb, d))
@@ -343,13 +341,15 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         c = self.config
         b, d = patches.shape[0], patches.shape[-1]
         gh, gw = c.patch_grid
-        feat = self.query_norm(patches).view(b * c.num_blocks, gh, gw, d).permute(0, 3, 1, 2)
+        # no LayerNorm before pooling: it would erase the brightness of flat patches (LN(c * w) = LN(w))
+        feat = patches.reshape(b * c.num_blocks, gh, gw, d).permute(0, 3, 1, 2)
         pooled = multilevel_pool(feat, max(c.token_levels))
         return self.query_proj(pooled).view(b, c.num_blocks, -1, d)
 
     def _references(self, patches: torch.Tensor):
-        """Encoder references and their key positions."""
-        return self.reference_norm(patches), self.reference_pos.to(patches.dtype)
+        """Encoder references (the raw patch embeddings: a LayerNorm would erase flat patches' brightness)
+        and their key positions."""
+        return patches, self.reference_pos.to(patches.dtype)
 
     def _patch_block_ids(self, device) -> torch.Tensor:
         return torch.arange(self.config.num_blocks, device=device).repeat_interleave(self.config.patches_per_block)
