@@ -13,7 +13,8 @@ CORE = [
 # Model cards (hf_vidtok.hub.create_model_card, hf-vidtok convert/publish, training scripts) render Jinja2.
 HUB = ["Jinja2>=3.1"]
 EXTRAS = {
-    "train": ["accelerate>=1.0", "datasets>=4.0", "av>=14", "tqdm", "scikit-video>=1.1.11", "pyyaml", *HUB],
+    # diffusers: EMAModel and get_scheduler in hf_vidtok.training
+    "train": ["accelerate>=1.0", "diffusers>=0.35", "datasets>=4.0", "av>=14", "tqdm", "scikit-video>=1.1.11", "pyyaml", *HUB],
     "pipelines": ["diffusers>=0.35", "av>=14"],
     "metrics": ["scipy>=1.10"],
     "evaluate": ["evaluate>=0.4"],
