@@ -7,7 +7,8 @@
   resume without pickles;
 * :mod:`.validation`: reconstruction metrics, codebook usage, side-by-side videos;
 * :mod:`.token_data`: extracted token datasets for AR training;
-* :mod:`.sample_data`: the bundled sample videos as demo datasets.
+* :mod:`.sample_data`: the bundled sample videos as demo datasets;
+* :mod:`.assignment_sampling`: EVATok token-count assignments and length-grouped micro-batches.
 
 The resumable clip stream is :mod:`hf_vidtok.data.clip_stream`; EMA is ``diffusers.training_utils.EMAModel``;
 losses are in :mod:`hf_vidtok.losses`. Needs the ``train`` extra (accelerate, diffusers, datasets, pyyaml).
