@@ -18,7 +18,10 @@ subprocess (each reads the previous stage's outputs by path) and times it:
 6. ``final`` (stage 4): ``train_tokenizer.py --config training/configs/evatok_final_tiny_samples.yaml --router``,
    and ``evaluate_final``: the same evaluation of the final tokenizer with the router it ships;
 7. ``baseline``: the fixed-length tokenizer of the same recipe (``--assignment_sampling uniform:K``), and
-   ``evaluate_baseline``: its uniform curve on the same held-out clips (the paper's comparison at equal tokens).
+   ``evaluate_baseline``: its uniform curve on the same held-out clips (the paper's comparison at equal tokens);
+8. ``tokens`` -> ``ar`` -> ``generate``: the final tokenizer's variable-length tokens of the sample videos
+   (``extract_tokens.py`` with the router), a length-token AR model (``train_ar.py``), ``hf-vidtok generate``;
+   ``baseline_tokens`` -> ``baseline_ar``: the same for the fixed-length baseline (K tokens per block).
 
 Prints one JSON object per stage (``{"stage", "seconds", "command"}``), then the figures from the evaluation:
 router vs uniform quality at equal mean tokens (the router's average budgets), the token saving at equal quality,
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -39,18 +43,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("proxy", "score_train", "score_held_out", "labels", "router", "evaluate_proxy", "final", "evaluate_final",
-          "baseline", "evaluate_baseline")
+          "baseline", "evaluate_baseline", "tokens", "ar", "generate", "baseline_tokens", "baseline_ar")
 
 
 def commands(out: str, args) -> dict:
     """Each stage's command line (run from the repository root)."""
     py = sys.executable
     data = f"{out}/proxy/sample_data"
+    extra = shlex.split(args.tokenizer_args or "")  # flags added to the three tokenizer trainings
     score = [py, "training/score_assignments.py", "--tokenizer_name_or_path", f"{out}/proxy", "--train_data_dir", data,
              "--dataset_layout", "csv", "--quality_metric", args.quality_metric, "--batch_size", "8"]
     return {
         "proxy": [py, "training/train_tokenizer.py", "--config", "training/configs/evatok_tiny_samples.yaml",
-                  "--output_dir", f"{out}/proxy"],
+                  "--output_dir", f"{out}/proxy", *extra],
         "score_train": score + ["--split", "train", "--clips_per_video", str(args.train_clips_per_video),
                                 "--output_dir", f"{out}/scores_train"],
         "score_held_out": score + ["--split", "validation", "--clips_per_video", str(args.held_out_clips_per_video),
@@ -66,15 +71,29 @@ def commands(out: str, args) -> dict:
                            "--router_name_or_path", f"{out}/router", "--score_table", f"{out}/scores_held_out",
                            "--output_dir", f"{out}/eval_proxy"],
         "final": [py, "training/train_tokenizer.py", "--config", "training/configs/evatok_final_tiny_samples.yaml",
-                  "--router", f"{out}/router", "--output_dir", f"{out}/final"],
+                  "--router", f"{out}/router", "--output_dir", f"{out}/final", *extra],
         "evaluate_final": [py, "training/evaluate_adaptive.py", "--tokenizer_name_or_path", f"{out}/final",
                            "--score_table", f"{out}/scores_held_out", "--output_dir", f"{out}/eval_final"],
         "baseline": [py, "training/train_tokenizer.py", "--config", "training/configs/evatok_tiny_samples.yaml",
-                     "--assignment_sampling", f"uniform:{args.baseline_level}", "--output_dir", f"{out}/baseline"],
+                     "--assignment_sampling", f"uniform:{args.baseline_level}", "--output_dir", f"{out}/baseline",
+                     *extra],
         "evaluate_baseline": [py, "training/evaluate_adaptive.py", "--tokenizer_name_or_path", f"{out}/baseline",
                               "--data_dir", data, "--dataset_layout", "csv", "--split", "validation",
                               "--clips_per_video", str(args.held_out_clips_per_video), "--no_router",
                               "--output_dir", f"{out}/eval_baseline"],
+        "tokens": [py, "training/extract_tokens.py", "--tokenizer_name_or_path", f"{out}/final",
+                   "--sample_videos", "--clips_per_video", "16", "--flip_augment",
+                   "--output_dir", f"{out}/tokens"],
+        "ar": [py, "training/train_ar.py", "--config", "training/configs/ar_tiny_samples.yaml",
+               "--token_dataset", f"{out}/tokens", "--output_dir", f"{out}/ar"],
+        "generate": [py, "-m", "hf_vidtok.commands", "generate", "bigbuckbunny", "bikes", "carphone_pristine",
+                     "--tokenizer", f"{out}/final", "--generator", f"{out}/ar", "--num_videos_per_label", "2",
+                     "--no_progress", "--output_dir", f"{out}/samples"],
+        "baseline_tokens": [py, "training/extract_tokens.py", "--tokenizer_name_or_path", f"{out}/baseline",
+                            "--assignment", ",".join([str(args.baseline_level)] * 2), "--sample_videos",
+                            "--clips_per_video", "16", "--flip_augment", "--output_dir", f"{out}/baseline_tokens"],
+        "baseline_ar": [py, "training/train_ar.py", "--config", "training/configs/ar_tiny_samples.yaml",
+                        "--token_dataset", f"{out}/baseline_tokens", "--output_dir", f"{out}/baseline_ar"],
     }
 
 
@@ -109,6 +128,8 @@ def main(argv=None):
     p.add_argument("--held_out_clips_per_video", type=int, default=8)
     p.add_argument("--baseline_level", type=int, default=8,
                    help="tokens per block of the fixed-length baseline tokenizer (trained with uniform:K)")
+    p.add_argument("--tokenizer_args", default=None,
+                   help="extra flags for the proxy, final and baseline tokenizer trainings, e.g. '--entropy_loss_weight 3'")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads per stage (OMP_NUM_THREADS): more than the free cores of a shared machine thrash")
     args = p.parse_args(argv)
@@ -131,6 +152,12 @@ def main(argv=None):
                           "command": " ".join(cmds[stage][1:])}), flush=True)
         if proc.returncode:
             raise SystemExit(f"stage {stage} failed (see {out}/{stage}.log)")
+    for name in ("ar", "baseline_ar"):
+        path = os.path.join(out, name, "eval_results.json")
+        if os.path.exists(path):
+            res = json.loads(Path(path).read_text())
+            print(json.dumps({"ar": name, **{k: res.get(k) for k in (
+                "nll", "nll_per_visual_token", "mean_tokens", "mean_generated_tokens")}}), flush=True)
     for name in ("eval_proxy", "eval_final", "eval_baseline"):
         eval_json = os.path.join(out, name, "adaptive_quality_cost.json")
         if os.path.exists(eval_json):

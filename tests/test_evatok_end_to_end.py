@@ -31,15 +31,15 @@ REPO = Path(__file__).resolve().parents[1]
 LEVELS = (2, 4, 8)
 
 
-def _script(relative: str):
-    path = REPO / relative
-    name = "evatok_e2e_" + path.stem
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+def _helpers():
+    """tests/evatok's helpers (tiny videos and tokenizer sizes, script loading), imported by path."""
+    spec = importlib.util.spec_from_file_location("evatok_test_helpers", REPO / "tests" / "evatok" / "evatok_test_helpers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+helpers = _helpers()
 
 
 def _run(relative: str, argv):
@@ -47,7 +47,7 @@ def _run(relative: str, argv):
     from accelerate.state import AcceleratorState
 
     try:
-        return _script(relative).main(argv)
+        return helpers.load_script(relative).main(argv)
     finally:
         AcceleratorState._reset_state(True)
 
@@ -57,7 +57,6 @@ def _recipe(path: Path, **settings) -> str:
     return str(path)
 
 
-helpers = _script("tests/evatok/evatok_test_helpers.py")
 TOKENIZER_RECIPE = dict(
     model_type="evatok_tokenizer", model_config=dict(helpers.tiny_evatok_config_kwargs(LEVELS), token_levels=list(LEVELS)),
     assignment_sampling="random", assignment_micro_batches=2, dataset_layout="folder", train_batch_size=4,
@@ -88,7 +87,9 @@ def test_evatok_chain(tmp_path, capsys):
     proxy = tmp_path / "proxy"
     res = _run("training/train_tokenizer.py", ["--config", _recipe(tmp_path / "proxy.yaml", **TOKENIZER_RECIPE, **data),
                                                 "--output_dir", str(proxy)])
-    assert res["psnr"] > res["initial_psnr"] + 1.0  # it learns in 40 steps
+    # it learns in 40 steps; at these sizes it learns the clips' colours, not yet to use more tokens for more detail
+    # (codebook perplexity ~1): this test checks that every stage runs and feeds the next, not the adaptive gain
+    assert res["psnr"] > res["initial_psnr"] + 1.0
     assert all(np.isfinite(res[f"psnr_uniform_{k}"]) for k in LEVELS)
 
     # stage 2: scores of every assignment of the training clips and of the held-out clips
@@ -153,11 +154,10 @@ def test_evatok_chain(tmp_path, capsys):
     assert "(own router)" in out["router"] and set(out["curves"]) == {"uniform", "router", "max_reward"}
     assert [p["avg_tokens"] <= p["target_mean_tokens"] for p in out["curves"]["router"] if "target_mean_tokens" in p] == [True] * 2
 
-    # variable-length tokens of the final tokenizer (router counts per clip), a length-token AR model, videos
+    # variable-length tokens of the final tokenizer (its shipped router's counts per clip), a length-token AR model, videos
     tokens = tmp_path / "tokens"
-    _run("training/extract_tokens.py", ["--tokenizer_name_or_path", str(final), "--router_name_or_path", str(router_dir),
-                                        "--train_data_dir", str(videos), "--clips_per_video", "2", "--batch_size", "4",
-                                        "--output_dir", str(tokens)])
+    _run("training/extract_tokens.py", ["--tokenizer_name_or_path", str(final), "--train_data_dir", str(videos),
+                                        "--clips_per_video", "2", "--batch_size", "4", "--output_dir", str(tokens)])
     info = json.loads((tokens / "token_info.json").read_text())
     assert info["token_levels"] == list(LEVELS) and info["num_blocks"] == 2 and 4 <= info["mean_tokens"] <= 16
     ar = tmp_path / "ar"

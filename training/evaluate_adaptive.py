@@ -130,25 +130,25 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _load_tokenizer(args, device):
-    from hf_vidtok.models.evatok import EvatokTokenizer
+    from hf_vidtok.training.length_token_data import load_frozen_evatok
 
     try:
-        tok = EvatokTokenizer.from_pretrained(args.tokenizer_name_or_path, revision=args.revision)
+        return load_frozen_evatok(args.tokenizer_name_or_path, revision=args.revision, device=device)
     except (OSError, ValueError) as e:
         raise ValueError(f"`--tokenizer_name_or_path` {args.tokenizer_name_or_path!r} is not an EvatokTokenizer: {e}") from e
-    return tok.eval().requires_grad_(False).to(device)
 
 
 def _load_router(args, tok, device):
     """The router named by ``--router_name_or_path``, else the tokenizer's own (stage 4: ``tokenizer.router``, nested
     in its config), else None. Checked against the tokenizer's levels and blocks."""
     from hf_vidtok.models.evatok import EvatokRouter
+    from hf_vidtok.training.length_token_data import load_frozen_router
 
     if args.no_router:
         return None
     if args.router_name_or_path:
         try:
-            router = EvatokRouter.from_pretrained(args.router_name_or_path, revision=args.router_revision)
+            router = load_frozen_router(args.router_name_or_path, revision=args.router_revision, device=device)
         except (OSError, ValueError) as e:
             raise ValueError(f"`--router_name_or_path` {args.router_name_or_path!r} is not an EvatokRouter: {e}") from e
     elif isinstance(getattr(tok, "router", None), EvatokRouter):

@@ -25,18 +25,15 @@ ROUTER = dict(token_levels=LEVELS, num_blocks=2, image_size=16, num_frames=4, pa
               hidden_size=32, num_attention_heads=2, num_hidden_layers=1, head_type="quality")
 
 
-def _load(relative: str):
-    path = REPO / relative
-    name = "evaluate_adaptive_test_" + path.stem
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+def _helpers():
+    """tests/evatok's helpers (tiny videos and tokenizer sizes, script loading), imported by path."""
+    spec = importlib.util.spec_from_file_location("evatok_test_helpers", REPO / "tests" / "evatok" / "evatok_test_helpers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-helpers = _load("tests/evatok/evatok_test_helpers.py")  # tiny videos and tokenizer sizes shared with stage-2 tests
+helpers = _helpers()
 
 
 @pytest.fixture(autouse=True)
@@ -60,10 +57,10 @@ def setup(tmp_path_factory):
     router = EvatokRouter(EvatokRouterConfig(**ROUTER)).eval()
     router.save_pretrained(root / "router")
     # the score table of the same clips, by the real stage-2 script
-    _load("training/score_assignments.py").main(
+    helpers.load_script("training/score_assignments.py").main(
         ["--tokenizer_name_or_path", str(root / "tokenizer"), "--train_data_dir", str(videos), "--quality_metric", "mse",
          "--clips_per_video", "2", "--batch_size", "4", "--output_dir", str(root / "scores")])
-    script = _load("training/evaluate_adaptive.py")
+    script = helpers.load_script("training/evaluate_adaptive.py")
     result = script.main(
         ["--tokenizer_name_or_path", str(root / "tokenizer"), "--router_name_or_path", str(root / "router"),
          "--score_table", str(root / "scores"), "--w_q", "0.6", "1.2", "2.0", "--batch_size", "5",
@@ -154,7 +151,7 @@ def test_the_tokenizers_own_router_is_the_default(setup, tmp_path):
     root, videos, _, router, _ = setup
     tok = EvatokTokenizer.from_pretrained(root / "tokenizer")
     attach_router(tok, router).save_pretrained(tmp_path / "final")
-    script = _load("training/evaluate_adaptive.py")
+    script = helpers.load_script("training/evaluate_adaptive.py")
     argv = ["--data_dir", str(videos), "--clips_per_video", "2", "--w_q", "1.2", "--target_mean_tokens", "9"]
     own = script.main(argv + ["--tokenizer_name_or_path", str(tmp_path / "final"), "--output_dir", str(tmp_path / "a")])
     given = script.main(argv + ["--tokenizer_name_or_path", str(root / "tokenizer"), "--router_name_or_path",
@@ -187,7 +184,7 @@ def test_oracle_matches_the_table_and_dominates_uniform(setup):
 
 
 def test_interpolation_helpers():
-    script = _load("training/evaluate_adaptive.py")
+    script = helpers.load_script("training/evaluate_adaptive.py")
     uniform = [{"avg_tokens": 8.0, "mean_psnr": 20.0, "mean_mse": 0.01},
                {"avg_tokens": 16.0, "mean_psnr": 22.0, "mean_mse": 0.006},
                {"avg_tokens": 32.0, "mean_psnr": 23.0, "mean_mse": 0.005}]
@@ -221,7 +218,7 @@ def test_lpips_and_rfvd_with_given_weights(tmp_path):
         if name.endswith("conv3d.weight"):
             t.copy_(torch.randn(t.shape, generator=g) * math.sqrt(2.0 / t[0].numel()))
     i3d_path = i3d.save_pretrained(tmp_path / "i3d")
-    script = _load("training/evaluate_adaptive.py")
+    script = helpers.load_script("training/evaluate_adaptive.py")
     script.main(["--tokenizer_name_or_path", str(tmp_path / "tokenizer"), "--no_router", "--data_dir", str(videos),
                  "--lpips_weights", str(lpips_path), "--i3d_weights", str(i3d_path),
                  "--output_dir", str(tmp_path / "eval")])
@@ -243,7 +240,7 @@ def test_lpips_and_rfvd_with_given_weights(tmp_path):
 
 def test_bad_inputs(setup, tmp_path):
     root, videos, _, _, _ = setup
-    script = _load("training/evaluate_adaptive.py")
+    script = helpers.load_script("training/evaluate_adaptive.py")
     base = ["--tokenizer_name_or_path", str(root / "tokenizer"), "--output_dir", str(tmp_path / "out")]
     # clips the table never scored (a third clip per video)
     with pytest.raises(ValueError, match="not in the score table"):
