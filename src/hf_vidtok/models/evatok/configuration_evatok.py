@@ -62,7 +62,9 @@ class EvatokTokenizerConfig(PretrainedConfig):
         codebook_size (`int`): K (16384; 8192 for the paper's UCF/K600 final tokenizers). code_dim (`int`).
         vq_l2_normalized (`bool`), vq_stochastic (`bool`), vq_stochastic_temperature (`float`): code
             selection; stochastic selection (softmax sampling, LARP-style) only in training mode.
-        entropy_loss_temperature (`float`): temperature of the entropy loss's code distribution.
+        entropy_loss_temperature (`float`): temperature of the entropy loss's code distribution over cosine
+            similarities (0.1; LARP's 0.01 saturates the softmax, the loss then has no gradient and the tiny
+            recipe collapsed to one code).
         align_decoder_layer (`int`, optional): decoder layer whose output the alignment loss uses (default
             ``min(3, decoder_layers)``).
         initializer_range (`float`): std of the truncated-normal init of linear layers and tables.
@@ -98,7 +100,7 @@ class EvatokTokenizerConfig(PretrainedConfig):
         vq_l2_normalized: bool = True,
         vq_stochastic: bool = False,
         vq_stochastic_temperature: float = 0.03,
-        entropy_loss_temperature: float = 0.01,
+        entropy_loss_temperature: float = 0.1,
         align_decoder_layer: int | None = None,
         initializer_range: float = 0.02,
         **kwargs,
