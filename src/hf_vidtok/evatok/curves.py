@@ -152,6 +152,7 @@ _STYLE = {
     "best_uniform": ("s--", "tab:orange", "best-uniform (per w_q)"),
     "threshold": ("^-", "tab:green", "threshold"),
     "max_reward": ("D-", "tab:blue", "max proxy reward (per w_q)"),
+    "router": ("*-", "tab:purple", "router"),
 }
 
 
