@@ -118,6 +118,16 @@ def test_cli_encode_and_reconstruct_with_budgets(tokenizer, tmp_path, capsys):
     assert "minimum possible length" in capsys.readouterr().err
 
 
+def upload(model, repo_id, folder):
+    """``save_pretrained`` + ``HfApi.upload_folder`` (what a user publishing a trained folder does)."""
+    from huggingface_hub import HfApi
+
+    model.save_pretrained(folder)
+    api = HfApi()
+    api.create_repo(repo_id, exist_ok=True)
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id)
+
+
 def test_hub_round_trip(tokenizer, tmp_path):
     """The tokenizer with its router, and a router alone, through the fake Hub server of tests/hub."""
     import os
@@ -131,13 +141,13 @@ def test_hub_round_trip(tokenizer, tmp_path):
     hub = FakeHub()
     try:
         with hub_environment(hub, tmp_path / "hf_cache"):
-            tokenizer.push_to_hub("user/tiny-evatok-with-router")  # transformers' upload (hf_vidtok cards: H2's)
+            upload(tokenizer, "user/tiny-evatok-with-router", tmp_path / "tok")
             assert {"config.json", "model.safetensors"} <= set(hub.files("user/tiny-evatok-with-router"))
             remote = AutoModel.from_pretrained("user/tiny-evatok-with-router").eval()
             assert isinstance(remote.router, EvatokRouter)
             out = remote.encode(x, max_tokens=9)
             assert torch.equal(out.token_counts, ref.token_counts) and torch.equal(out.indices, ref.indices)
-            tokenizer.router.push_to_hub("user/tiny-router")
+            upload(tokenizer.router, "user/tiny-router", tmp_path / "router")
             router = AutoModel.from_pretrained("user/tiny-router").eval()
             assert isinstance(router, EvatokRouter)
             assert torch.equal(router.select(x, target_mean_tokens=7.0), tokenizer.router.select(x, target_mean_tokens=7.0))
