@@ -75,3 +75,24 @@ def test_video_ar_config_auto_map(tmp_path, name):
     VideoARGeneratorConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, codebook_size=37,
                            max_seq_len=8, num_classes=3).save_pretrained(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["auto_map"]["AutoConfig"] == name
+
+
+def test_video_ar_model_auto_map_loads_from_the_copied_files(tmp_path):
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    from hf_vidtok import VideoARGenerator, VideoARGeneratorConfig
+
+    torch.manual_seed(0)
+    model = VideoARGenerator(VideoARGeneratorConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                                    codebook_size=37, max_seq_len=8, num_classes=3)).eval()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"] == {"AutoConfig": "configuration_video_ar.VideoARGeneratorConfig",
+                                  "AutoModel": "modeling_video_ar.VideoARGenerator"}
+    cls = get_class_from_dynamic_module(config["auto_map"]["AutoModel"], str(tmp_path))
+    remote = cls.from_pretrained(tmp_path).eval()
+    for a, b in zip(model.state_dict().values(), remote.state_dict().values()):
+        assert torch.equal(a, b)
+    ids = torch.tensor([[3, 5, 7]])
+    with torch.no_grad():
+        assert torch.equal(model(ids, class_labels=torch.tensor([1])).logits, remote(ids, class_labels=torch.tensor([1])).logits)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ...modules.kv_cache import StaticKVCache
+from hf_vidtok.modules.kv_cache import StaticKVCache
 
 __all__ = ["FusedDecodeStep", "fused_gate_up_weights"]
 

@@ -17,10 +17,10 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutput
 
-from ...modules.kv_cache import StaticKVCache
-from ...modules.llama_block import LlamaBlock
-from ...modules.position_embeddings import sincos_1d
-from ...modules.rms_norm import RMSNorm
+from hf_vidtok.modules.kv_cache import StaticKVCache
+from hf_vidtok.modules.llama_block import LlamaBlock
+from hf_vidtok.modules.position_embeddings import sincos_1d
+from hf_vidtok.modules.rms_norm import RMSNorm
 from .configuration_video_ar import VideoARGeneratorConfig
 from .length_tokens_video_ar import LengthTokenLogitsMask, parse_length_token_sequence
 from .sampling_video_ar import decode_with_cache, decode_without_cache
@@ -429,3 +429,6 @@ class VideoARGenerator(VideoARPreTrainedModel):
         decay = [p for p in self.parameters() if p.requires_grad and id(p) in linear]
         no_decay = [p for p in self.parameters() if p.requires_grad and id(p) not in linear]
         return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+VideoARGenerator.register_for_auto_class("AutoModel")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ...modules.kv_cache import StaticKVCache
+from hf_vidtok.modules.kv_cache import StaticKVCache
 from .fused_step_video_ar import FusedDecodeStep
 
 __all__ = [
