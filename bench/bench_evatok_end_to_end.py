@@ -69,11 +69,12 @@ def commands(out: str, args) -> dict:
                    "--output_dir", f"{out}/router"],
         "evaluate_proxy": [py, "training/evaluate_adaptive.py", "--tokenizer_name_or_path", f"{out}/proxy",
                            "--router_name_or_path", f"{out}/router", "--score_table", f"{out}/scores_held_out",
-                           "--output_dir", f"{out}/eval_proxy"],
+                           "--target_mean_tokens", *args.budgets.split(), "--output_dir", f"{out}/eval_proxy"],
         "final": [py, "training/train_tokenizer.py", "--config", "training/configs/evatok_final_tiny_samples.yaml",
                   "--router", f"{out}/router", "--output_dir", f"{out}/final", *extra],
         "evaluate_final": [py, "training/evaluate_adaptive.py", "--tokenizer_name_or_path", f"{out}/final",
-                           "--score_table", f"{out}/scores_held_out", "--output_dir", f"{out}/eval_final"],
+                           "--score_table", f"{out}/scores_held_out", "--target_mean_tokens", *args.budgets.split(),
+                           "--output_dir", f"{out}/eval_final"],
         "baseline": [py, "training/train_tokenizer.py", "--config", "training/configs/evatok_tiny_samples.yaml",
                      "--assignment_sampling", f"uniform:{args.baseline_level}", "--output_dir", f"{out}/baseline",
                      *extra],
@@ -109,9 +110,8 @@ def figures(eval_json: str) -> list[dict]:
                          "psnr": p["mean_psnr"], "ssim": p["mean_ssim"]})
     cmp = data.get("comparisons") or {}
     for eq, sav in zip(cmp.get("equal_tokens", []), cmp.get("equal_quality", [])):
-        if "target_mean_tokens" not in eq:
-            continue
-        rows.append({"figure": "router_vs_uniform_at_equal_budget", "target_mean_tokens": eq["target_mean_tokens"],
+        rows.append({"figure": "router_vs_uniform_at_equal_tokens",
+                     **{k: eq[k] for k in ("w_q", "target_mean_tokens") if eq.get(k) is not None},
                      "avg_tokens": eq["avg_tokens"],
                      **{f"{k}_{m}": eq.get(f"{k}_mean_{m}") for m in ("psnr", "ssim") for k in ("router", "uniform", "gap")},
                      **{f"uniform_tokens_at_equal_{m}": sav.get(f"uniform_tokens_mean_{m}") for m in ("psnr", "ssim")},
@@ -128,6 +128,9 @@ def main(argv=None):
     p.add_argument("--held_out_clips_per_video", type=int, default=8)
     p.add_argument("--baseline_level", type=int, default=8,
                    help="tokens per block of the fixed-length baseline tokenizer (trained with uniform:K)")
+    p.add_argument("--budgets", default="4.25 4.5 8 16",
+                   help="the router's average budgets (mean tokens per clip; budgets are upper bounds, so the ones under "
+                        "the router's own choice are where it must drop tokens)")
     p.add_argument("--tokenizer_args", default=None,
                    help="extra flags for the proxy, final and baseline tokenizer trainings, e.g. '--entropy_loss_weight 3'")
     p.add_argument("--threads", type=int, default=1,

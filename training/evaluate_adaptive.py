@@ -417,7 +417,9 @@ def tokens_at_quality(points, key: str, value: float):
 def compare_to_uniform(curves: dict, keys) -> dict:
     """For each router point: the uniform quality at the router's mean tokens (gap = router - uniform, in the
     metric's units: positive is better for PSNR/SSIM, negative for MSE/LPIPS/rFVD) and the uniform's mean tokens at
-    the router's quality (saving = 1 - router tokens / uniform tokens)."""
+    the router's quality (saving = 1 - router tokens / uniform tokens). Between two uniform levels the linear
+    interpolation is exactly what a mix of clips at those two levels achieves (means of tokens and of per-clip
+    quality are both linear in the mixing share), so it is a realisable uniform-only baseline, not an estimate."""
     uniform = curves["uniform"]
     out = {"equal_tokens": [], "equal_quality": []}
     for p in curves.get("router", []):
