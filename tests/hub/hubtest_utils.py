@@ -8,7 +8,11 @@ import torch
 
 __all__ = [
     "CLASS_NAMES",
+    "EVATOK_LEVELS",
+    "assert_same_weights",
     "extract_python_snippet",
+    "tiny_evatok_router",
+    "tiny_evatok_tokenizer",
     "tiny_generator",
     "tiny_pipeline",
     "tiny_tokenizer",
@@ -69,3 +73,47 @@ def extract_python_snippet(card_text: str) -> str:
     if match is None:
         raise AssertionError("the card has no ```python block")
     return match.group(1)
+
+
+# EVATok: 4 frames of 16 x 16 in 2 temporal blocks, levels 2 / 4 / 8 tokens per block (9 candidate assignments).
+EVATOK_LEVELS = (2, 4, 8)
+
+
+def tiny_evatok_router(seed: int = 0, head_type: str = "quality"):
+    from hf_vidtok import EvatokRouter, EvatokRouterConfig
+
+    torch.manual_seed(seed)
+    extra = {"quality_metric": "lpips", "quality_mean": 0.3, "quality_std": 0.1} if head_type == "quality" else {"label_w_q": 1.2}
+    config = EvatokRouterConfig(
+        token_levels=EVATOK_LEVELS, num_blocks=2, image_size=16, num_frames=4, patch_size=8, temporal_patch_size=2,
+        hidden_size=32, num_attention_heads=2, num_hidden_layers=1, head_type=head_type, **extra,
+    )  # fmt: skip
+    router = EvatokRouter(config).eval()
+    # The head starts at zero (every assignment scores the same); give it weights so choices differ per clip.
+    with torch.no_grad():
+        router.head.weight.normal_(0.0, 0.5)
+    return router
+
+
+def tiny_evatok_tokenizer(seed: int = 0, router: bool = False):
+    from hf_vidtok import EvatokTokenizer, EvatokTokenizerConfig
+    from hf_vidtok.models.evatok.modeling_evatok_router import attach_router
+
+    torch.manual_seed(seed)
+    config = EvatokTokenizerConfig(
+        image_size=16, num_frames=4, patch_size=4, temporal_patch_size=2, token_levels=EVATOK_LEVELS,
+        hidden_size=24, num_attention_heads=2, encoder_layers=1, decoder_layers=1, codebook_size=37, code_dim=4,
+        align_decoder_layer=1,
+    )  # fmt: skip
+    tokenizer = EvatokTokenizer(config).eval()
+    if router:
+        attach_router(tokenizer, tiny_evatok_router(seed))
+    return tokenizer
+
+
+def assert_same_weights(a, b):
+    """Two models hold exactly the same state dict."""
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key

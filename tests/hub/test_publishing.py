@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from hubtest_utils import tiny_generator, tiny_tokenizer
+from hubtest_utils import assert_same_weights, tiny_generator, tiny_tokenizer
 from huggingface_hub import ModelCard, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
 from safetensors.torch import load as load_safetensors
@@ -17,11 +17,7 @@ from hf_vidtok.models.video_ar import VideoARGenerator
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
-def _assert_same_weights(a, b):
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    for key in sa:
-        assert torch.equal(sa[key], sb[key]), key
+_assert_same_weights = assert_same_weights
 
 
 def _data_files(files):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["METRICS", "MetricSpec", "load_eval_results", "normalize_eval_results"]
+__all__ = ["METRICS", "MetricSpec", "load_eval_results", "metric_keys", "metric_spec", "normalize_eval_results"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,19 @@ METRICS: dict[str, MetricSpec] = {
     "fp_fvd": MetricSpec("fvd", "FP-FVD", False, "frame-prediction FVD, predicted vs real clips"),
     "nll": MetricSpec("nll", "NLL", False, "AR generator: mean next-token negative log-likelihood (nats)"),
     "perplexity": MetricSpec("perplexity", "Perplexity", False, "AR generator: exp(NLL)"),
+    # EVATok router (training/train_router.py), against the score table's max-reward labels at `label_w_q`
+    "top1": MetricSpec("accuracy", "Top-1 accuracy", True, "router: label is its best-ranked assignment (fraction)"),
+    "top5": MetricSpec("accuracy", "Top-5 accuracy", True, "router: label among its 5 best-ranked assignments (fraction)"),
+    "reward_percentile": MetricSpec(
+        "reward_percentile", "Proxy-reward percentile", True, "router: Eq. 8 percentile of its choice's reward (fraction)"
+    ),
+    "avg_tokens": MetricSpec("avg_tokens", "Average tokens per clip", False, "tokens of the chosen assignments, mean over clips"),
 }
+# Per-level and per-choice metrics whose keys carry a parameter: `psnr_uniform_<K>` (training/train_tokenizer.py,
+# every block at K tokens) and `mean_<metric>` (training/train_router.py, score-table metric of the router's choice).
+_UNIFORM_KEY = re.compile(r"^(psnr|ssim|lpips)_uniform_(\d+)$")
+_CHOICE_KEY = re.compile(r"^mean_(psnr|ssim|lpips|mse)$")
+_HIGHER = {"psnr": True, "ssim": True, "lpips": False, "mse": False}
 
 # Protocol fields shown on the card, as the training scripts and `hf-vidtok evaluate` write them.
 _PROTOCOL_KEYS = (
@@ -57,9 +70,58 @@ _PROTOCOL_KEYS = (
     "train_time_s",
     "wall_time_s",
     "tokens_per_clip",
+    # training/train_router.py
+    "head_type",
+    "label_w_q",
+    "label_avg_tokens",
+    "best_uniform_percentile",
+    "score_table",
+    "per_w_q",
+    "budgets",
 )
-# What training/train_tokenizer.py and train_ar.py call two of them.
-_TRAINING_NAMES = {"num_validation_clips": "num_videos", "validation_data": "dataset"}
+# What training/train_tokenizer.py, train_ar.py and train_router.py call some of them.
+_TRAINING_NAMES = {
+    "num_validation_clips": "num_videos",
+    "validation_data": "dataset",
+    "num_clips": "num_videos",
+    "global_step": "step",
+}
+
+
+def metric_spec(key: str) -> MetricSpec | None:
+    """How metric ``key`` of ``eval_results.json`` is shown, or None when ``key`` is not a metric: the keys of
+    :data:`METRICS`, ``<psnr|ssim|lpips>_uniform_<K>`` (EVATok tokenizer, every block at K tokens) and
+    ``mean_<psnr|ssim|lpips|mse>`` (EVATok router, the score-table metric of the router's choices)."""
+    if key in METRICS:
+        return METRICS[key]
+    match = _UNIFORM_KEY.match(key)
+    if match:
+        base, level = METRICS[match.group(1)], int(match.group(2))
+        return MetricSpec(
+            base.type, f"{base.name} (uniform {level}/block)", base.higher_is_better,
+            f"every block at {level} tokens; {base.description}",
+        )
+    match = _CHOICE_KEY.match(key)
+    if match:
+        name = match.group(1)
+        return MetricSpec(
+            name, f"{name.upper()} at the router's choice", _HIGHER[name],
+            "router: score-table metric of its chosen assignments, mean over clips",
+        )
+    return None
+
+
+def metric_keys(results: Mapping[str, Any]) -> list[str]:
+    """The metric keys of ``results`` in card order: :data:`METRICS` order, then the per-level ones by metric
+    and level, then the router's ``mean_<metric>``."""
+    fixed = [key for key in METRICS if key in results]
+
+    def order(key: str):
+        match = _UNIFORM_KEY.match(key)
+        return (0, list(_HIGHER).index(match.group(1)), int(match.group(2))) if match else (1, key, 0)
+
+    extra = [key for key in results if key not in METRICS and metric_spec(key) is not None]
+    return fixed + sorted(extra, key=order)
 
 
 def load_eval_results(source: str | os.PathLike | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -97,12 +159,13 @@ def normalize_eval_results(results: Mapping[str, Any], *, fvd_key: str | None = 
     ``fvd`` unless ``fvd_key`` says which FVD it is), which must be finite numbers, and the protocol fields
     (``step``, ``dataset``, ``dataset_split``, ``num_videos``, ``num_frames``, ``resolution``, ...); the
     training scripts' ``num_validation_clips`` / ``validation_data`` are read as ``num_videos`` /
-    ``dataset``. Other keys (histories, losses) are left out."""
+    ``dataset`` (train_router.py's ``num_clips`` / ``global_step`` as ``num_videos`` / ``step``). Metrics
+with a parameter (see :func:`metric_spec`) are kept too. Other keys (histories, losses) are left out."""
     if not isinstance(results, Mapping):
         raise TypeError(f"`eval_results` must be a mapping, got {type(results).__name__}")
     out: dict[str, Any] = {}
     for key, value in results.items():
-        if key in METRICS or key == "fvd":
+        if metric_spec(key) is not None or key == "fvd":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
                 raise ValueError(f"`eval_results`: metric {key!r} must be a finite number, got {value!r}")
             out[fvd_key if key == "fvd" and fvd_key else key] = float(value)
