@@ -809,11 +809,8 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
         from hf_vidtok.hub.publishing import publish_folder, save_pretrained_with_card
 
         card_results = {k: v for k, v in results.items() if k != "history"}
-        if isinstance(final, EvatokTokenizer):  # hub.model_card has no EVATok card yet: weights + config only
-            final.save_pretrained(args.output_dir)
-        else:
-            save_pretrained_with_card(final, args.output_dir, eval_results=card_results, training_config=vars(args),
-                                      repo_id=args.hub_model_id)
+        save_pretrained_with_card(final, args.output_dir, eval_results=card_results, training_config=vars(args),
+                                  repo_id=args.hub_model_id)
         # save_pretrained_with_card writes the card's view of the results; keep the full file
         write_json_atomic(eval_path, results)
         summary = {k: results.get(k) for k in ("step", "initial_psnr", "psnr", "psnr_gain", "ssim", "lpips", "rfvd",
