@@ -19,6 +19,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...modules.initialization import init_vit_module
 from ...modules.masks import block_causal_mask, packed_block_layout
 from ...modules.patch_embed import PatchEmbed3D
 from ...modules.pooling import multilevel_pool
@@ -138,15 +139,9 @@ class EvatokPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
-        std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Conv3d)):
-            init.trunc_normal_(module.weight, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, VectorQuantizer):
+        if init_vit_module(module, self.config.initializer_range):
+            return
+        if isinstance(module, VectorQuantizer):
             init.normal_(module.embedding.weight, std=1.0)
         elif isinstance(module, EvatokTokenizer):
             module._init_own_parameters()

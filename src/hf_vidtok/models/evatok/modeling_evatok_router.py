@@ -27,6 +27,7 @@ from transformers.utils import ModelOutput
 from ...evatok.assignments import candidate_assignments, prefix_class_range
 from ...evatok.reward import HIGHER_IS_BETTER, best_assignment
 from ...modules.attention import TransformerBlock
+from ...modules.initialization import init_vit_module
 from ...modules.patch_embed import PatchEmbed3D
 from ...modules.position_embeddings import sincos_3d, sincos_table
 from .configuration_evatok_router import EvatokRouterConfig
@@ -88,13 +89,7 @@ class EvatokRouterPreTrainedModel(PreTrainedModel):
         """ViT init: truncated-normal Linear / patch weights (std ``initializer_range``), zero biases, unit
         LayerNorms; the head starts at zero (uniform logits, ``Q^ = 0`` = the table mean)."""
         std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Conv3d)):
-            init.trunc_normal_(module.weight, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
+        init_vit_module(module, std)
         if isinstance(module, EvatokRouter):
             init.trunc_normal_(module.cls_token, std=std)
             init.zeros_(module.head.weight)
