@@ -37,8 +37,11 @@ class EvatokTokenizerConfig(PretrainedConfig):
       (``vq_stochastic=False``), VQGAN codebook + commitment losses and the MAGVIT-v2 entropy loss
       (temperature ``entropy_loss_temperature``) over valid tokens only.
     * **Decoder queries**: block ``t``'s ``(h * w)`` 3-D queries all start from block ``t``'s first
-      quantised token (after ``post_quant_proj``), plus a learned 3-D table (sin-cos init) re-added
-      in every layer; its references are the quantised tokens with learned index / block / level
+      quantised token (after ``post_quant_proj``) plus a learned 3-D table (sin-cos init); the table is
+      added to the initial queries (the residual stream, as GigaTok's ``ViTDecoder``) and re-added to
+      the attention queries/keys in every layer. Without it in the residual stream all patches of a block
+      start identical, and the tiny recipe's PSNR stayed flat across levels (16.2-16.4 dB at 2-16
+      tokens/block; 17.3-17.8 dB with it); its references are the quantised tokens with learned index / block / level
       tables on the keys. Linear head (after a LayerNorm) to ``temporal_patch_size * patch_size^2 *
       in_channels`` pixels per patch.
     * **Masks** (App. K): every attention allows ``block(key) <= block(query)``.

@@ -485,8 +485,11 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             + self.token_level_embed[level_ids]
         ).to(refs.dtype)
         first = tokens.gather(1, layout.starts.unsqueeze(-1).expand(-1, -1, d))  # (B, nb, D)
-        h = first.unsqueeze(2).expand(b, nb, c.patches_per_block, d).reshape(b, num_patches, d)
-        query_pos = self.decoder_query_pos.to(h.dtype)
+        query_pos = self.decoder_query_pos.to(first.dtype)
+        # queries = the block's first token + the 3-D position table (GigaTok ViTDecoder): the positions
+        # must enter the residual stream, not only the attention q/k, or every patch of a block starts
+        # identical and only attention weights can tell them apart (extra tokens then go unused)
+        h = first.unsqueeze(2).expand(b, nb, c.patches_per_block, d).reshape(b, num_patches, d) + query_pos
         patch_blocks = self._patch_block_ids(h.device)[None]
         self_mask = block_causal_mask(patch_blocks, patch_blocks)
         cross_mask = block_causal_mask(patch_blocks, layout.block_ids, layout.valid)
@@ -730,8 +733,8 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             self.token_index_embed[:count] + self.token_block_embed[t] + self.token_level_embed[level]
         ).to(refs.dtype)[None]
         b, d = tokens.shape[0], tokens.shape[-1]
-        h = tokens[:, :1].expand(b, n, d)
-        query_pos = self.decoder_query_pos[:, t * n : (t + 1) * n].to(h.dtype)
+        query_pos = self.decoder_query_pos[:, t * n : (t + 1) * n].to(tokens.dtype)
+        h = tokens[:, :1].expand(b, n, d) + query_pos
         decoder_kv, decoder_token_kv = [], []
         for i, layer in enumerate(self.decoder_layers):
             tk, tv = layer.reference_kv(refs, token_pos)
