@@ -17,7 +17,8 @@ CPU default (issue 16): a 28.5M model (width 512, 8 layers, 8 heads, codebook 10
 fp32, 2 threads, at 64, 256 and 1024 tokens, modes ``kv_cache,kv_cache_unfused,official_style`` run
 interleaved (so that load from other processes hits all alike); each token count also prints an
 ``ar_generate_summary`` object with ``speedup_vs_official_style`` (median of the per-repeat time ratios)
-and ``--profile`` adds an ``ar_generate_profile`` object (torch.profiler, top ops per decode step).
+and ``--profile`` adds an ``ar_generate_profile`` object (torch.profiler, top ops per decode step, and the
+matmul floor: the step's matrix products alone, on the model's own weights, with nothing around them).
 GPU default: the release size llama-abs-LP (632M) at batch 32, 1024 tokens, CFG 1.25.
 
     python bench/bench_generate.py --profile             # CPU figures (about 4 minutes on 2 free cores)
@@ -160,6 +161,30 @@ def profile_step(model, cond, kwargs, num_tokens, device, top=12) -> dict:
     return dict(profiled_seconds=round(seconds, 3), ms_per_step=round(1e3 * seconds / num_tokens, 3), top_ops=ops)
 
 
+@torch.no_grad()
+def matmul_floor(model, rows: int, device, repeats: int = 10) -> dict:
+    """Time of the decode step's matrix products alone: ``rows x in`` times every ``nn.Linear`` weight of the
+    model (``rows`` = batch x 2 with CFG), back to back, with nothing else in between. The fastest a decode step
+    could run on this machine with this library's GEMM, whatever the loop around it does; the gap between
+    ``ms_per_step`` and this floor is the loop's own overhead (attention, sampling, cache, Python)."""
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    if not weights:
+        return {}
+    inputs = {w.shape[1]: torch.randn(rows, w.shape[1], device=device, dtype=w.dtype) for w in weights}
+    for w in weights:  # warm-up
+        torch.nn.functional.linear(inputs[w.shape[1]], w)
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        for w in weights:
+            torch.nn.functional.linear(inputs[w.shape[1]], w)
+    _sync(device)
+    seconds = (time.perf_counter() - t0) / repeats
+    nbytes = sum(w.numel() * w.element_size() for w in weights)
+    return dict(matmul_floor_ms_per_step=round(1e3 * seconds, 3), linear_weight_mb=round(nbytes / 1e6, 1),
+                matmul_floor_weight_gb_per_s=round(nbytes / seconds / 1e9, 2), matmul_rows=rows)
+
+
 def run(args):
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -273,6 +298,12 @@ def run_length(args, device, dtype, num_tokens):
         print(json.dumps(summary), flush=True)
     if args.profile and "kv_cache" in by_mode:
         prof = profile_step(model, cond, by_mode["kv_cache"]["kwargs"], num_tokens, device)
+        rows = args.batch * (2 if cfg_scale > 1.0 else 1)
+        floor = matmul_floor(model, rows, device)
+        if floor:
+            step_ms = 1e3 * min(by_mode["kv_cache"]["times"]) / num_tokens  # the timed run, no profiler overhead
+            prof.update(floor, kv_cache_ms_per_step=round(step_ms, 3),
+                        step_over_matmul_floor=round(step_ms / floor["matmul_floor_ms_per_step"], 3))
         print(json.dumps(dict(bench="ar_generate_profile", mode="kv_cache", device=str(device), tokens=num_tokens,
                               batch=args.batch, **prof)), flush=True)
 
