@@ -53,6 +53,7 @@ def test_default_assignment_falls_back_to_smallest_level():
         (dict(codebook_size=0), "codebook_size"),
         (dict(patch_size=0), "patch_size"),
         (dict(entropy_loss_temperature=0.0), "entropy_loss_temperature"),
+        (dict(decoder_query_init="mean"), "decoder_query_init"),
     ],
 )
 def test_invalid_configs_name_the_argument(kwargs, name):

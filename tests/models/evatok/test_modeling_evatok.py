@@ -89,8 +89,9 @@ def test_decode_paths_agree():
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_block_causality_is_bit_identical(dtype):
-    model = make(dtype)
+@pytest.mark.parametrize("query_init", ["first_token", "pyramid_cell"])
+def test_block_causality_is_bit_identical(dtype, query_init):
+    model = make(dtype, decoder_query_init=query_init)
     x = clips(2, dtype)
     nb = model.config.num_blocks
     max_len = model.config.max_tokens
@@ -116,8 +117,9 @@ def test_block_causality_is_bit_identical(dtype):
                                atol=1e-12 if dtype == torch.float64 else 1e-5)
 
 
-def test_padded_mixed_batch_equals_per_clip_runs():
-    model, x = make(), clips()
+@pytest.mark.parametrize("query_init", ["first_token", "pyramid_cell"])
+def test_padded_mixed_batch_equals_per_clip_runs(query_init):
+    model, x = make(decoder_query_init=query_init), clips()
     with torch.no_grad():
         batch = model(x, MIXED)
         for i in range(3):
@@ -162,9 +164,10 @@ def test_vq_losses_ignore_padding():
     assert model.eval()(x, MIXED).entropy_loss == 0
 
 
-def test_prefix_state_paths_equal_full_forward_fp64_and_fp32():
+@pytest.mark.parametrize("query_init", ["first_token", "pyramid_cell"])
+def test_prefix_state_paths_equal_full_forward_fp64_and_fp32(query_init):
     for dtype, atol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
-        model, x = make(dtype), clips(2, dtype)
+        model, x = make(dtype, decoder_query_init=query_init), clips(2, dtype)
         checked = []
 
         def dfs(state, path, outs):
@@ -187,6 +190,38 @@ def test_prefix_state_paths_equal_full_forward_fp64_and_fp32():
             root = model.init_prefix_state(x)
             dfs(root, (), [])
         assert len(checked) == 27 and root.num_blocks_done == 0 and root.encoder_kv == [None, None]
+
+
+def test_decoder_query_sources():
+    """Which token of its block every decoder query starts from, on a 4x4 patch map with levels 2..16."""
+    sizes = dict(image_size=16, num_frames=4, patch_size=4, temporal_patch_size=2, token_levels=(2, 4, 8, 16))
+    i, j = torch.arange(4).repeat_interleave(4), torch.arange(4).repeat(4)  # row / column of each patch
+    first = make(**sizes)._query_source_offsets(torch.arange(4))
+    assert torch.equal(first, torch.zeros(4, 16, dtype=torch.long))
+    cell = make(**sizes, decoder_query_init="pyramid_cell")._query_source_offsets(torch.arange(4))
+    # the finest grid of each level: 1x1 (token 1), 1x2 (tokens 2-3), 2x2 (4-7), 2x4 (8-15)
+    assert torch.equal(cell[0], torch.ones(16, dtype=torch.long))
+    assert torch.equal(cell[1], 2 + j // 2)
+    assert torch.equal(cell[2], 4 + (i // 2) * 2 + j // 2)
+    assert torch.equal(cell[3], 8 + (i // 2) * 4 + j)
+
+
+def test_pyramid_cell_queries_start_from_their_cell_token():
+    """With no decoder layer, a patch's output depends only on its own cell's token (and the first token
+    does not reach the other cells)."""
+    model = make(decoder_layers=0, decoder_query_init="pyramid_cell", align_decoder_layer=0)
+    x = clips(1)
+    with torch.no_grad():
+        enc = model.encode(x, (8, 8, 8))
+        ref = model.decode(enc.indices, enc.token_counts)
+        idx = enc.indices.clone()
+        idx[0, 8 + 4] = (idx[0, 8 + 4] + 1) % model.config.codebook_size  # block 1, top-left 2x2 cell
+        out = model.decode(idx, enc.token_counts)
+    changed = (out != ref).flatten(0, 1).any(0)  # (T, H, W)
+    ph, pw = 4, 4  # patch size; the map is 4x5 patches, the top-left cell rows 0-1 x cols 0-2
+    expect = torch.zeros_like(changed)
+    expect[2:4, : 2 * ph, : 3 * pw] = True
+    assert torch.equal(changed, expect)
 
 
 def test_random_assignment_in_training_mode():

@@ -41,7 +41,10 @@ class EvatokTokenizerConfig(PretrainedConfig):
       added to the initial queries (the residual stream, as GigaTok's ``ViTDecoder``) and re-added to
       the attention queries/keys in every layer. Without it in the residual stream all patches of a block
       start identical, and the tiny recipe's PSNR stayed flat across levels (16.2-16.4 dB at 2-16
-      tokens/block; 17.3-17.8 dB with it); its references are the quantised tokens with learned index / block / level
+      tokens/block; 17.3-17.8 dB with it). ``decoder_query_init="pyramid_cell"`` (not in the paper) starts
+      each patch from the token of its own finest pyramid cell instead, which hands the detail tokens to
+      the patches they describe from the first step (small models and short runs learn the routing
+      through cross-attention slowly); its references are the quantised tokens with learned index / block / level
       tables on the keys. Linear head (after a LayerNorm) to ``temporal_patch_size * patch_size^2 *
       in_channels`` pixels per patch.
     * **Masks** (App. K): every attention allows ``block(key) <= block(query)``.
@@ -70,6 +73,10 @@ class EvatokTokenizerConfig(PretrainedConfig):
             recipe collapsed to one code).
         align_decoder_layer (`int`, optional): decoder layer whose output the alignment loss uses (default
             ``min(3, decoder_layers)``).
+        decoder_query_init (`str`): what every decoder query starts from, besides its position:
+            ``"first_token"`` (the paper: the block's first token for all of the block's patches) or
+            ``"pyramid_cell"`` (the token of the finest pyramid cell of the block's level that contains the
+            patch; still a token of the block itself, so block causality holds). See "Decoder queries".
         initializer_range (`float`): std of the truncated-normal init of linear layers and tables.
 
     Example:
@@ -105,6 +112,7 @@ class EvatokTokenizerConfig(PretrainedConfig):
         vq_stochastic_temperature: float = 0.03,
         entropy_loss_temperature: float = 0.1,
         align_decoder_layer: int | None = None,
+        decoder_query_init: str = "first_token",
         initializer_range: float = 0.02,
         **kwargs,
     ):
@@ -136,6 +144,9 @@ class EvatokTokenizerConfig(PretrainedConfig):
         self.vq_stochastic_temperature = float(vq_stochastic_temperature)
         self.entropy_loss_temperature = float(entropy_loss_temperature)
         self.align_decoder_layer = min(3, self.decoder_layers) if align_decoder_layer is None else int(align_decoder_layer)
+        if decoder_query_init not in ("first_token", "pyramid_cell"):
+            raise ValueError(f"`decoder_query_init` must be 'first_token' or 'pyramid_cell', got {decoder_query_init!r}")
+        self.decoder_query_init = decoder_query_init
         self.initializer_range = float(initializer_range)
         super().__init__(**kwargs)
         self._validate_sizes()

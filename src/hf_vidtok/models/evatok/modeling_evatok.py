@@ -22,7 +22,7 @@ from transformers.utils import ModelOutput
 from ...modules.initialization import init_vit_module
 from ...modules.masks import block_causal_mask, packed_block_layout
 from ...modules.patch_embed import PatchEmbed3D
-from ...modules.pooling import multilevel_pool
+from ...modules.pooling import multilevel_pool, pyramid_grids
 from ...modules.position_embeddings import sincos_3d
 from ...modules.qformer import QFormerLayer
 from ...modules.vector_quantizer import VectorQuantizer
@@ -484,12 +484,12 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             + self.token_block_embed[layout.block_ids]
             + self.token_level_embed[level_ids]
         ).to(refs.dtype)
-        first = tokens.gather(1, layout.starts.unsqueeze(-1).expand(-1, -1, d))  # (B, nb, D)
-        query_pos = self.decoder_query_pos.to(first.dtype)
-        # queries = the block's first token + the 3-D position table (GigaTok ViTDecoder): the positions
+        query_pos = self.decoder_query_pos.to(tokens.dtype)
+        # queries = a token of the block + the 3-D position table (GigaTok ViTDecoder): the positions
         # must enter the residual stream, not only the attention q/k, or every patch of a block starts
         # identical and only attention weights can tell them apart (extra tokens then go unused)
-        h = first.unsqueeze(2).expand(b, nb, c.patches_per_block, d).reshape(b, num_patches, d) + query_pos
+        source = layout.starts.unsqueeze(-1) + self._query_source_offsets(torch.searchsorted(levels, counts))
+        h = tokens.gather(1, source.reshape(b, num_patches, 1).expand(-1, -1, d)) + query_pos
         patch_blocks = self._patch_block_ids(h.device)[None]
         self_mask = block_causal_mask(patch_blocks, patch_blocks)
         cross_mask = block_causal_mask(patch_blocks, layout.block_ids, layout.valid)
@@ -504,6 +504,30 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             gh, gw = c.patch_grid
             hidden = hidden.view(b, nb, gh, gw, d)
         return video, hidden
+
+    def _query_source_offsets(self, level_ids):
+        """Which token of its block every decoder query starts from: ``level_ids`` (any shape, index into
+        ``token_levels``) -> offsets ``(*level_ids.shape, patches_per_block)`` within the block.
+
+        ``decoder_query_init="first_token"`` (the paper): token 0 for every patch. ``"pyramid_cell"``: the
+        token of the finest pyramid cell of the block's level that contains the patch (the block's own
+        tokens only, so block causality holds).
+        """
+        device = level_ids.device if torch.is_tensor(level_ids) else self.decoder_query_pos.device
+        cache = self.__dict__.setdefault("_query_source_cache", {})
+        if device not in cache:
+            c = self.config
+            gh, gw = c.patch_grid
+            rows = []
+            for k in c.token_levels:
+                if c.decoder_query_init == "pyramid_cell":
+                    rh, rw = pyramid_grids(gh, gw, k)[-1]
+                    offset = k - rh * rw
+                    rows.append([offset + (i * rh // gh) * rw + (j * rw // gw) for i in range(gh) for j in range(gw)])
+                else:
+                    rows.append([0] * (gh * gw))
+            cache[device] = torch.tensor(rows, dtype=torch.long).to(device)
+        return cache[device][level_ids]
 
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, t*h*w, pt*p*p*C)`` (channel fastest) -> ``(B, C, t*pt, H, W)`` for any number t of blocks."""
@@ -734,7 +758,7 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         ).to(refs.dtype)[None]
         b, d = tokens.shape[0], tokens.shape[-1]
         query_pos = self.decoder_query_pos[:, t * n : (t + 1) * n].to(tokens.dtype)
-        h = tokens[:, :1].expand(b, n, d) + query_pos
+        h = tokens[:, self._query_source_offsets(level)] + query_pos
         decoder_kv, decoder_token_kv = [], []
         for i, layer in enumerate(self.decoder_layers):
             tk, tv = layer.reference_kv(refs, token_pos)
