@@ -207,20 +207,21 @@ def test_decoder_query_sources():
 
 
 def test_pyramid_cell_queries_start_from_their_cell_token():
-    """With no decoder layer, a patch's output depends only on its own cell's token (and the first token
-    does not reach the other cells)."""
-    model = make(decoder_layers=0, decoder_query_init="pyramid_cell", align_decoder_layer=0)
-    x = clips(1)
+    """The decoder's input queries (layer 0): changing one cell's token changes exactly the queries of that
+    cell's patches, in its own block."""
+    from hf_vidtok.modules.masks import packed_block_layout
+
+    model = make(decoder_query_init="pyramid_cell")
+    counts = torch.tensor([[8, 8, 8]])
     with torch.no_grad():
-        enc = model.encode(x, (8, 8, 8))
-        ref = model.decode(enc.indices, enc.token_counts)
-        idx = enc.indices.clone()
-        idx[0, 8 + 4] = (idx[0, 8 + 4] + 1) % model.config.codebook_size  # block 1, top-left 2x2 cell
-        out = model.decode(idx, enc.token_counts)
-    changed = (out != ref).flatten(0, 1).any(0)  # (T, H, W)
-    ph, pw = 4, 4  # patch size; the map is 4x5 patches, the top-left cell rows 0-1 x cols 0-2
+        tokens = torch.randn(1, 24, model.config.hidden_size, dtype=torch.float64)
+        layout = packed_block_layout(counts, 24)
+        ref = model._decode_tokens(tokens, layout, counts, align_layer=0)[1]  # (1, blocks, 4, 5, D)
+        tokens[0, 8 + 4] += 1.0  # block 1, token 4 = the top-left cell of the 2x2 grid
+        out = model._decode_tokens(tokens, layout, counts, align_layer=0)[1]
+    changed = (out != ref).any(-1)[0]  # (blocks, 4, 5)
     expect = torch.zeros_like(changed)
-    expect[2:4, : 2 * ph, : 3 * pw] = True
+    expect[1, :2, :3] = True  # the 4x5 patch map's top-left cell: rows 0-1, columns 0-2
     assert torch.equal(changed, expect)
 
 
