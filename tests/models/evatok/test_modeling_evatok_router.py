@@ -111,7 +111,15 @@ def test_head_shapes_and_losses(head):
         targets = torch.randn(4, a)
         out = model(x, quality_targets=targets)
         assert out.quality.shape == (4, a) and out.logits is None
-        torch.testing.assert_close(out.quality_loss, torch.nn.functional.mse_loss(out.quality, targets))
+        mse = torch.nn.functional.mse_loss
+        q_mean, t_mean = out.quality.mean(-1, keepdim=True), targets.mean(-1, keepdim=True)
+        spread = (targets - t_mean).pow(2).mean().sqrt()
+        expect = mse(q_mean, t_mean) + mse((out.quality - q_mean) / spread, (targets - t_mean) / spread)
+        torch.testing.assert_close(out.quality_loss, expect)
+        # equal to the plain MSE when the within-clip spread is 1 (the MSE splits into the two parts)
+        t1 = targets - t_mean
+        t1 = t1 / t1.pow(2).mean().sqrt() + t_mean
+        torch.testing.assert_close(model(x, quality_targets=t1).quality_loss, mse(out.quality, t1))
         assert out.listwise_loss is not None and out.listwise_loss > 0
         torch.testing.assert_close(out.loss, out.quality_loss + 0.5 * out.listwise_loss)
     assert out.cls_hidden_state.shape == (4, 24)

@@ -49,7 +49,9 @@ class EvatokRouterConfig(PretrainedConfig):
             paper reports 19.9M). mlp_ratio (`float`), qkv_bias (`bool`), layer_norm_eps (`float`).
         initializer_range (`float`): std of the truncated-normal init of the [CLS] token and the head.
         label_smoothing (`float`): classifier cross-entropy label smoothing.
-        quality_loss (`str`): ``"mse"`` or ``"huber"`` (delta ``huber_delta``) regression loss of the quality head.
+        quality_loss (`str`): ``"mse"`` or ``"huber"`` (delta ``huber_delta``) regression loss of the quality head,
+            applied to the clip mean and, scaled by the batch's within-clip target spread, to the deviations of
+            the clip's assignments from it (both parts weigh alike; see ``EvatokRouter._regression_loss``).
         listwise_loss_weight (`float`): weight of the quality head's auxiliary listwise cross-entropy: per
             sample ``w_q ~ U[listwise_w_q_min, listwise_w_q_max]``, target = argmax of the table's reward for
             that ``w_q``, prediction = ``softmax((w_q * Q^ - (2 - w_q) * L~) / listwise_temperature)``.
