@@ -476,8 +476,8 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         c = self.config
         b, _, d = tokens.shape
         nb, num_patches = c.num_blocks, c.num_blocks * c.patches_per_block
-        levels = self._levels(counts.device)
-        level_ids = torch.searchsorted(levels, counts).gather(1, layout.block_ids)
+        block_levels = torch.searchsorted(self._levels(counts.device), counts)  # (B, nb) index into token_levels
+        level_ids = block_levels.gather(1, layout.block_ids)
         refs = self.token_norm(tokens)
         token_pos = (
             self.token_index_embed[layout.positions]
@@ -488,7 +488,7 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         # queries = a token of the block + the 3-D position table (GigaTok ViTDecoder): the positions
         # must enter the residual stream, not only the attention q/k, or every patch of a block starts
         # identical and only attention weights can tell them apart (extra tokens then go unused)
-        source = layout.starts.unsqueeze(-1) + self._query_source_offsets(torch.searchsorted(levels, counts))
+        source = layout.starts.unsqueeze(-1) + self._query_source_offsets(block_levels)
         h = tokens.gather(1, source.reshape(b, num_patches, 1).expand(-1, -1, d)) + query_pos
         patch_blocks = self._patch_block_ids(h.device)[None]
         self_mask = block_causal_mask(patch_blocks, patch_blocks)
