@@ -125,10 +125,11 @@ def main(argv=None):
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
     p.add_argument("--quality_metric", default="ssim", choices=["lpips", "mse", "ssim"])
     p.add_argument("--train_clips_per_video", type=int, default=16)
-    p.add_argument("--held_out_clips_per_video", type=int, default=8)
-    p.add_argument("--baseline_level", type=int, default=8,
+    p.add_argument("--held_out_clips_per_video", type=int, default=32,
+                   help="held-out clips per video (random starts; 32 covers about every start of the held-out quarters)")
+    p.add_argument("--baseline_level", type=int, default=16,
                    help="tokens per block of the fixed-length baseline tokenizer (trained with uniform:K)")
-    p.add_argument("--budgets", default="4.25 4.5 8 16",
+    p.add_argument("--budgets", default="12 24 48",
                    help="the router's average budgets (mean tokens per clip; budgets are upper bounds, so the ones under "
                         "the router's own choice are where it must drop tokens)")
     p.add_argument("--tokenizer_args", default=None,

@@ -181,8 +181,22 @@ def matmul_floor(model, rows: int, device, repeats: int = 10) -> dict:
     _sync(device)
     seconds = (time.perf_counter() - t0) / repeats
     nbytes = sum(w.numel() * w.element_size() for w in weights)
+    # What the same weights cost when only read: a reduction over each (the machine's read bandwidth for them) and
+    # one-row products (GEMV, the BLAS's own streaming kernel). A GEMM of `rows` rows far below both runs inside
+    # the BLAS kernel, not in the decode loop.
+    reads = {}
+    for name, fn in (("read_sum", lambda w: w.sum()), ("gemv_1row", lambda w: torch.mv(w, inputs[w.shape[1]][0]))):
+        for w in weights:
+            fn(w)
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            for w in weights:
+                fn(w)
+        _sync(device)
+        reads[f"{name}_weight_gb_per_s"] = round(nbytes * repeats / (time.perf_counter() - t0) / 1e9, 2)
     return dict(matmul_floor_ms_per_step=round(1e3 * seconds, 3), linear_weight_mb=round(nbytes / 1e6, 1),
-                matmul_floor_weight_gb_per_s=round(nbytes / seconds / 1e9, 2), matmul_rows=rows)
+                matmul_floor_weight_gb_per_s=round(nbytes / seconds / 1e9, 2), matmul_rows=rows, **reads)
 
 
 def run(args):

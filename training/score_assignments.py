@@ -228,6 +228,7 @@ def main(argv=None) -> dict:
     writer = ScoreTableWriter(
         args.output_dir, levels, tok.config.num_blocks, args.quality_metric, rank=rank, world_size=world,
         rows_per_shard=args.rows_per_shard, extra_metadata=info,
+        resume_keys=("split", "num_frames", "resolution", "clips_per_video", "frame_stride", "fps", "seed"),
     )
     writer.cleanup()
     done = writer.completed_keys()

@@ -93,3 +93,21 @@ def test_errors(tmp_path):
         load_score_table(tmp_path / "missing")
     with pytest.raises(ValueError, match="rows_per_shard"):
         ScoreTableWriter(tmp_path / "x", LEVELS, T, rows_per_shard=0)
+
+
+def test_resume_refuses_other_clip_settings(tmp_path):
+    """A rerun into the same folder with other clip settings must not silently keep the old table."""
+    rng = np.random.default_rng(3)
+    info = {"clips_per_video": 16, "seed": 0, "tokenizer": "/old/place"}
+    w = ScoreTableWriter(tmp_path, LEVELS, T, "ssim", extra_metadata=info, resume_keys=("clips_per_video", "seed"))
+    w.add(*_batch(rng, 0, 2))
+    w.flush()
+    # same clip settings (the tokenizer moved: not a resume key) -> resumes, keys already done are known
+    moved = {**info, "tokenizer": "/new/place"}
+    w2 = ScoreTableWriter(tmp_path, LEVELS, T, "ssim", extra_metadata=moved, resume_keys=("clips_per_video", "seed"))
+    assert len(w2.completed_keys()) == 2
+    with pytest.raises(ValueError, match=r"clips_per_video=16 there, 32 now"):
+        ScoreTableWriter(tmp_path, LEVELS, T, "ssim", extra_metadata={**info, "clips_per_video": 32},
+                         resume_keys=("clips_per_video", "seed"))
+    with pytest.raises(ValueError, match="resume_keys"):
+        ScoreTableWriter(tmp_path / "y", LEVELS, T, "ssim", extra_metadata=info, resume_keys=("fps",))

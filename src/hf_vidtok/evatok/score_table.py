@@ -94,6 +94,9 @@ class ScoreTableWriter:
     ``progress/<shard>.json`` holding ``num_rows``, a digest of its keys, ``world_size`` and the caller's
     ``state`` (e.g. the data stream's ``state_dict()`` after the shard's last clip). Rows not yet flushed are
     lost by a kill and simply re-scored on resume; stale temporary files are removed by :meth:`cleanup`.
+    ``extra_metadata`` (JSON-able dict) is stored in the schema; its ``resume_keys`` (the settings that decide which
+    clips are scored) must equal those of a table already in ``output_dir``, else ``ValueError``: a rerun with other
+    clips must not continue, and silently keep, the old table.
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class ScoreTableWriter:
         world_size: int = 1,
         rows_per_shard: int = 256,
         extra_metadata: Optional[dict] = None,
+        resume_keys: Sequence[str] = (),
     ):
         import pyarrow as pa  # noqa: F401  (fail early without the dependency)
 
@@ -119,6 +123,10 @@ class ScoreTableWriter:
         self.num_blocks = int(num_blocks)
         self.num_classes = len(self.levels) ** self.num_blocks
         self.schema = score_table_schema(self.levels, self.num_blocks, quality_metric, extra_metadata)
+        self.extra_metadata, self.resume_keys = dict(extra_metadata or {}), tuple(resume_keys)
+        unknown = [k for k in self.resume_keys if k not in self.extra_metadata]
+        if unknown:
+            raise ValueError(f"`resume_keys` {unknown} are not keys of `extra_metadata`")
         self.rank, self.world_size, self.rows_per_shard = rank, world_size, rows_per_shard
         os.makedirs(os.path.join(self.output_dir, DATA_DIR), exist_ok=True)
         os.makedirs(os.path.join(self.output_dir, RECORDS_DIR), exist_ok=True)
@@ -143,6 +151,16 @@ class ScoreTableWriter:
                         f"{self.output_dir!r} already holds a score table with {k.decode()}="
                         f"{meta.get(k, b'?').decode()}, not {self.schema.metadata[k].decode()}: use another output_dir"
                     )
+            # a resumed run must draw the same clips: settings that change them cannot continue an old table
+            old = json.loads((meta.get(b"hf_vidtok") or b"{}").decode())
+            changed = {k: (old[k], self.extra_metadata[k]) for k in self.resume_keys
+                       if k in old and old[k] != self.extra_metadata[k]}
+            if changed:
+                detail = ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in changed.items())
+                raise ValueError(
+                    f"{self.output_dir!r} already holds a score table made with other clip settings ({detail}): "
+                    "use another output_dir (or remove that one) to score with the new settings"
+                )
 
     def cleanup(self) -> None:
         """Remove this rank's temporary files left by a killed run (call before writing)."""
