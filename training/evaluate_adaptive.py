@@ -186,18 +186,14 @@ def _clip_settings(args, tok, table) -> None:
 
 
 def _stream(args, rank: int, world: int):
-    from hf_vidtok.data import load_video_dataset
+    from hf_vidtok.data import files_of_process, load_video_dataset
 
     ds = load_video_dataset(
         args.data_dir, layout=args.dataset_layout, split=args.split, num_frames=args.num_frames,
         resolution=args.resolution, frame_stride=args.frame_stride, fps=args.fps,
         clips_per_video=args.clips_per_video, seed=args.seed, streaming=True,
     )
-    if world > 1:
-        if ds.num_shards < world:
-            raise ValueError(f"{ds.num_shards} video files cannot be shared by {world} processes: use fewer processes")
-        ds = ds.shard(num_shards=world, index=rank, contiguous=False)  # whole files per process
-    return ds
+    return files_of_process(ds, rank, world)
 
 
 def iter_clip_batches(args, rank: int, world: int, device):
@@ -447,13 +443,14 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     import torch
-    from accelerate import PartialState
     from accelerate.utils import gather_object
+
+    from hf_vidtok.training.accelerator import distributed_state
 
     from hf_vidtok.evatok.curves import write_quality_cost_curves
     from hf_vidtok.evatok.score_table import load_score_table
 
-    state = PartialState()
+    state = distributed_state()
     rank, world, device = state.process_index, state.num_processes, state.device
     t0 = time.perf_counter()
     tok = _load_tokenizer(args, device)
@@ -494,6 +491,7 @@ def main(argv=None) -> dict:
             with torch.no_grad():
                 scores = router(pixels).scores.double().cpu()
         mine.append((keys, starts, scores))
+    logger.info("process %d evaluates %d clips", rank, sum(len(k) for k, _, _ in mine))
     parts = gather_object(mine)
     keys = [k for ks, _, _ in parts for k in ks]
     starts = [s for _, ss, _ in parts for s in ss]

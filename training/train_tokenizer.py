@@ -356,7 +356,8 @@ def build_components(args, accelerator, model: LarpTokenizer) -> Components:
         factor = accelerator.num_processes * args.train_batch_size * args.gradient_accumulation_steps / 128
         lr, disc_lr = lr * factor, disc_lr * factor
     evatok = isinstance(model, EvatokTokenizer)
-    alignment = build_alignment(args, model.config) if evatok else None
+    config = model.config  # `model` is DDP-wrapped after `prepare` on several processes
+    alignment = build_alignment(args, config) if evatok else None
     if evatok:  # one group (+ the alignment projector)
         groups = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": args.adam_weight_decay}]
         if alignment is not None:
@@ -367,7 +368,7 @@ def build_components(args, accelerator, model: LarpTokenizer) -> Components:
     betas = (args.adam_beta1, args.adam_beta2)
     optimizer = torch.optim.Adam(groups, lr=lr, betas=betas, eps=args.adam_epsilon)
     lr_scheduler = get_lr_scheduler(args.lr_scheduler, optimizer, args.lr_warmup_steps, args.max_train_steps, args.min_lr_mult)
-    disc = build_discriminator(args, model.config)
+    disc = build_discriminator(args, config)
     ema = None
     if args.use_ema:
         from diffusers.training_utils import EMAModel
@@ -406,7 +407,7 @@ def build_components(args, accelerator, model: LarpTokenizer) -> Components:
             codebook_weight=vq * args.codebook_loss_weight, entropy_weight=vq * args.entropy_loss_weight,
             alignment_weight=args.alignment_weight, adversarial_start_step=args.disc_start_step,
         )
-        sampler = parse_assignment_sampling(args.assignment_sampling, model.config.token_levels, model.config.num_blocks)
+        sampler = parse_assignment_sampling(args.assignment_sampling, config.token_levels, config.num_blocks)
         return Components(model, optimizer, lr_scheduler, g_objective, disc, disc_opt, disc_sched, d_objective, ema,
                           None, sampler, alignment)
     g_objective = LarpGeneratorObjective(
@@ -638,17 +639,13 @@ def write_eval_results(args, progress: TrainingProgress, step: int, metrics: dic
 
 def write_data_audit(args, accelerator, c: Components, seen: list[str]) -> str:
     """``data_audit/rank<i>.json``: the clips this process trained on and a SHA-256 of its weights."""
-    import hashlib
+    from hf_vidtok.models.fingerprint import weights_sha256
 
-    digest = hashlib.sha256()
-    for name, tensor in sorted(accelerator.unwrap_model(c.model).state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     folder = os.path.join(args.output_dir, "data_audit")
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"rank{accelerator.process_index}.json")
     write_json_atomic(path, {"process_index": accelerator.process_index, "num_processes": accelerator.num_processes,
-                             "clips": seen, "weights_sha256": digest.hexdigest()})
+                             "clips": seen, "weights_sha256": weights_sha256(accelerator.unwrap_model(c.model))})
     return path
 
 
@@ -673,11 +670,12 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
         raise ValueError(f"`--num_frames` {args.num_frames} does not match the model's num_frames {config.num_frames}")
     if args.resolution != config.image_size:
         raise ValueError(f"`--resolution` {args.resolution} does not match the model's image_size {config.image_size}")
-    if args.sample_videos:
-        args.train_data_dir, args.validation_data_dir = sample_video_splits(
-            os.path.join(args.output_dir, "sample_data"), resolution=args.resolution, num_frames=args.num_frames,
-            validation_fraction=args.sample_validation_fraction, validation_video=args.sample_validation_video,
-        )
+    if args.sample_videos:  # written once per output folder (the first process of each machine; reused after)
+        with accelerator.local_main_process_first():
+            args.train_data_dir, args.validation_data_dir = sample_video_splits(
+                os.path.join(args.output_dir, "sample_data"), resolution=args.resolution, num_frames=args.num_frames,
+                validation_fraction=args.sample_validation_fraction, validation_video=args.sample_validation_video,
+            )
         args.dataset_layout, args.validation_dataset_layout = "csv", "csv"
         args.train_split, args.validation_split = "train", "train"
     if args.validation_data_dir is None:

@@ -91,3 +91,22 @@ def test_stream_counts_files_without_clips():
     resumed = _stream(reader=_reader({0: 0, 1: 0}), num_shards=4, batch_size=2)
     resumed.load_state_dict(stream.state_dict())
     assert resumed.skipped_files == 2
+
+
+@pytest.mark.parametrize("clips_per_file", [2, 3])
+def test_stream_resumes_when_a_checkpoint_ends_an_epoch_of_one_file(clips_per_file):
+    """One file per stream and epoch (3 files, 2 processes: process 1 reads one file an epoch) and a batch that ends
+    exactly with that file: the resumed stream re-reads the finished file, finds every clip already consumed and
+    must go on to the next epoch (it used to stop as if every file were unreadable)."""
+    def make():
+        return _stream(1, 2, 0, num_shards=3, batch_size=clips_per_file, reader=_reader({i: clips_per_file for i in range(3)}))
+
+    full = _take(make(), 6)
+    for cut in range(1, 6):
+        first = make()
+        head = _take(first, cut)
+        resumed = make()
+        resumed.load_state_dict({"per_process": [first.local_state_dict(), first.local_state_dict()]})
+        assert head + _take(resumed, 6 - cut) == full, cut
+    epochs = [b[0][0] for b in full]
+    assert epochs == sorted(epochs) and len(set(epochs)) == 6  # one batch (one file) per epoch

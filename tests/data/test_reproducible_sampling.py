@@ -1,7 +1,7 @@
 """The README recipe's data path draws the same clips wherever the data and the outputs lie.
 
-Runs the tokenizer training script's own data preparation (pre-resized copies of the sample videos
-under ``--output_dir``, CSVs listing them by absolute path) and its training clip stream and held-out
+Runs the tokenizer training script's own data preparation (pre-resized lossless copies of the sample videos
+under ``--output_dir``, CSVs listing them relative to their folder) and its training clip stream and held-out
 clips, once from each of two working directories with the README's relative ``--output_dir``, and
 compares what they draw bit for bit.
 """
@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("datasets")
 pytest.importorskip("accelerate")
@@ -62,7 +63,7 @@ def _recipe_data(script, workdir: Path, num_batches: int) -> dict:
             # clip ids name the file by absolute path: compare them relative to the output folder
             "clips": [[cid.replace(str(sample_dir), "<sample_data>") for cid in b["clip_ids"]] for b in batches],
             "validation": [v.numpy() for v in validation],
-            "files": {p.relative_to(sample_dir).as_posix(): p.read_bytes() for p in sorted(sample_dir.rglob("*.mp4"))},
+            "files": {p.relative_to(sample_dir).as_posix(): p.read_bytes() for p in sorted(sample_dir.rglob("*.mkv"))},
             "csv": (sample_dir / "train.csv").read_text(),
         }
     finally:
@@ -77,7 +78,7 @@ def test_readme_recipe_draws_identical_clips_from_two_directories(tmp_path):
         d.mkdir(parents=True)
     a = _recipe_data(script, first, num_batches=3)
     b = _recipe_data(script, second, num_batches=3)
-    assert a["csv"] != b["csv"] and str(first) in a["csv"]  # the CSVs list absolute paths: they differ
+    assert a["csv"] == b["csv"] and str(first) not in a["csv"]  # the CSVs list paths relative to their folder
     assert a["files"].keys() == b["files"].keys() and len(a["files"]) == 6  # 3 videos x (train, validation)
     assert a["files"] == b["files"]  # the pre-resized copies are byte-identical
     assert a["clips"] == b["clips"]  # same files, same start frames, same order
@@ -89,3 +90,26 @@ def test_readme_recipe_draws_identical_clips_from_two_directories(tmp_path):
     assert len(a["validation"]) == len(b["validation"]) > 0
     for x, y in zip(a["validation"], b["validation"]):
         np.testing.assert_array_equal(x, y)
+
+
+def test_readme_recipe_trains_identical_weights_in_two_folders(tmp_path):
+    """The README's main job (a few steps of it), run as written from two working directories: same weights."""
+    import subprocess
+
+    from safetensors.torch import load_file
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    weights = []
+    for workdir in (tmp_path / "a", tmp_path / "b" / "deeper"):
+        workdir.mkdir(parents=True)
+        proc = subprocess.run(
+            [sys.executable, str(SCRIPT), "--config", str(RECIPE), "--output_dir", "outputs/larp-tiny",
+             "--max_train_steps", "6", "--validation_steps", "6", "--checkpointing_steps", "3", "--num_validation_clips", "6"],
+            cwd=workdir, env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        weights.append(load_file(str(workdir / "outputs" / "larp-tiny" / "model.safetensors")))
+    assert weights[0].keys() == weights[1].keys() and len(weights[0]) > 10
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key

@@ -84,6 +84,44 @@ def test_scores_match_direct_scoring_and_resume_is_exact(setup, tmp_path):
     assert third["clips_scored"] == 0 and third["num_clips"] == 12
 
 
+def test_skipped_files_are_stored_and_another_tokenizer_cannot_resume(setup, tmp_path):
+    """Unreadable files are counted in score_table.json, the loaded table's metadata and the card; the table
+    records the tokenizer's fingerprint, and a rerun into the same folder with other weights is refused."""
+    import json
+    import shutil
+
+    root, videos, tok = setup
+    data = tmp_path / "videos"
+    shutil.copytree(videos, data)
+    (data / "calm" / "broken.mp4").write_bytes(b"not a video")
+    (data / "busy" / "empty.mp4").write_bytes(b"")
+    script = load_script("training/score_assignments.py")
+    out = tmp_path / "scores"
+    result = script.main(_args(root, data, out))
+    assert result["num_clips"] == 12 and result["files"]["skipped"] == 2 and result["files"]["with_clips"] == 6
+    info = json.loads((out / "score_table.json").read_text())
+    assert sorted(info["files"]["skipped_files"]) == [str(data / "busy" / "empty.mp4"), str(data / "calm" / "broken.mp4")]
+    assert info["tokenizer_fingerprint"]["weights_sha256"] == result_sha(tok)
+    table = load_score_table(out)
+    assert table.metadata["files"]["skipped"] == 2 and table.metadata["tokenizer_fingerprint"] == info["tokenizer_fingerprint"]
+    card = (out / "README.md").read_text()
+    assert "6 gave clips, 2 skipped" in card and "broken.mp4" in card and info["tokenizer_fingerprint"]["weights_sha256"] in card
+    # the same folder again with other weights (same path): refused, nothing mixed in
+    other = evatok.EvatokTokenizer(tok.config)
+    other.save_pretrained(tmp_path / "other")
+    args = _args(root, data, out)
+    args[args.index("--tokenizer_name_or_path") + 1] = str(tmp_path / "other")
+    with pytest.raises(ValueError, match="tokenizer_fingerprint"):
+        script.main(args)
+    assert load_score_table(out).num_clips == 12
+
+
+def result_sha(model):
+    from hf_vidtok.models.fingerprint import weights_sha256
+
+    return weights_sha256(model)
+
+
 def test_bad_arguments(setup, tmp_path):
     root, videos, _ = setup
     script = load_script("training/score_assignments.py")
@@ -137,7 +175,7 @@ def test_push_to_hub_and_load_back(tmp_path, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     table = load_score_table("user/evatok-scores")
-    assert calls == [("user/evatok-scores", "dataset", ["*.parquet"])]
+    assert calls == [("user/evatok-scores", "dataset", ["*.parquet", "score_table.json"])]
     local = load_score_table(out)
     assert list(table.keys) == list(local.keys) == ["a#0", "b#0", "c#0"]
     np.testing.assert_array_equal(table.ssim, local.ssim)

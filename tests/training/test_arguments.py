@@ -38,6 +38,29 @@ def test_yaml_config_merged_with_cli(tmp_path):
     assert args.lr_scheduler == "larp_cosine" and args.random_flip is True
 
 
+def test_command_line_source_replaces_the_recipes_alternatives(tmp_path):
+    """A recipe that trains on the sample videos, run with `--train_data_dir`: the command line wins (it used to
+    be ignored silently); `--no-sample_videos` turns the recipe's choice off; a model source given on the command
+    line replaces the recipe's `model_config`."""
+    cfg = tmp_path / "r.yaml"
+    cfg.write_text("sample_videos: true\nmodel_config: {frame_num: 4}\nlearning_rate: 3.0e-4\n")
+    parse = lambda *argv: targs.parse_args_with_config(_parser(), ["--config", str(cfg), *argv], dict_keys=["model_config"])  # noqa: E731
+    args = parse("--train_data_dir", "my/videos")
+    assert args.train_data_dir == "my/videos" and args.sample_videos is False
+    assert args.model_config == {"frame_num": 4} and args.learning_rate == pytest.approx(3e-4)  # other groups untouched
+    args = parse("--no-sample_videos")
+    assert args.sample_videos is False and args.train_data_dir is None
+    args = parse()
+    assert args.sample_videos is True and args.train_data_dir is None
+    args = parse("--pretrained_model_name_or_path", "some/model")
+    assert args.model_config is None and args.pretrained_model_name_or_path == "some/model" and args.sample_videos
+    args = parse("--sample_videos", "--config_name", "c.json")  # both on the command line: both kept
+    assert args.sample_videos is True and args.config_name == "c.json" and args.model_config is None
+    cfg.write_text("train_data_dir: data/videos\n")
+    args = parse("--sample_videos")
+    assert args.sample_videos is True and args.train_data_dir is None
+
+
 def test_yaml_config_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("learning_rat: 1\n")

@@ -34,7 +34,8 @@ from .video_reader import (
 
 from .clip_stream import ShardedClipStream, hf_shard_reader
 
-_BUILDER_NAMES = ("VideoClips", "VideoClipsConfig", "load_video_dataset")
+_BUILDER_NAMES = ("VideoClips", "VideoClipsConfig", "VideoFileCounts", "count_video_files", "files_of_process",
+                  "load_video_dataset")
 
 
 def __getattr__(name):  # PEP 562: import the datasets-based builder only when it is used
@@ -56,12 +57,15 @@ __all__ = [
     "VideoClipsConfig",
     "VideoEntry",
     "VideoFile",
+    "VideoFileCounts",
     "VideoIndex",
     "VideoListing",
     "canonical_split",
     "center_crop",
     "clip_frame_indices",
     "collate_video_clips",
+    "count_video_files",
+    "files_of_process",
     "hf_shard_reader",
     "list_videos",
     "load_video_dataset",

@@ -23,6 +23,7 @@ skipped are logged.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import hashlib
@@ -45,7 +46,7 @@ from .layouts import LAYOUTS, VideoEntry, canonical_split, list_videos
 from .transforms import resize_crop_uint8
 from .video_reader import BrokenVideoError, VideoFile
 
-__all__ = ["VideoClipsConfig", "VideoClips", "load_video_dataset"]
+__all__ = ["VideoClipsConfig", "VideoClips", "VideoFileCounts", "count_video_files", "files_of_process", "load_video_dataset"]
 
 logger = logging.getLogger("hf_vidtok.data")
 
@@ -63,6 +64,40 @@ def _positive_int(name, value) -> int:
     return int(value)
 
 
+class VideoFileCounts:
+    """Files the builder read in this process while :func:`count_video_files` was active: ``skipped`` and
+    ``partial`` map a file's path to the reason (a file read twice, e.g. by a resumed stream, counts once)."""
+
+    def __init__(self):
+        self.skipped: dict[str, str] = {}
+        self.partial: dict[str, str] = {}
+
+    def to_dict(self) -> dict:
+        return {"skipped": dict(sorted(self.skipped.items())), "partial": dict(sorted(self.partial.items()))}
+
+    def update(self, state: Optional[dict]) -> None:
+        """Add the files of a saved :meth:`to_dict` (a resumed run continues counting)."""
+        for name in ("skipped", "partial"):
+            getattr(self, name).update((state or {}).get(name) or {})
+
+
+_ACTIVE_COUNTS: list = []
+
+
+@contextlib.contextmanager
+def count_video_files():
+    """Record, while the block runs, every video file the builder skips or reads only partly in this process
+    (``with count_video_files() as counts: for ex in ds: ...``; then ``counts.skipped`` / ``counts.partial``).
+    The builder also logs them, but a long run must be able to store its counts (score tables, token datasets).
+    DataLoader worker processes keep their own counts: iterate in the process that collects."""
+    counts = VideoFileCounts()
+    _ACTIVE_COUNTS.append(counts)
+    try:
+        yield counts
+    finally:
+        _ACTIVE_COUNTS.remove(counts)
+
+
 class FileStats:
     """Counts the files of one pass: skipped ones (one WARNING each), partial ones, and a summary."""
 
@@ -74,7 +109,14 @@ class FileStats:
 
     def skip(self, path: str, reason: str) -> None:
         self.skipped.append((path, reason))
+        for counts in _ACTIVE_COUNTS:
+            counts.skipped[path] = reason
         logger.warning("Skipping video file %r: %s", path, reason)
+
+    def add_partial(self, path: str, reason: str) -> None:
+        self.partial.append((path, reason))
+        for counts in _ACTIVE_COUNTS:
+            counts.partial[path] = reason
 
     def report(self) -> None:
         where = f" of split {self.split!r}" if self.split else ""
@@ -280,7 +322,7 @@ class VideoClips(datasets.GeneratorBasedBuilder):
                 stats.skip(entry.path, f"unreadable ({type(e).__name__}: {e})")
                 continue
             if partial:
-                stats.partial.append((entry.path, partial))
+                stats.add_partial(entry.path, partial)
             for c, (start, video) in enumerate(clips):
                 example = {"video": video, "label": entry.label, "path": entry.path, "key": entry.key, "start_frame": start}
                 if with_caption:
@@ -288,6 +330,20 @@ class VideoClips(datasets.GeneratorBasedBuilder):
                 yield f"{entry.key}#{c}", example
         if own_stats:
             stats.report()
+
+
+def files_of_process(ds, process_index: int, num_processes: int):
+    """The part of a streaming clip dataset that one of ``num_processes`` processes reads: whole files (a file is a
+    shard), every ``num_processes``-th one, so no clip is read twice and a file's clips stay together (unlike
+    ``datasets.distributed.split_dataset_by_node``, which makes every process read every file when the file
+    count is not a multiple of the process count). ``ValueError`` when there are fewer files than processes."""
+    if num_processes == 1:
+        return ds
+    if ds.num_shards < num_processes:
+        raise ValueError(
+            f"{ds.num_shards} video files cannot be shared by {num_processes} processes: use fewer processes"
+        )
+    return ds.shard(num_shards=num_processes, index=process_index, contiguous=False)
 
 
 def _fingerprint(listing, layout: str) -> str:

@@ -131,14 +131,14 @@ class ShardedClipStream(torch.utils.data.IterableDataset):
             shards = self.shards_for(stream, epoch)
             if not shards:
                 return
-            produced = 0
+            read = 0  # examples read in this pass over the epoch, including those skipped as already consumed
             for j in range(shard_pos, len(shards)):
                 k = 0
                 for example in self.read_shard(shards[j], self.num_shards, epoch):
                     k += 1
+                    read += 1
                     if k <= offset:
                         continue
-                    produced += 1
                     buffer.append(example)
                     if len(buffer) == self.batch_size:
                         batch = self.collate_fn(buffer)
@@ -155,7 +155,9 @@ class ShardedClipStream(torch.utils.data.IterableDataset):
                 if k == 0:
                     bad.add(shards[j])
                 offset = 0
-            if produced == 0 and shard_pos == 0:
+            # a whole epoch without a single readable example (a resumed epoch whose remaining examples were
+            # all consumed before the checkpoint read some: it just moves on to the next epoch)
+            if read == 0 and shard_pos == 0:
                 logger.error(
                     "data stream %d (process %d) read %d files in epoch %d and got no clip; it stops",
                     stream, self.process_index, len(shards), epoch,

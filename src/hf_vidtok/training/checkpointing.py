@@ -87,6 +87,13 @@ class TrainingProgress:
 # ---------------------------------------------------------------------------------------- state hooks
 
 
+def _safetensors_device(device) -> str:
+    """``safetensors.torch.load_file``'s device string: it rejects indexed CPU devices such as ``cpu:0``
+    (what accelerate reports for each process of a multi-process CPU run)."""
+    device = torch.device(device)
+    return "cpu" if device.type == "cpu" else str(device)
+
+
 def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -149,8 +156,12 @@ class CheckpointState:
             handle.remove()
 
     def _folder_of(self, model) -> str | None:
+        """The folder of ``model`` as accelerate lists it: accelerate keeps the bare module in its model list
+        while ``prepare`` returned a DDP wrapper, so both sides are compared unwrapped."""
+        unwrap = self.accelerator.unwrap_model
+        bare = unwrap(model)
         for folder, candidate in self.models.items():
-            if candidate is model:
+            if unwrap(candidate) is bare:
                 return folder
         return None
 
@@ -199,7 +210,7 @@ class CheckpointState:
         for i in reversed(range(len(models))):
             folder = self._folder_of(models[i])
             if folder is not None:
-                weights = load_file(os.path.join(input_dir, folder, _WEIGHTS), device=str(acc.device))
+                weights = load_file(os.path.join(input_dir, folder, _WEIGHTS), device=_safetensors_device(acc.device))
                 acc.unwrap_model(models[i]).load_state_dict(weights, strict=True)
                 models.pop(i)  # accelerate must not look for model_<i>.safetensors
         for folder, (ema, source) in self.emas.items():
@@ -210,7 +221,8 @@ class CheckpointState:
             shadow = [weights[n].to(device=s.device, dtype=s.dtype) for n, s in zip(names, ema.shadow_params)]
             ema.load_state_dict({**scalars, "shadow_params": shadow})
         for stem, module in self.modules.items():
-            module.load_state_dict(load_file(os.path.join(input_dir, f"{stem}.safetensors"), device=str(acc.device)))
+            module.load_state_dict(load_file(os.path.join(input_dir, f"{stem}.safetensors"),
+                                             device=_safetensors_device(acc.device)))
         with open(state_path, encoding="utf-8") as f:
             states = json.load(f)
         for key, obj in self.states.items():
@@ -219,9 +231,9 @@ class CheckpointState:
         if os.path.isfile(rng + ".safetensors"):
             with open(rng + ".json", encoding="utf-8") as f:
                 _set_rng_state(load_file(rng + ".safetensors"), json.load(f))
-        else:
-            logger.warning("no RNG state for process %d in %s (fewer processes wrote it); RNG not restored",
-                              acc.process_index, input_dir)
+        else:  # resumed by more processes than wrote the checkpoint: this one keeps its seeded RNG
+            logger.info("no RNG state for process %d in %s (fewer processes wrote it); its RNG keeps its seed",
+                        acc.process_index, input_dir)
 
 
 def find_unsafe_pickles(folder: str | os.PathLike) -> list[str]:
@@ -434,6 +446,14 @@ def load_checkpoint(accelerator, resume_from: str | None, output_dir: str) -> st
     path = resolve_resume_checkpoint(resume_from, output_dir)
     if path is not None:
         logger.info("resuming from %s", path)
+        with open(os.path.join(path, _COMPLETE_MARKER), encoding="utf-8") as f:
+            saved_processes = json.load(f).get("num_processes", accelerator.num_processes)
+        if saved_processes != accelerator.num_processes and accelerator.is_main_process:
+            logger.warning(
+                "%s was written by %d processes and is resumed by %d: the weights, optimizer, schedule and step "
+                "continue exactly, the data streams restart at their next epoch (every clip still once per epoch) and "
+                "processes without a saved RNG state keep their seed; the run is no longer bit-identical to one "
+                "that kept %d processes", path, saved_processes, accelerator.num_processes, saved_processes)
         accelerator.load_state(path)
     elif resume_from:
         logger.info("no checkpoint found for `%s`; starting a new run", resume_from)

@@ -141,7 +141,8 @@ def length_token_features(class_names: list[str], num_blocks: int, num_cond_toke
     }
     if num_cond_tokens is not None:
         feats["cond_ids"] = datasets.Sequence(datasets.Value("int32"), length=num_cond_tokens)
-    feats.update(path=datasets.Value("string"), start_frame=datasets.Value("int32"), flipped=datasets.Value("bool"))
+    feats.update(path=datasets.Value("string"), key=datasets.Value("string"), clip_index=datasets.Value("int32"),
+                 start_frame=datasets.Value("int32"), flipped=datasets.Value("bool"))
     return datasets.Features(feats)
 
 

@@ -117,7 +117,8 @@ def token_features(num_tokens: int, class_names: list[str], frame_prediction: bo
     }
     if frame_prediction:
         feats["cond_ids"] = datasets.Sequence(datasets.Value("int32"), length=num_tokens)
-    feats.update(path=datasets.Value("string"), start_frame=datasets.Value("int32"), flipped=datasets.Value("bool"))
+    feats.update(path=datasets.Value("string"), key=datasets.Value("string"), clip_index=datasets.Value("int32"),
+                 start_frame=datasets.Value("int32"), flipped=datasets.Value("bool"))
     return datasets.Features(feats)
 
 

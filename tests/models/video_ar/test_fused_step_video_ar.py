@@ -1,5 +1,6 @@
-"""Eager fused decode step: bit-identical logits to the module path, and LARP fixed-length sampling
-bit-identical to the sampler before the fused step (tokens pinned from commit e3a6423's code)."""
+"""Eager fused decode step: logits equal to the module path's (to float32 rounding: the two paths are different
+matmuls, see the test), bit-identical from run to run, and LARP fixed-length sampling bit-identical to the sampler
+before the fused step (tokens pinned from commit e3a6423's code)."""
 
 import pytest
 import torch
@@ -91,26 +92,35 @@ def test_fixed_length_sampling_is_bit_identical_to_before():
         dict(hidden_size=128, num_attention_heads=4, intermediate_size=352, codebook_size=300),
     ],
 )
-def test_fused_step_logits_equal_module_step_bitwise(kw):
+def test_fused_step_logits_equal_module_step(kw):
+    """The fused step multiplies by [gate; up] in one matmul and writes through ``mm(out=)``; the module path runs
+    separate ``F.linear`` calls. BLAS kernels pick their blocking (and so the order of the K-sums) by shape and by
+    CPU (AVX2 vs AVX-512/AMX), so the two paths agree to float32 rounding, not bit for bit, on every x86-64 CPU;
+    the same path twice is bit-identical."""
     model = tiny(3, **kw)
     cfg = model.config
     rows, steps = 4, 6
     caches = [
-        StaticKVCache(cfg.num_hidden_layers, rows, cfg.num_key_value_heads, 16, cfg.head_dim) for _ in range(2)
+        StaticKVCache(cfg.num_hidden_layers, rows, cfg.num_key_value_heads, 16, cfg.head_dim) for _ in range(3)
     ]
     cond = model.class_embedding(torch.tensor([0, 1, 2, 5])).unsqueeze(1)
     with torch.no_grad():
         first = [model._prefill(cond, cache) for cache in caches]
-        assert torch.equal(first[0], first[1])
-        fused = FusedDecodeStep(model, rows, caches[1])
+        assert torch.equal(first[0], first[1]) and torch.equal(first[1], first[2])  # the same path: bitwise
+        fused = [FusedDecodeStep(model, rows, caches[1]), FusedDecodeStep(model, rows, caches[2])]
         tokens = torch.randint(0, cfg.codebook_size, (steps, rows), generator=torch.Generator().manual_seed(0))
         for i in range(steps):
             p = 1 + i
             ref = model._decode_step(tokens[i].view(rows, 1), torch.tensor([p]), caches[0], p + 1, False)
-            out = fused(tokens[i], p, p + 1)
-            assert torch.equal(out, ref), i
-    for a, b in zip(caches[0].keys + caches[0].values, caches[1].keys + caches[1].values):
-        assert torch.equal(a, b)
+            out = fused[0](tokens[i], p, p + 1)
+            again = fused[1](tokens[i], p, p + 1)
+            assert torch.equal(out, again), i
+            torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+            assert torch.equal(out.argmax(-1), ref.argmax(-1)), i
+    for a, b, c in zip(caches[0].keys + caches[0].values, caches[1].keys + caches[1].values,
+                       caches[2].keys + caches[2].values):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+        assert torch.equal(b, c)
 
 
 def test_fused_gate_up_weights_follow_weight_updates():
