@@ -153,3 +153,16 @@ def test_hub_round_trip(tokenizer, tmp_path):
             assert torch.equal(router.select(x, target_mean_tokens=7.0), tokenizer.router.select(x, target_mean_tokens=7.0))
     finally:
         hub.close()
+
+
+def test_encode_with_the_router_compiles_without_graph_breaks(tokenizer):
+    """The router's choice is a tensor: under torch.compile it is never read on the host, so the tokens are padded
+    to the static ``max_tokens`` (eager pads tightly; the same tokens otherwise, bitwise with the eager backend)."""
+    torch._dynamo.reset()
+    x = clips()
+    with torch.no_grad():
+        out = torch.compile(tokenizer.encode, fullgraph=True, backend="eager")(x)
+        ref = tokenizer.encode(x, max_length=tokenizer.config.max_tokens)
+    assert out.indices.shape == (4, tokenizer.config.max_tokens)
+    for name in ("indices", "token_counts", "attention_mask", "quantized"):
+        assert torch.equal(getattr(out, name), getattr(ref, name)), name

@@ -1,5 +1,6 @@
 """EvatokTokenizer: shapes, block causality, padding invariance, prefix (KV-cache) API, round trips, errors."""
 
+import functools
 import itertools
 
 import pytest
@@ -268,6 +269,75 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         out.reconstruction.square().mean().backward()
         grads.append(model.patch_embed.proj.weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1])
+
+
+# ---------------------------------------------------------------------- torch.compile(fullgraph=True)
+def _compiled(fn, backend="eager"):
+    """``fullgraph=True`` raises on any graph break (a host read of a tensor value, a data-dependent guard).
+    The ``eager`` backend runs the captured graph with the same kernels in the same order as eager mode, so the
+    results are compared bitwise; the capture (what fullgraph checks) is the same for every backend."""
+    return torch.compile(fn, fullgraph=True, backend=backend)
+
+
+SHORT_MIXED = torch.tensor([[1, 8, 2], [2, 2, 2], [2, 1, 1]])  # longest clip 11 < max_tokens 24
+
+
+def test_compiled_fullgraph_encode_decode_forward_match_eager():
+    torch._dynamo.reset()
+    model, x = make(), clips()
+    encode, decode, decode_latents, forward = (_compiled(f) for f in (model.encode, model.decode, model.decode_latents, model.forward))
+    with torch.no_grad():
+        # (assignment, padded length): a tensor is never read on the host while tracing, so it is padded to the
+        # static max_tokens (or max_length); a tuple of ints is a constant and keeps tight padding
+        for assignment, width in ((SHORT_MIXED, 24), (torch.tensor([2, 2, 2]), 24), ((8, 1, 2), 11)):
+            enc = encode(x, assignment)
+            ref = model.encode(x, assignment, max_length=width)
+            assert enc.indices.shape == (3, width)
+            for name in ("indices", "attention_mask", "token_counts", "block_ids", "quantized", "commitment_loss", "codebook_loss"):
+                assert torch.equal(getattr(enc, name), getattr(ref, name)), name
+            assert torch.equal(decode(enc.indices, enc.token_counts), model.decode(ref.indices, ref.token_counts))
+            assert torch.equal(decode_latents(enc.quantized, enc.token_counts), model.decode_latents(ref.quantized, ref.token_counts))
+            out, ref_out = forward(x, assignment), model(x, assignment, max_length=width)
+            assert torch.equal(out.reconstruction, ref_out.reconstruction) and torch.equal(out.indices, ref_out.indices)
+        # max_length gives the static width; tight eager padding holds the same tokens
+        enc = encode(x, SHORT_MIXED, max_length=16)
+        tight = model.encode(x, SHORT_MIXED)
+        assert enc.indices.shape == (3, 16) and tight.indices.shape == (3, 11)
+        assert torch.equal(enc.indices[:, :11], tight.indices) and bool((enc.indices[:, 11:] == -1).all())
+        per_clip = [tight.indices[i, : int(SHORT_MIXED[i].sum())] for i in range(3)]
+        assert torch.equal(decode(per_clip, SHORT_MIXED), model.decode(per_clip, SHORT_MIXED))
+        # validation still runs inside the graph (torch._assert_async): bad values raise, naming the argument
+        with pytest.raises(RuntimeError, match="assignment"):
+            encode(x, torch.tensor([[1, 8, 4], [2, 2, 2], [2, 1, 1]]))
+        with pytest.raises(RuntimeError, match="max_length"):
+            encode(x, SHORT_MIXED, max_length=10)
+        with pytest.raises(RuntimeError, match="pixel_values"):
+            encode(x * 2, SHORT_MIXED)
+        bad = enc.indices.clone()
+        bad[0, 0] = 37
+        with pytest.raises(RuntimeError, match="indices"):
+            decode(bad, enc.token_counts)
+
+
+def test_compiled_fullgraph_training_step_matches_eager():
+    """Training mode (stochastic VQ, entropy loss, align states) forward + backward, traced by AOTAutograd."""
+    torch._dynamo.reset()
+    model, x = make().train(), clips()
+    results = []
+    eager = functools.partial(model.forward, max_length=24)  # the compiled call pads to max_tokens = 24
+    for fn in (eager, _compiled(model.forward, backend="aot_eager")):
+        model.zero_grad()
+        torch.manual_seed(3)  # the stochastic code draws use the global generator in both runs
+        out = fn(x, SHORT_MIXED, output_align_hidden_states=True)
+        loss = out.reconstruction.square().mean() + out.commitment_loss + out.entropy_loss + out.align_hidden_states.mean()
+        loss.backward()
+        results.append((out.indices, loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (idx_e, loss_e, grads_e), (idx_c, loss_c, grads_c) = results
+    assert torch.equal(idx_c, idx_e) and len(grads_c) == len(grads_e)
+    # AOTAutograd decomposes some composite ops (the backward of GELU, LayerNorm, SDPA): float64 rounding only
+    torch.testing.assert_close(loss_c, loss_e, rtol=1e-12, atol=0)
+    for gc, ge in zip(grads_c, grads_e):
+        torch.testing.assert_close(gc, ge, rtol=1e-9, atol=1e-12)
 
 
 def test_bf16_forward_runs():

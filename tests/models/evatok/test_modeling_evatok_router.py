@@ -378,3 +378,32 @@ def test_selection_device_and_dtype_independent(router):
     combos = list(itertools.product([None, 12], [None, [4]]))
     for cap, prefix in combos:
         assert router.select_from_scores(q, max_tokens=cap, allowed_prefix=prefix).shape == (20, BLOCKS)
+
+
+# ----------------------------------------------------------------------------------- torch.compile
+
+
+def test_forward_and_selection_compile_without_graph_breaks(router, classifier):
+    """``fullgraph=True`` raises on any graph break (a host read of a tensor value). The ``eager`` backend runs the
+    captured graph with eager kernels in eager order, so results are compared bitwise."""
+    torch._dynamo.reset()
+    x = clips()
+    calls = {
+        "forward": lambda m, x: m(x).scores,
+        "default": lambda m, x: m.select(x),
+        "cap": lambda m, x: m.select(x, max_tokens=12),
+        "budget": lambda m, x: m.select(x, target_mean_tokens=14.0),
+        "prefix": lambda m, x: m.select(x, allowed_prefix=(4,)),
+    }
+    with torch.no_grad():
+        for model in (router, classifier):
+            for name, fn in calls.items():
+                compiled = torch.compile(fn, fullgraph=True, backend="eager")
+                assert torch.equal(compiled(model, x), fn(model, x)), name
+        for kwargs in (dict(w_q=0.5), dict(quality_target=0.25)):
+            fn = lambda m, x, kw=kwargs: m.select(x, **kw)  # noqa: E731
+            assert torch.equal(torch.compile(fn, fullgraph=True, backend="eager")(router, x), fn(router, x))
+        # the host-side check becomes an in-graph assertion
+        below = lambda m, x: m.select(x, target_mean_tokens=5.0)  # noqa: E731 - the shortest assignment has 6
+        with pytest.raises(RuntimeError, match="target_mean_tokens"):
+            torch.compile(below, fullgraph=True, backend="eager")(router, x)

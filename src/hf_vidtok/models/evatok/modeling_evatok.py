@@ -9,6 +9,7 @@ maximum: ``indices (B, L_max)`` long (-1 on padding), ``attention_mask (B, L_max
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -163,6 +164,13 @@ class EvatokTokenizer(EvatokPreTrainedModel):
     counts for the whole batch, or None (``config.default_assignment``). Shapes depend on it, so it is
     read on the host: a CPU tensor or a tuple gives tight padding; an accelerator tensor is validated
     on the device (no synchronisation) and padded to ``max_length`` (default: ``config.max_tokens``).
+
+    ``torch.compile(..., fullgraph=True)`` of :meth:`encode`, :meth:`decode`, :meth:`decode_latents` and
+    :meth:`forward` captures one graph for uniform and mixed assignments: while tracing, a tensor assignment
+    is treated like an accelerator tensor (static padding to ``max_length`` / ``max_tokens`` with masks, checks
+    by ``torch._assert_async`` inside the graph), so no shape depends on a tensor's values and nothing syncs;
+    a tuple of ints is a constant and keeps tight padding. Padding does not change the valid positions' values
+    (masks); pass ``max_length`` computed on the host (e.g. the batch's longest total rounded up) to pad less.
     """
 
     def __init__(self, config: EvatokTokenizerConfig):
@@ -244,15 +252,12 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             )
         if pixel_values.shape[0] == 0:
             raise ValueError("`pixel_values` must hold at least one clip (batch size 0)")
-        if _not_compiling():
-            if pixel_values.device.type == "cpu":
-                lo, hi = float(pixel_values.min()), float(pixel_values.max())
-                if not (lo >= 0.0 and hi <= 1.0):
-                    raise ValueError(f"`pixel_values` must lie in [0, 1], got values in [{lo}, {hi}]")
-            else:
-                torch._assert_async(
-                    ((pixel_values >= 0) & (pixel_values <= 1)).all(), "`pixel_values` must lie in [0, 1]"
-                )
+        if pixel_values.device.type == "cpu" and _not_compiling():
+            lo, hi = float(pixel_values.min()), float(pixel_values.max())
+            if not (lo >= 0.0 and hi <= 1.0):
+                raise ValueError(f"`pixel_values` must lie in [0, 1], got values in [{lo}, {hi}]")
+        else:  # no host read: an accelerator tensor, or any tensor while torch.compile traces
+            torch._assert_async(((pixel_values >= 0) & (pixel_values <= 1)).all(), "`pixel_values` must lie in [0, 1]")
         return pixel_values.to(self.patch_embed.proj.weight.dtype)
 
     def _levels(self, device) -> torch.Tensor:
@@ -267,23 +272,34 @@ class EvatokTokenizer(EvatokPreTrainedModel):
     def _to_device(t: torch.Tensor, device) -> torch.Tensor:
         """Host tensor -> ``device`` without waiting for queued device work (pinned, non-blocking copy)."""
         device = torch.device(device)
-        if device.type == "cuda" and t.device.type == "cpu":
+        if device.type == "cuda" and t.device.type == "cpu" and _not_compiling():
             return t.contiguous().pin_memory().to(device, non_blocking=True)
         return t.to(device)
 
     def _check_counts(self, counts, batch_size: int, name: str, max_length: int | None = None):
         """Validate ``counts`` (tensor (B, T) or (T,) / sequence of T ints / None = default assignment).
 
-        Returns ``(counts (B, T) long on the model device, L_max, host_counts)``: ``host_counts`` is the
-        ``(B, T)`` CPU tensor when the values are known on the host (then checked there and ``L_max`` is
-        the longest total), else None (accelerator tensor: checked with ``torch._assert_async``, no
-        synchronisation, ``L_max = max_length`` or ``config.max_tokens``).
+        Returns ``(counts (B, T) long on the model device, L_max, host_counts)``. ``host_counts`` is the
+        ``(B, T)`` CPU tensor when the values are read on the host (eager mode, CPU tensor or sequence: checked
+        there with a ``ValueError``; ``L_max`` is the longest total), else None. A tensor that is not read on the
+        host (an accelerator tensor, or any tensor while ``torch.compile`` traces) is checked with
+        ``torch._assert_async`` (no synchronisation; a ``RuntimeError`` naming the argument) and gives the
+        static ``L_max = max_length`` or ``config.max_tokens``: shapes never depend on tensor values, so the
+        traced graph has no data-dependent guard. A sequence of ints is a constant to the tracer: checked and
+        summed in Python, it keeps tight padding when compiled too.
         """
         c = self.config
         nb, levels = c.num_blocks, c.token_levels
         device = self.patch_embed.proj.weight.device
+        compiling = not _not_compiling()
         if counts is None:
             counts = c.default_assignment
+        if max_length is not None:
+            if isinstance(max_length, bool) or not isinstance(max_length, (numbers.Integral, torch.SymInt)):
+                raise TypeError(f"`max_length` must be an int, got {max_length!r}")
+            max_length = max_length if isinstance(max_length, torch.SymInt) else int(max_length)
+            if max_length <= 0:
+                raise ValueError(f"`max_length` must be positive, got {max_length}")
         if torch.is_tensor(counts):
             if counts.is_floating_point() or counts.is_complex() or counts.dtype == torch.bool:
                 raise TypeError(f"`{name}` must be an integer tensor of token counts, got dtype {counts.dtype}")
@@ -293,32 +309,36 @@ class EvatokTokenizer(EvatokPreTrainedModel):
                 raise ValueError(
                     f"`{name}` must have shape (B, num_blocks) = ({batch_size}, {nb}), got {tuple(counts.shape)}"
                 )
-            host = counts.long() if counts.device.type == "cpu" else None
+            host = counts.long() if counts.device.type == "cpu" and not compiling else None
+            if host is not None:
+                bad = ~torch.isin(host, torch.tensor(levels))
+                if bool(bad.any()):
+                    raise ValueError(f"`{name}` values must be token levels {levels}, got {sorted(set(host[bad].tolist()))}")
+                length = int(host.sum(1).max())
+            else:
+                length = c.max_tokens if max_length is None else max_length
+                torch._assert_async(
+                    torch.isin(counts, self._levels(counts.device)).all(), f"`{name}` values must be token levels {levels}"
+                )
+                if max_length is not None:
+                    torch._assert_async(
+                        (counts.sum(1) <= max_length).all(), f"`max_length` ({max_length}) is shorter than a clip of `{name}`"
+                    )
         else:
             if isinstance(counts, (str, bytes)) or not hasattr(counts, "__len__"):
                 raise TypeError(f"`{name}` must be a (B, {nb}) tensor, a sequence of {nb} ints or None, got {counts!r}")
             seq = list(counts)
             if len(seq) != nb or not all(isinstance(k, int) and not isinstance(k, bool) for k in seq):
                 raise ValueError(f"`{name}` must hold {nb} ints (one per block), got {seq!r}")
-            host = torch.tensor(seq, dtype=torch.long).unsqueeze(0).expand(batch_size, nb)
-            counts = host
-        if host is not None:
-            bad = ~torch.isin(host, torch.tensor(levels))
-            if bool(bad.any()):
-                raise ValueError(f"`{name}` values must be token levels {levels}, got {sorted(set(host[bad].tolist()))}")
-            length = int(host.sum(1).max())
-            if max_length is not None and int(max_length) < length:
-                raise ValueError(f"`max_length` ({max_length}) is shorter than the longest clip ({length} tokens)")
-        else:
-            length = c.max_tokens
-            if _not_compiling():
-                torch._assert_async(
-                    torch.isin(counts, self._levels(counts.device)).all(), f"`{name}` values must be token levels {levels}"
-                )
-                if max_length is not None:
-                    torch._assert_async((counts.sum(1) <= int(max_length)).all(), "`max_length` shorter than a clip")
+            if any(k not in levels for k in seq):
+                raise ValueError(f"`{name}` values must be token levels {levels}, got {sorted(set(k for k in seq if k not in levels))}")
+            length = sum(seq)
+            counts = torch.tensor(seq, dtype=torch.long).unsqueeze(0).expand(batch_size, nb)
+            host = None if compiling else counts
         if max_length is not None:
-            length = int(max_length)
+            if max_length < length:  # values read on the host (a device tensor already has length == max_length)
+                raise ValueError(f"`max_length` ({max_length}) is shorter than the longest clip ({length} tokens)")
+            length = max_length
         counts = self._to_device(counts.long().contiguous(), device)
         return counts, length, host
 
@@ -586,7 +606,7 @@ class EvatokTokenizer(EvatokPreTrainedModel):
                 )
             length = values.shape[1]
         layout = packed_block_layout(counts, length)
-        if counts.device.type != "cpu" and _not_compiling():
+        if host is None:
             torch._assert_async((layout.lengths <= length).all(), f"`token_counts` need more tokens than `{name}` holds")
         return values, counts, layout, host
 
@@ -636,9 +656,9 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         k = self.config.codebook_size
         ok_valid = (indices >= 0) & (indices < k)
         ok = torch.where(layout.valid, ok_valid, indices == -1)
-        if not _not_compiling() or indices.numel() == 0:
+        if indices.numel() == 0:
             return
-        if indices.device.type == "cpu":
+        if indices.device.type == "cpu" and _not_compiling():
             if not bool(ok.all()):
                 bad_valid = (~ok_valid & layout.valid).any()
                 if bool(bad_valid):

@@ -128,6 +128,7 @@ class EvatokRouter(EvatokRouterPreTrainedModel):
         distinct, column = self._length_tables()
         self.register_buffer("distinct_lengths", distinct, persistent=False)  # (K,) ascending
         self.register_buffer("length_columns", column, persistent=False)  # (A,) class -> index into distinct_lengths
+        config.length_stats()  # memoised on the host now, so that a compiled selection reads constants
         self.post_init()
 
     # --------------------------------------------------------------------------------------- buffers
@@ -430,11 +431,16 @@ class EvatokRouter(EvatokRouterPreTrainedModel):
         if target_mean_tokens is not None:
             # the smallest mean any selection reaches: every clip at its shortest allowed assignment
             lengths = torch.where(allowed, self.assignment_lengths, torch.iinfo(torch.long).max)
-            reachable = float(lengths.amin(-1).double().mean())
-            if target_mean_tokens < reachable - 1e-9:
+            reachable = lengths.amin(-1).double().mean()
+            if torch.compiler.is_compiling():  # no host read in a traced graph: checked where it runs
+                torch._assert_async(
+                    reachable <= target_mean_tokens + 1e-9,
+                    f"`target_mean_tokens`={target_mean_tokens} is below the minimum possible mean length",
+                )
+            elif target_mean_tokens < float(reachable) - 1e-9:
                 raise ValueError(
                     f"`target_mean_tokens`={target_mean_tokens} is below the minimum possible mean length "
-                    f"{reachable:g} (the shortest allowed assignment of every clip; per clip at least {min_len})"
+                    f"{float(reachable):g} (the shortest allowed assignment of every clip; per clip at least {min_len})"
                 )
         mode = ("budget" if target_mean_tokens is not None else "multiplier" if multiplier is not None
                 else "quality_target" if quality_target is not None else "preference")
