@@ -51,6 +51,7 @@ from hf_vidtok.training import (
     CheckpointState,
     TrainingProgress,
     autocast_dtype,
+    bare_model,
     checkpoint_or_stop,
     end_stopped_run,
     get_lr_scheduler,
@@ -361,10 +362,10 @@ def evaluate_nll(model, val: dict, *, batch_size: int, device, autocast_dtype=No
 def run_validation(accelerator, model, val, args, autocast) -> dict[str, float]:
     variable = "labels" in val
     evaluate = evaluate_length_token_nll if variable else evaluate_nll
-    sums = evaluate(accelerator.unwrap_model(model), val, batch_size=args.validation_batch_size or args.train_batch_size,
+    sums = evaluate(bare_model(accelerator, model), val, batch_size=args.validation_batch_size or args.train_batch_size,
                     device=accelerator.device, autocast_dtype=autocast)
     if variable:
-        sums["generated_tokens"] = _generated_tokens(accelerator.unwrap_model(model), val, args, accelerator.device)
+        sums["generated_tokens"] = _generated_tokens(bare_model(accelerator, model), val, args, accelerator.device)
     total = reduce_sums(accelerator, sums)
     nll_sum, correct, tokens, clips = (total[k] for k in ("nll_sum", "correct", "tokens", "clips"))
     if tokens == 0:
@@ -591,7 +592,7 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
             "tokenizer": spec.tokenizer,
             "history": progress.history,
         }
-        final = accelerator.unwrap_model(model)
+        final = bare_model(accelerator, model)
         tokenizer_repo = args.tokenizer_repo_id
         if tokenizer_repo is None and spec.tokenizer and not os.path.exists(spec.tokenizer):
             tokenizer_repo = spec.tokenizer

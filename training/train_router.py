@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hf_vidtok.training.accelerator import init_trackers, run_training
+from hf_vidtok.training.accelerator import bare_model, init_trackers, run_training
 from hf_vidtok.training.arguments import (
     add_checkpointing_arguments,
     add_model_arguments,
@@ -288,7 +288,7 @@ def router_scores(accelerator, model, clips: RouterClips, batch_size: int) -> to
     """Head outputs ``(N, A)`` float64 on the CPU for every row of ``clips`` (rows sharded over processes)."""
     from accelerate.utils import gather_object
 
-    router = accelerator.unwrap_model(model)
+    router = bare_model(accelerator, model)
     was_training = router.training
     router.eval()
     rows = list(range(accelerator.process_index, len(clips), accelerator.num_processes))
@@ -545,7 +545,7 @@ def _train(args, accelerator) -> dict[str, Any]:
 
     def validate() -> dict[str, Any]:
         scores = router_scores(accelerator, model, val_clips, val_batch)
-        return evaluate_router(accelerator.unwrap_model(model), scores, val_table, stats, label_w_q=args.label_w_q,
+        return evaluate_router(bare_model(accelerator, model), scores, val_table, stats, label_w_q=args.label_w_q,
                                eval_w_q=args.eval_w_q, budgets=budgets)
 
     for pixels, rows in loader:
@@ -594,7 +594,7 @@ def _train(args, accelerator) -> dict[str, Any]:
     if accelerator.is_main_process:
         from hf_vidtok.evatok.curves import write_quality_cost_curves
 
-        router = accelerator.unwrap_model(model)
+        router = bare_model(accelerator, model)
         results = evaluate_router(router, scores, val_table, stats, label_w_q=args.label_w_q, eval_w_q=args.eval_w_q,
                                   budgets=budgets, with_curves=True)
         curves = results.pop("curves")
@@ -622,7 +622,7 @@ def _train(args, accelerator) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    return run_training(args, _train)
+    return run_training(args, _train, dynamo_fullgraph=True)  # the router compiles whole (no graph break)
 
 
 if __name__ == "__main__":

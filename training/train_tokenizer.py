@@ -60,6 +60,7 @@ from hf_vidtok.training import (
     CheckpointState,
     TrainingProgress,
     autocast_dtype,
+    bare_model,
     checkpoint_or_stop,
     codebook_usage,
     end_stopped_run,
@@ -73,7 +74,11 @@ from hf_vidtok.training import (
     write_json_atomic,
 )
 from hf_vidtok.training import arguments as targs
-from hf_vidtok.training.assignment_sampling import length_sorted_micro_batches, parse_assignment_sampling
+from hf_vidtok.training.assignment_sampling import (
+    length_sorted_micro_batches,
+    parse_assignment_sampling,
+    static_padded_length,
+)
 from hf_vidtok.training.sample_data import sample_video_splits
 
 logger = get_logger("hf_vidtok.train_tokenizer")
@@ -401,7 +406,7 @@ def build_components(args, accelerator, model: LarpTokenizer) -> Components:
 
         vq = args.vq_loss_weight
         g_objective = EvatokGeneratorObjective(
-            lpips, None if disc is None else accelerator.unwrap_model(disc), alignment=alignment,
+            lpips, None if disc is None else bare_model(accelerator, disc), alignment=alignment,
             pixel_weight=args.pixel_loss_weight, perceptual_weight=args.perceptual_weight,
             adversarial_weight=max(args.disc_weight, 0.0), commitment_weight=vq * args.commitment_loss_weight,
             codebook_weight=vq * args.codebook_loss_weight, entropy_weight=vq * args.entropy_loss_weight,
@@ -411,7 +416,7 @@ def build_components(args, accelerator, model: LarpTokenizer) -> Components:
         return Components(model, optimizer, lr_scheduler, g_objective, disc, disc_opt, disc_sched, d_objective, ema,
                           None, sampler, alignment)
     g_objective = LarpGeneratorObjective(
-        lpips, None if disc is None else accelerator.unwrap_model(disc), pixel_weight=args.pixel_loss_weight,
+        lpips, None if disc is None else bare_model(accelerator, disc), pixel_weight=args.pixel_loss_weight,
         perceptual_weight=args.perceptual_weight, adversarial_weight=max(args.disc_weight, 0.0),
         vq_weight=args.vq_loss_weight, prior_weight=args.prior_loss_weight, adversarial_start_step=args.disc_start_step,
         commitment_weight=args.commitment_loss_weight, codebook_weight=args.codebook_loss_weight,
@@ -444,7 +449,7 @@ def train_step(args, accelerator, c: Components, pixel_values: torch.Tensor, glo
     with accelerator.accumulate(*models):
         # under torch.compile a python step number would be specialised (one recompile per step); a 0-dim
         # tensor keeps the scheduled-sampling ratio dynamic
-        step_arg = torch.tensor(float(global_step), dtype=torch.float64) if args.compile else global_step
+        step_arg = torch.tensor(float(global_step), dtype=torch.float64) if args.torch_compile else global_step
         out = c.model(pixel_values, global_step=step_arg, max_steps=args.max_train_steps,
                       prior_loss_settings=c.prior_loss_settings,
                       entropy_loss_temperature=args.entropy_loss_temperature if args.entropy_loss_weight else None)
@@ -483,13 +488,16 @@ def train_step_evatok(args, accelerator, c: Components, pixel_values: torch.Tens
     import contextlib
 
     b = pixel_values.shape[0]
-    router = accelerator.unwrap_model(c.model).router if getattr(args, "router", None) else None
+    router = bare_model(accelerator, c.model).router if getattr(args, "router", None) else None
     if router is not None:  # stage 4: the frozen router's choice per clip (to the host: one sync per batch)
         assignment = router.select(pixel_values, w_q=args.router_w_q).cpu()
     else:
         assignment = c.assignment_sampler.sample(b, assignment_generator(args, accelerator, global_step, accum_index))
     groups = length_sorted_micro_batches(assignment, min(args.assignment_micro_batches, b))
     models = (c.model,) if c.discriminator is None else (c.model, c.discriminator)
+    # --torch_compile: the model is compiled whole (fullgraph); the assignment tensor is not read on the host
+    # inside the graph, so the padded length comes from here (a few static widths instead of max_tokens)
+    multiple = max(bare_model(accelerator, c.model).config.token_levels) if args.torch_compile else None
     sums: dict[str, torch.Tensor] = {}
     with accelerator.accumulate(*models):
         recs = torch.empty_like(pixel_values)
@@ -499,7 +507,8 @@ def train_step_evatok(args, accelerator, c: Components, pixel_values: torch.Tens
             last = i == len(groups) - 1
             sync = contextlib.nullcontext() if last else accelerator.no_sync(c.model)
             with sync:
-                out = c.model(x, assignment[idx], output_align_hidden_states=c.alignment is not None)
+                width = None if multiple is None else static_padded_length(assignment[idx], multiple)
+                out = c.model(x, assignment[idx], output_align_hidden_states=c.alignment is not None, max_length=width)
                 with accelerator.autocast():
                     g_out = c.generator_objective(x, out, global_step=global_step)
                 accelerator.backward(g_out.loss * (len(idx) / b))
@@ -561,7 +570,7 @@ def validation_metrics(args, device):
 def run_validation(args, accelerator, c: Components, batches, step: int, metrics) -> dict[str, float]:
     """PSNR / SSIM (/ LPIPS / FVD) and codebook usage of the (EMA) model on the held-out clips, over all
     processes; the main process also writes the side-by-side mp4."""
-    model = accelerator.unwrap_model(c.model)
+    model = bare_model(accelerator, c.model)
     if c.ema is not None:
         c.ema.store(model.parameters())
         c.ema.copy_to(model.parameters())
@@ -645,7 +654,7 @@ def write_data_audit(args, accelerator, c: Components, seen: list[str]) -> str:
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"rank{accelerator.process_index}.json")
     write_json_atomic(path, {"process_index": accelerator.process_index, "num_processes": accelerator.num_processes,
-                             "clips": seen, "weights_sha256": weights_sha256(accelerator.unwrap_model(c.model))})
+                             "clips": seen, "weights_sha256": weights_sha256(bare_model(accelerator, c.model))})
     return path
 
 
@@ -655,7 +664,8 @@ def write_data_audit(args, accelerator, c: Components, seen: list[str]) -> str:
 def main(argv: list[str] | None = None, *, on_checkpoint: Callable[[int, str], None] | None = None) -> dict[str, Any]:
     """Run the script; ``on_checkpoint(step, folder)`` is called after every saved checkpoint."""
     args = parse_args(argv)
-    return run_training(args, lambda a, acc: _train(a, acc, on_checkpoint), find_unused_parameters=args.ddp_find_unused_parameters)
+    return run_training(args, lambda a, acc: _train(a, acc, on_checkpoint), find_unused_parameters=args.ddp_find_unused_parameters,
+                        dynamo_fullgraph=args.model_type == "evatok_tokenizer")
 
 
 def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
@@ -698,7 +708,7 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
         states["disc_lr_scheduler"] = c.disc_lr_scheduler
         modules["lecam"] = c.discriminator_objective.lecam
     if c.alignment is not None:
-        modules["alignment_projector"] = accelerator.unwrap_model(c.alignment).projector
+        modules["alignment_projector"] = bare_model(accelerator, c.alignment).projector
     CheckpointState(accelerator, models=models, modules=modules, states=states,
                     emas={} if c.ema is None else {folders["ema"]: (c.ema, folders["model"])})
     load_checkpoint(accelerator, args.resume_from_checkpoint, args.output_dir)
@@ -754,7 +764,7 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
                 warnings.filterwarnings("ignore", message=r".*lr_scheduler.step\(\)` before `optimizer.step\(\)`")
                 c.disc_lr_scheduler.step()
         if c.ema is not None:
-            c.ema.step(accelerator.unwrap_model(c.model).parameters())
+            c.ema.step(bare_model(accelerator, c.model).parameters())
         progress.global_step = step
         steps_timed += 1
         steps_this_run += 1
@@ -800,7 +810,7 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
         elif os.path.exists(eval_path):  # resumed at the final step: the last validation is on disk
             with open(eval_path, encoding="utf-8") as f:
                 results = json.load(f)
-        final = accelerator.unwrap_model(c.model)
+        final = bare_model(accelerator, c.model)
         if c.ema is not None:
             final.save_pretrained(os.path.join(args.output_dir, "non_ema"))
             c.ema.copy_to(final.parameters())

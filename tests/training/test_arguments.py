@@ -38,6 +38,25 @@ def test_yaml_config_merged_with_cli(tmp_path):
     assert args.lr_scheduler == "larp_cosine" and args.random_flip is True
 
 
+def test_torch_compile_flag_its_alias_and_recipe_keys(tmp_path):
+    parse = targs.parse_args_with_config
+    assert parse(_parser(), ["--torch_compile"]).torch_compile is True
+    assert parse(_parser(), ["--compile"]).torch_compile is True  # the old name
+    args = parse(_parser(), [])
+    assert args.torch_compile is False and args.torch_compile_backend == "inductor"
+    for key in ("torch_compile", "compile"):  # a recipe may use either name
+        cfg = tmp_path / f"{key}.yaml"
+        cfg.write_text(f"{key}: true\ntorch_compile_backend: aot_eager\n")
+        args = parse(_parser(), ["--config", str(cfg)])
+        assert args.torch_compile is True and args.torch_compile_backend == "aot_eager"
+    both = tmp_path / "both.yaml"
+    both.write_text("compile: true\ntorch_compile: false\n")
+    with pytest.raises(ValueError, match="torch_compile"):
+        parse(_parser(), ["--config", str(both)])
+    with pytest.raises(SystemExit):
+        parse(_parser(), ["--torch_compile_backend", "nope"])
+
+
 def test_command_line_source_replaces_the_recipes_alternatives(tmp_path):
     """A recipe that trains on the sample videos, run with `--train_data_dir`: the command line wins (it used to
     be ignored silently); `--no-sample_videos` turns the recipe's choice off; a model source given on the command

@@ -98,3 +98,35 @@ def test_evatok_recipes_parse():
     assert (args.assignment_sampling, args.entropy_loss_weight, args.alignment_weight) == ("random", 0.02, 0.7)
     assert (args.learning_rate, args.min_lr_mult, args.max_train_steps) == (1e-4, 0.01, 400000)  # 1e-4 -> 1e-6
     assert args.train_batch_size * 8 == 128
+
+
+def test_evatok_torch_compile_runs_whole_graphs(tmp_path, video_root):
+    """`--torch_compile` compiles the tokenizer (and the discriminator) with fullgraph=True: a graph break would
+    raise. aot_eager captures the same graphs as inductor without generating code (cheap on CPU). The padded width
+    of each micro-batch is its longest total rounded up to the largest level, so the tokens seen per step are the
+    eager run's."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    recipe = _evatok_recipe(tmp_path, video_root, disc_start_step=0, disc_update_freq=1, assignment_micro_batches=1)
+    common = ["--config", str(recipe), "--max_train_steps", "2", "--checkpointing_steps", "10", "--validation_steps", "2",
+              "--skip_initial_validation"]
+    compiled = _run_in_process([*common, "--output_dir", str(tmp_path / "compiled"), "--compile", "--torch_compile_backend",
+                                "aot_eager"])
+    assert compiled["step"] == 2 and 0 < compiled["psnr"] < 100
+    assert counters["stats"]["unique_graphs"] >= 2 and not counters["graph_break"]  # tokenizer + discriminator
+    torch._dynamo.reset()
+    args = _load_script().parse_args(["--config", str(recipe), "--compile"])
+    assert args.torch_compile and args.torch_compile_backend == "inductor"  # `--compile` is the old name
+
+
+def test_static_padded_length():
+    from hf_vidtok.training.assignment_sampling import static_padded_length
+
+    a = torch.tensor([[1, 2, 4], [1, 1, 1]])
+    assert static_padded_length(a, 4) == 8 and static_padded_length(a, 1) == 7 and static_padded_length(a[1:], 4) == 4
+    with pytest.raises(ValueError, match="multiple"):
+        static_padded_length(a, 0)
+    with pytest.raises(ValueError, match="token_counts"):
+        static_padded_length(a[0], 4)

@@ -14,7 +14,7 @@ The resumable clip stream is :mod:`hf_vidtok.data.clip_stream`; EMA is ``diffuse
 losses are in :mod:`hf_vidtok.losses`. Needs the ``train`` extra (accelerate, diffusers, datasets, pyyaml).
 """
 
-from .accelerator import AUTOCAST_DTYPES, autocast_dtype, check_output_dir_writable, init_trackers, run_training, setup_accelerator
+from .accelerator import AUTOCAST_DTYPES, autocast_dtype, bare_model, check_output_dir_writable, init_trackers, run_training, setup_accelerator
 from .arguments import load_yaml_config, parse_args_with_config, validate_args
 from .checkpointing import (
     CHECKPOINT_PREFIX,
@@ -44,6 +44,7 @@ __all__ = [
     "CheckpointState",
     "TrainingProgress",
     "autocast_dtype",
+    "bare_model",
     "check_output_dir_writable",
     "checkpoint_or_stop",
     "clean_partial_checkpoints",

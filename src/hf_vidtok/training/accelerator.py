@@ -16,6 +16,7 @@ import torch
 __all__ = [
     "AUTOCAST_DTYPES",
     "autocast_dtype",
+    "bare_model",
     "check_output_dir_writable",
     "distributed_state",
     "setup_accelerator",
@@ -31,6 +32,12 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 def autocast_dtype(mixed_precision: str | None) -> torch.dtype | None:
     return AUTOCAST_DTYPES.get(mixed_precision or "no")
+
+
+def bare_model(accelerator, model):
+    """``model`` without accelerate's wrappers, the ``torch.compile`` one included (``accelerator.unwrap_model``
+    keeps that by default): the model's own class, methods and state-dict keys (no ``_orig_mod.`` prefix)."""
+    return accelerator.unwrap_model(model, keep_torch_compile=False)
 
 
 def check_output_dir_writable(path: str | os.PathLike) -> str:
@@ -132,6 +139,7 @@ def setup_accelerator(
     cpu: bool = False,
     find_unused_parameters: bool = False,
     dynamo_backend: str | None = None,
+    dynamo_fullgraph: bool = False,
 ):
     """An ``accelerate.Accelerator`` writing to ``output_dir`` (checkpoint folders are named, made atomic
     and pruned by :mod:`hf_vidtok.training.checkpointing`).
@@ -143,9 +151,13 @@ def setup_accelerator(
     processes than were launched. ``accelerate launch --cpu --num_processes 2`` starts only ONE process; that
     is detected from the launcher's command line and warned about
     (:func:`warn_if_cpu_launch_ignores_num_processes`); use ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu ...``.
+
+    ``dynamo_backend`` (``inductor``, ``aot_eager``, ``eager``; None = no compilation): accelerate compiles every
+    prepared model with it; ``dynamo_fullgraph=True`` makes a graph break an error instead of a silent split (for
+    models that compile whole, such as EVATok's tokenizer and router).
     """
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
+    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, TorchDynamoPlugin
 
     warn_if_cpu_launch_ignores_num_processes()
     cpu = _wants_cpu_processes(cpu)
@@ -160,7 +172,7 @@ def setup_accelerator(
         project_config=project_config,
         cpu=cpu,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],
-        dynamo_backend=dynamo_backend or "no",
+        dynamo_plugin=TorchDynamoPlugin(backend=(dynamo_backend or "no").upper(), fullgraph=bool(dynamo_fullgraph) or None),
     )
     _check_world(accelerator.num_processes, accelerator.distributed_type)
     return accelerator
@@ -208,7 +220,7 @@ def init_trackers(accelerator, args, project_name: str) -> None:
 
 def run_training(args, train_fn: Callable[[Any, Any], Any], **accelerator_kwargs) -> Any:
     """What every training script's ``main`` does around its loop: check the output dir, set torch threads /
-    TF32, build the accelerator (``--mixed_precision``, ``--report_to``, ``--compile`` ...), set up logging,
+    TF32, build the accelerator (``--mixed_precision``, ``--report_to``, ``--torch_compile`` ...), set up logging,
     seed every process identically, remove unfinished checkpoint folders, then ``train_fn(args, accelerator)``."""
     from accelerate.logging import get_logger
     from accelerate.utils import set_seed
@@ -227,7 +239,7 @@ def run_training(args, train_fn: Callable[[Any, Any], Any], **accelerator_kwargs
         mixed_precision=args.mixed_precision,
         report_to=args.report_to,
         logging_dir=args.logging_dir,
-        dynamo_backend="inductor" if getattr(args, "compile", False) else None,
+        dynamo_backend=getattr(args, "torch_compile_backend", "inductor") if getattr(args, "torch_compile", False) else None,
         **accelerator_kwargs,
     )
     with training_logging(accelerator):

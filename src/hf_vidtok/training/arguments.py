@@ -16,6 +16,7 @@ from typing import Any
 from .optimization import LARP_SCHEDULER, LR_SCHEDULERS
 
 __all__ = [
+    "COMPILE_BACKENDS",
     "EXCLUSIVE_FLAG_GROUPS",
     "load_yaml_config",
     "parse_args_with_config",
@@ -70,6 +71,9 @@ EXCLUSIVE_FLAG_GROUPS = (
 
 _UNSET = object()
 
+#: ``--torch_compile_backend`` choices (accelerate's ``DynamoBackend`` names, lower case).
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
+
 
 def _flags_on_command_line(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> set[str]:
     """The destinations that ``argv`` sets explicitly (argparse leaves attributes already on the namespace alone,
@@ -102,6 +106,15 @@ def parse_args_with_config(
     extras: dict[str, Any] = {key: None for key in dict_keys}
     if path is not None:
         values = load_yaml_config(path)
+        # a recipe may name a flag by any of its long options (`compile` for `--torch_compile`)
+        aliases = {opt[2:].replace("-", "_"): a.dest for a in parser._actions for opt in a.option_strings if opt.startswith("--")}
+        renamed: dict[str, Any] = {}
+        for key, value in values.items():
+            dest = aliases.get(key, key)
+            if dest in renamed:
+                raise ValueError(f"`--config` {path!r}: `{key}` sets `{dest}` a second time (one key per flag)")
+            renamed[dest] = value
+        values = renamed
         dests = {a.dest for a in parser._actions}
         unknown = sorted(k for k in values if k not in dests and k not in dict_keys)
         if unknown:
@@ -192,7 +205,11 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, *, compile_help: str 
     g = parser.add_argument_group("runtime")
     g.add_argument("--output_dir", default=None, help="where checkpoints, the final model and eval_results.json go")
     g.add_argument("--mixed_precision", default=None, choices=[None, "no", "fp16", "bf16"])
-    g.add_argument("--compile", action="store_true", help=compile_help)
+    g.add_argument("--torch_compile", "--compile", dest="torch_compile", action="store_true",
+                   help=compile_help + " (`--compile` is an alias; the recipe key is `torch_compile`, `compile` is accepted)")
+    g.add_argument("--torch_compile_backend", default="inductor", choices=list(COMPILE_BACKENDS),
+                   help="backend of --torch_compile: inductor (generated kernels); aot_eager / eager capture the same "
+                        "graphs and run eager kernels (quick checks that a model compiles without graph breaks)")
     g.add_argument("--allow_tf32", action="store_true")
     g.add_argument("--torch_num_threads", type=int, default=None,
                    help="intra-op CPU threads of each process (1 is fastest for tiny models on a busy or 2-core CPU)")

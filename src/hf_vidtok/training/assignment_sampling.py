@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["AssignmentSampler", "parse_assignment_sampling", "length_sorted_micro_batches"]
+__all__ = ["AssignmentSampler", "parse_assignment_sampling", "length_sorted_micro_batches", "static_padded_length"]
 
 
 class AssignmentSampler:
@@ -84,3 +84,15 @@ def length_sorted_micro_batches(token_counts: torch.Tensor, num_micro_batches: i
         raise ValueError(f"`num_micro_batches` must be in [1, batch size {b}], got {num_micro_batches}")
     order = torch.argsort(token_counts.sum(1).cpu(), stable=True)
     return [chunk for chunk in order.tensor_split(int(num_micro_batches)) if chunk.numel()]
+
+
+def static_padded_length(token_counts: torch.Tensor, multiple: int) -> int:
+    """The padded token length of a compiled step: the longest total of ``token_counts (B, num_blocks)`` (CPU)
+    rounded up to a multiple of ``multiple`` (the largest token level, so lengths take at most ``num_blocks``
+    values: few graph shapes, far less padding than ``max_tokens`` under random assignments)."""
+    if not torch.is_tensor(token_counts) or token_counts.dim() != 2 or token_counts.numel() == 0:
+        raise ValueError(f"`token_counts` must be a non-empty (B, num_blocks) tensor, got {getattr(token_counts, 'shape', token_counts)}")
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+        raise ValueError(f"`multiple` must be a positive int, got {multiple!r}")
+    longest = int(token_counts.sum(1).max())
+    return -(-longest // multiple) * multiple

@@ -19,6 +19,7 @@ and reload it with ``weights_only=False`` (a downloaded checkpoint could run cod
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -34,6 +35,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from .accelerator import bare_model
 
 __all__ = [
     "CHECKPOINT_PREFIX",
@@ -158,7 +161,7 @@ class CheckpointState:
     def _folder_of(self, model) -> str | None:
         """The folder of ``model`` as accelerate lists it: accelerate keeps the bare module in its model list
         while ``prepare`` returned a DDP wrapper, so both sides are compared unwrapped."""
-        unwrap = self.accelerator.unwrap_model
+        unwrap = functools.partial(bare_model, self.accelerator)
         bare = unwrap(model)
         for folder, candidate in self.models.items():
             if unwrap(candidate) is bare:
@@ -186,9 +189,9 @@ class CheckpointState:
         if not acc.is_main_process:
             return
         for folder, model in self.models.items():
-            acc.unwrap_model(model).save_pretrained(os.path.join(output_dir, folder))
+            bare_model(acc, model).save_pretrained(os.path.join(output_dir, folder))
         for folder, (ema, source) in self.emas.items():
-            model = acc.unwrap_model(self.models[source])
+            model = bare_model(acc, self.models[source])
             model.save_pretrained(os.path.join(output_dir, folder), state_dict=self._ema_state_dict(ema, model))
             scalars = {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}
             with open(os.path.join(output_dir, folder, EMA_STATE_FILE), "w", encoding="utf-8") as f:
@@ -211,11 +214,11 @@ class CheckpointState:
             folder = self._folder_of(models[i])
             if folder is not None:
                 weights = load_file(os.path.join(input_dir, folder, _WEIGHTS), device=_safetensors_device(acc.device))
-                acc.unwrap_model(models[i]).load_state_dict(weights, strict=True)
+                bare_model(acc, models[i]).load_state_dict(weights, strict=True)
                 models.pop(i)  # accelerate must not look for model_<i>.safetensors
         for folder, (ema, source) in self.emas.items():
             weights = load_file(os.path.join(input_dir, folder, _WEIGHTS))
-            names = [name for name, _ in acc.unwrap_model(self.models[source]).named_parameters()]
+            names = [name for name, _ in bare_model(acc, self.models[source]).named_parameters()]
             with open(os.path.join(input_dir, folder, EMA_STATE_FILE), encoding="utf-8") as f:
                 scalars = json.load(f)
             shadow = [weights[n].to(device=s.device, dtype=s.dtype) for n, s in zip(names, ema.shadow_params)]
