@@ -322,7 +322,7 @@ class EvatokTokenizer(EvatokPreTrainedModel):
                 )
                 if max_length is not None:
                     torch._assert_async(
-                        (counts.sum(1) <= max_length).all(), f"`max_length` ({max_length}) is shorter than a clip of `{name}`"
+                        (counts.sum(1) <= max_length).all(), f"`max_length` is shorter than a clip of `{name}`"
                     )
         else:
             if isinstance(counts, (str, bytes)) or not hasattr(counts, "__len__"):
