@@ -4,6 +4,7 @@ Modes (``--modes``, comma list):
 
 * ``kv_cache``: our static-cache loop (eager: the fused decode step, exact-length attention; on
   ``--device cuda`` bf16 + ``torch.compile`` + CUDA graphs unless disabled);
+* ``kv_cache_eager``: ``kv_cache`` without ``torch.compile`` and CUDA graphs (what they gain on a GPU);
 * ``kv_cache_unfused``: the same loop with the module-by-module decode step (the sampler before the
   fused step; bit-identical tokens);
 * ``kv_cache_full``: same cache, but every step attends to the whole preallocated cache with a mask
@@ -11,11 +12,15 @@ Modes (``--modes``, comma list):
 * ``no_cache``: the same model without a KV cache (full re-forward of the sequence every token);
 * ``official_style``: our restatement of the official loop's per-step work on the same weights (full-
   length cache + (B, L, L) mask, cache copied by ``repeat_interleave`` each step, math SDPA,
-  ``torch.multinomial``) — an in-process stand-in for the official implementation.
+  ``torch.multinomial``) — an in-process stand-in for the official implementation;
+* ``kv_cache_bf16``: ``kv_cache`` on a bf16 copy of the same weights (CPU: only where the CPU multiplies bf16
+  natively, AVX512-BF16 or AMX; detected from /proc/cpuinfo). It comes with an ``ar_generate_bf16_quality``
+  record: the per-token NLL of the fp32 model's samples under the bf16 model and under the fp32 model (and of the
+  bf16 samples under the fp32 model), so the speed is only taken with samples that are as good.
 
 CPU default (issue 16): a 28.5M model (width 512, 8 layers, 8 heads, codebook 1024) at batch 4, CFG 1.25,
-fp32, 2 threads, at 64, 256 and 1024 tokens, modes ``kv_cache,kv_cache_unfused,official_style`` run
-interleaved (so that load from other processes hits all alike); each token count also prints an
+fp32, 2 threads, at 64, 256 and 1024 tokens, modes ``kv_cache,kv_cache_unfused,official_style`` (plus
+``kv_cache_bf16`` on a CPU with native bf16) run interleaved (so that load from other processes hits all alike); each token count also prints an
 ``ar_generate_summary`` object with ``speedup_vs_official_style`` (median of the per-repeat time ratios)
 and ``--profile`` adds an ``ar_generate_profile`` object (torch.profiler, top ops per decode step, and the
 matmul floor: the step's matrix products alone, on the model's own weights, with nothing around them).
@@ -31,11 +36,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import statistics
 import time
 
 import torch
 
+try:
+    from device_info import cpu_native_bf16, device_name
+except ImportError:  # imported as bench.bench_generate from the repository root
+    from bench.device_info import cpu_native_bf16, device_name
 from hf_vidtok.models.video_ar import LLAMA_ABS_PRESETS, VideoARGenerator, VideoARGeneratorConfig
 from hf_vidtok.models.video_ar import sampling_video_ar
 
@@ -199,6 +209,35 @@ def matmul_floor(model, rows: int, device, repeats: int = 10) -> dict:
                 matmul_floor_weight_gb_per_s=round(nbytes / seconds / 1e9, 2), matmul_rows=rows, **reads)
 
 
+@torch.no_grad()
+def sample_nll(model, cond, sequences) -> tuple[float, float]:
+    """Teacher-forced mean NLL per token (nats) of ``sequences (B, n)`` under ``model`` (unguided, as trained) and the
+    mean entropy of its next-token distributions (how peaked they are: an untrained head is near-uniform)."""
+    logits = model(input_ids=sequences, **cond).logits.float()
+    logp = torch.log_softmax(logits, dim=-1)
+    nll = -logp.gather(-1, sequences.unsqueeze(-1)).mean()
+    entropy = -(logp.exp() * logp).sum(-1).mean()
+    return float(nll), float(entropy)
+
+
+def bf16_quality(model, model_bf16, cond, kwargs, num_tokens, device) -> dict:
+    """NLL of fp32 samples under the bf16 and fp32 models, and of bf16 samples under the fp32 model (same seed)."""
+    gen = torch.Generator(device=device).manual_seed(1)
+    fp32_samples = model.generate(**cond, generator=gen, **kwargs)
+    gen = torch.Generator(device=device).manual_seed(1)
+    bf16_samples = model_bf16.generate(**cond, generator=gen, **kwargs)
+    nll_32, entropy = sample_nll(model, cond, fp32_samples)
+    nll_16, _ = sample_nll(model_bf16, cond, fp32_samples)
+    nll_bf16_samples, _ = sample_nll(model, cond, bf16_samples)
+    return dict(
+        nll_fp32_samples_under_fp32=round(nll_32, 5), nll_fp32_samples_under_bf16=round(nll_16, 5),
+        nll_bf16_samples_under_fp32=round(nll_bf16_samples, 5),
+        nll_relative_difference=round(abs(nll_16 - nll_32) / nll_32, 6), mean_entropy_fp32=round(entropy, 4),
+        max_entropy=round(math.log(model.config.output_vocab_size), 4),
+        tokens_equal_fraction=round(float((fp32_samples == bf16_samples).float().mean()), 4),
+    )
+
+
 def run(args):
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -221,10 +260,18 @@ def run_length(args, device, dtype, num_tokens):
     else:
         cond = dict(class_labels=torch.arange(args.batch, device=device) % config.num_classes)
         cfg_scale = args.cfg_scale
-    compile_default = cuda and not args.no_compile
+    compile_default = (cuda or args.compile) and not args.no_compile
+    if compile_default and args.compile_backend != "inductor":
+        compile_default = {"backend": args.compile_backend}
     graph_default = cuda and not args.no_cuda_graph
     runs = []
-    for mode in args.modes.split(","):
+    modes = args.modes.split(",")
+    model_bf16 = None
+    if "kv_cache_bf16" in modes:
+        if dtype != torch.float32:
+            raise ValueError("kv_cache_bf16 compares against the fp32 model: run it with --dtype float32")
+        model_bf16 = build_model(args, device, torch.bfloat16, num_tokens)  # the same seed: the same weights, cast
+    for mode in modes:
         kwargs = dict(cfg_scale=cfg_scale, temperature=1.0, top_k=args.top_k, top_p=args.top_p)
         generate = model.generate
         if mode == "official_style":
@@ -236,6 +283,11 @@ def run_length(args, device, dtype, num_tokens):
                     model, class_labels, cfg_scale, generator, max_new_tokens or config.max_seq_len
                 )
         elif mode == "kv_cache":
+            kwargs.update(compile=compile_default, cuda_graph=graph_default, kv_block_size=args.kv_block_size)
+        elif mode == "kv_cache_eager":
+            kwargs.update(kv_block_size=args.kv_block_size)
+        elif mode == "kv_cache_bf16":
+            generate = model_bf16.generate
             kwargs.update(compile=compile_default, cuda_graph=graph_default, kv_block_size=args.kv_block_size)
         elif mode == "kv_cache_unfused":
 
@@ -269,7 +321,8 @@ def run_length(args, device, dtype, num_tokens):
             _sync(device)
             run_["times"].append(time.perf_counter() - t0)
             run_["output_shape"] = list(out.shape)
-    summary = dict(bench="ar_generate_summary", device=str(device), batch=args.batch, tokens=num_tokens)
+    summary = dict(bench="ar_generate_summary", device=str(device), device_name=device_name(device), batch=args.batch,
+                   tokens=num_tokens)
     by_mode = {r["mode"]: r for r in runs}
     for run_ in runs:
         sec = min(run_["times"])
@@ -278,7 +331,8 @@ def run_length(args, device, dtype, num_tokens):
             bench="ar_generate",
             mode=run_["mode"],
             device=str(device),
-            dtype=str(dtype).replace("torch.", ""),
+            device_name=device_name(device),
+            dtype="bfloat16" if run_["mode"] == "kv_cache_bf16" else str(dtype).replace("torch.", ""),
             params=params,
             hidden_size=config.hidden_size,
             layers=config.num_hidden_layers,
@@ -310,6 +364,10 @@ def run_length(args, device, dtype, num_tokens):
                 summary[f"{mode}_speedup_vs_official_style"] = round(statistics.median(ratios), 3)
     if len(runs) > 1:
         print(json.dumps(summary), flush=True)
+    if model_bf16 is not None:
+        quality = bf16_quality(model, model_bf16, cond, by_mode["kv_cache_bf16"]["kwargs"], num_tokens, device)
+        print(json.dumps(dict(bench="ar_generate_bf16_quality", device=str(device), device_name=device_name(device),
+                              batch=args.batch, tokens=num_tokens, **quality)), flush=True)
     if args.profile and "kv_cache" in by_mode:
         prof = profile_step(model, cond, by_mode["kv_cache"]["kwargs"], num_tokens, device)
         rows = args.batch * (2 if cfg_scale > 1.0 else 1)
@@ -338,10 +396,14 @@ def main(argv=None):
     p.add_argument("--cfg_scale", type=float, default=1.25)
     p.add_argument("--top_k", type=int, default=0)
     p.add_argument("--top_p", type=float, default=1.0)
-    p.add_argument("--modes", default=None, help="comma list of kv_cache, kv_cache_unfused, kv_cache_full, no_cache, official_style")
+    p.add_argument("--modes", default=None,
+                   help="comma list of kv_cache, kv_cache_eager, kv_cache_bf16, kv_cache_unfused, kv_cache_full, no_cache, "
+                        "official_style")
     p.add_argument("--profile", action="store_true", help="add a torch.profiler breakdown of the kv_cache mode")
     p.add_argument("--kv_block_size", type=int, default=None)
     p.add_argument("--no_compile", action="store_true")
+    p.add_argument("--compile", action="store_true", help="compile the decode step off the GPU too (kv_cache modes)")
+    p.add_argument("--compile_backend", default="inductor", help="torch.compile backend of the compiled decode step")
     p.add_argument("--no_cuda_graph", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--warmup", type=int, default=1)
@@ -358,7 +420,10 @@ def main(argv=None):
     args.codebook_size = args.codebook_size or (8192 if cuda else 1024)
     args.batch = args.batch or (32 if cuda else 4)
     args.tokens = [int(t) for t in str(args.tokens or ("1024" if cuda else "64,256,1024")).split(",")]
-    args.modes = args.modes or ("kv_cache,official_style,no_cache" if cuda else "kv_cache,kv_cache_unfused,official_style")
+    if args.modes is None:
+        args.modes = "kv_cache,official_style,no_cache" if cuda else "kv_cache,kv_cache_unfused,official_style"
+        if not cuda and cpu_native_bf16():  # bf16 only where the CPU multiplies it natively (no emulation)
+            args.modes += ",kv_cache_bf16"
     args.repeats = args.repeats or (3 if cuda else 2)
     run(args)
 

@@ -12,6 +12,7 @@ and ``fast`` (64 px, 6 layers).
 
     python bench/bench_router.py                       # CPU, batch 1, fp32
     python bench/bench_router.py --device cuda         # GPU, batch 32, bf16 autocast
+    python bench/bench_router.py --tokenizer tiny --routers tiny --steps 1   # the smoke run of bench/run_all.py
 """
 
 from __future__ import annotations
@@ -26,9 +27,14 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling bench_tokenizer.py
 
 from bench_tokenizer import _timeit  # noqa: E402
+from bench_evatok import CONFIGS as TOKENIZER_CONFIGS  # noqa: E402
 
 from hf_vidtok import EvatokRouter, EvatokRouterConfig, EvatokTokenizer, EvatokTokenizerConfig  # noqa: E402
 from hf_vidtok.models.evatok.configuration_evatok_router import ROUTER_PRESETS  # noqa: E402
+
+#: A router for bench_evatok's tiny tokenizer (smoke runs only).
+TINY_ROUTER = dict(token_levels=(1, 2, 4), num_blocks=2, image_size=16, num_frames=4, patch_size=8, temporal_patch_size=2,
+                   hidden_size=32, num_attention_heads=2, num_hidden_layers=1)
 
 
 
@@ -50,10 +56,11 @@ def bench(args):
     device = torch.device(args.device)
     torch.manual_seed(0)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and not args.fp32)
-    tok = EvatokTokenizer(EvatokTokenizerConfig()).to(device).eval()
+    tok = EvatokTokenizer(EvatokTokenizerConfig(**TOKENIZER_CONFIGS[args.tokenizer])).to(device).eval()
     c = tok.config
     x = torch.rand(args.batch_size, c.in_channels, c.num_frames, c.image_size, c.image_size, device=device)
-    assignment = torch.full((args.batch_size, c.num_blocks), 256, dtype=torch.long, device=device)
+    level = c.token_levels[-2] if len(c.token_levels) > 1 else c.token_levels[0]  # the paper's 256 of 32..512
+    assignment = torch.full((args.batch_size, c.num_blocks), level, dtype=torch.long, device=device)
 
     def encode():
         with autocast:
@@ -62,7 +69,8 @@ def bench(args):
     rows = []
     encode_s = encode_gflops = None
     for name in args.routers.split(","):
-        router = EvatokRouter(EvatokRouterConfig(**ROUTER_PRESETS[name])).to(device).eval()
+        preset = TINY_ROUTER if name == "tiny" else ROUTER_PRESETS[name]
+        router = EvatokRouter(EvatokRouterConfig(**preset)).to(device).eval()
 
         def route():
             with autocast:
@@ -89,7 +97,9 @@ def bench(args):
         print(json.dumps(rows[-1]), flush=True)
 
         scores = torch.randn(1024, router.config.num_assignments, device=device)
-        for label, kwargs in (("cap", {"max_tokens": 768}), ("target_mean", {"target_mean_tokens": 700.0})):
+        # the paper's cap 768 and mean 700 of 2048 tokens, scaled to the tokenizer
+        cap, target = int(c.max_tokens * 768 / 2048), c.max_tokens * 700 / 2048
+        for label, kwargs in (("cap", {"max_tokens": cap}), ("target_mean", {"target_mean_tokens": target})):
             s = _timeit(lambda: router.select_from_scores(scores, **kwargs), device, 1, args.steps)
             print(json.dumps({"bench": "select_from_scores", "device": device.type, "router": name, "mode": label,
                               "num_clips": 1024, "ms_total": round(1e3 * s, 3),
@@ -102,7 +112,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch_size", type=int, default=None, help="default: 1 on CPU, 32 on GPU")
-    p.add_argument("--routers", default="paper,paper_64px,fast", help="presets of ROUTER_PRESETS")
+    p.add_argument("--routers", default="paper,paper_64px,fast", help="presets of ROUTER_PRESETS (or tiny)")
+    p.add_argument("--tokenizer", default="evatok_145m", choices=sorted(TOKENIZER_CONFIGS),
+                   help="the tokenizer config of bench_evatok.py the router's cost is compared with")
     p.add_argument("--steps", type=int, default=None, help="timed iterations (default: 3 on CPU, 20 on GPU)")
     p.add_argument("--warmup", type=int, default=None, help="default: 1 on CPU, 5 on GPU")
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast on GPU")
@@ -112,7 +124,7 @@ def main(argv=None):
     args.batch_size = args.batch_size or (32 if gpu else 1)
     args.steps = args.steps or (20 if gpu else 3)
     args.warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
-    unknown = [r for r in args.routers.split(",") if r not in ROUTER_PRESETS]
+    unknown = [r for r in args.routers.split(",") if r not in ROUTER_PRESETS and r != "tiny"]
     if unknown:
         raise ValueError(f"`--routers`: unknown {unknown}, choose from {sorted(ROUTER_PRESETS)}")
     if args.threads:

@@ -25,6 +25,10 @@ from hf_vidtok.evatok.assignments import num_prefix_nodes
 from hf_vidtok.evatok.scoring import score_assignments, score_assignments_brute_force
 
 CONFIGS = {
+    "tiny": dict(  # the smoke run of bench/run_all.py: 2 blocks x 3 levels = 9 assignments
+        image_size=16, num_frames=4, patch_size=8, temporal_patch_size=2, token_levels=(1, 2, 4), hidden_size=32,
+        num_attention_heads=2, encoder_layers=1, decoder_layers=1, codebook_size=64, code_dim=8,
+    ),
     "small": dict(
         image_size=64, num_frames=16, patch_size=8, temporal_patch_size=4, token_levels=(4, 8, 16, 32, 64),
         hidden_size=128, num_attention_heads=4, encoder_layers=2, decoder_layers=2, codebook_size=1024,
@@ -53,7 +57,7 @@ def _time(fn, device, repeats):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--config", default=None, help="small | evatok_145m (default: small on CPU, evatok_145m on CUDA)")
+    p.add_argument("--config", default=None, help="tiny | small | evatok_145m (default: small on CPU, evatok_145m on CUDA)")
     p.add_argument("--batch_size", type=int, default=None, help="clips per lockstep batch (default 2 CPU / 16 CUDA)")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--lpips", action="store_true", help="also LPIPS-VGG per block (always on with CUDA)")

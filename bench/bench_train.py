@@ -18,11 +18,15 @@ import argparse
 import json
 import os
 import runpy
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling device_info.py
+from device_info import cpu_model_name  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "train_tokenizer.py"
@@ -46,7 +50,8 @@ def synthetic_clips(batch: int, config, device, seed: int = 0) -> torch.Tensor:
     return (0.5 + 0.45 * torch.sin(freq * (x + 0.7 * y) + 0.4 * t + phase)).to(device)
 
 
-def measure(mode: str, config_path: Path, device: str, batch: int, steps: int, warmup: int, overrides: list[str]) -> dict:
+def measure(mode: str, config_path: Path, device: str, batch: int, steps: int, warmup: int, overrides: list[str],
+            compile_backend: str = "inductor") -> dict:
     import accelerate
 
     tt = _load_script()
@@ -55,6 +60,8 @@ def measure(mode: str, config_path: Path, device: str, batch: int, steps: int, w
     out_dir = os.path.join("/tmp", f"bench_train_{os.getpid()}")
     argv = ["--config", str(config_path), "--output_dir", out_dir, "--train_batch_size", str(batch),
             "--perceptual_weight", "0", "--train_data_dir", "synthetic", *overrides]
+    if mode == "compiled":  # the script's own flag: step numbers become tensors (no recompile per step)
+        argv += ["--torch_compile", "--torch_compile_backend", compile_backend]
     if device == "cuda":
         argv += ["--mixed_precision", "bf16"]
     args = tt.parse_args(argv)
@@ -62,7 +69,7 @@ def measure(mode: str, config_path: Path, device: str, batch: int, steps: int, w
         torch.set_num_threads(args.torch_num_threads)
     accelerator = setup_accelerator(
         out_dir, mixed_precision=args.mixed_precision, cpu=device == "cpu",
-        dynamo_backend="inductor" if mode == "compiled" else None,
+        dynamo_backend=compile_backend if mode == "compiled" else None,
     )
     torch.manual_seed(0)
     model = tt.build_model(args)
@@ -98,7 +105,9 @@ def measure(mode: str, config_path: Path, device: str, batch: int, steps: int, w
         "bench": "train_tokenizer_step",
         "config": config_path.name,
         "mode": mode,
-        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "compile_backend": compile_backend if mode == "compiled" else None,
+        "device": device,
+        "device_name": torch.cuda.get_device_name() if device == "cuda" else cpu_model_name(),
         "threads": torch.get_num_threads(),
         "batch_size": batch,
         "clip": [model.config.frame_num, model.config.input_size, model.config.input_size],
@@ -126,19 +135,21 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--modes", default=None, help="comma list of eager,compiled (CUDA default: both; CPU: eager)")
+    p.add_argument("--compile_backend", default="inductor", help="torch.compile backend of the compiled mode")
+    p.add_argument("--config", default=None, help="recipe YAML (default: LARP-L on CUDA, the tiny recipe on CPU)")
     a = p.parse_args(argv)
     if a.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is visible")
     if a.device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-        config, batch, steps, warmup = LARP_L, a.batch_size or 16, a.steps or 20, a.warmup or 10
+        config, batch, steps, warmup = Path(a.config or LARP_L), a.batch_size or 16, a.steps or 20, a.warmup or 10
         modes = (a.modes or "eager,compiled").split(",")
     else:
-        config, batch, steps, warmup = TINY, a.batch_size or 8, a.steps or 20, a.warmup or 3
+        config, batch, steps, warmup = Path(a.config or TINY), a.batch_size or 8, a.steps or 20, a.warmup or 3
         modes = (a.modes or "eager").split(",")
     for mode in modes:
-        print(json.dumps(measure(mode, config, a.device, batch, steps, warmup, [])), flush=True)
+        print(json.dumps(measure(mode, config, a.device, batch, steps, warmup, [], a.compile_backend)), flush=True)
 
 
 if __name__ == "__main__":

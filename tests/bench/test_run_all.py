@@ -1,0 +1,97 @@
+"""bench/run_all.py: the --smoke run (every task's code path on tiny configs, CPU) and the budget machinery."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "bench" / "run_all.py"
+
+
+def _load():
+    sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("run_all", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["run_all"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_run_gives_every_figure(tmp_path):
+    out = tmp_path / "smoke.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "HF_HUB_OFFLINE": "1"}
+    # a generous budget: this checks the code paths (under a minute on two free cores), not a busy CI machine's speed
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--budget_s", "1500", "--output", str(out)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [json.loads(line) for line in proc.stdout.splitlines()] == records  # stdout and the file agree
+    summary = records[-1]
+    assert summary["bench"] == "run_all_summary" and summary["smoke"] is True
+    tasks = {t.name: t for t in _load().build_tasks("cpu", smoke=True)}
+    assert set(summary["tasks"]) == set(tasks)
+    assert all(s["status"] == "ok" and s["records"] > 0 for s in summary["tasks"].values()), summary["tasks"]
+    seen = {(r["task"], r["bench"]) for r in records[:-1]}
+    for name, task in tasks.items():
+        for bench in task.expected:
+            assert (name, bench) in seen, (name, bench)
+    # the figures the GPU run is for, each on the code path it uses there
+    benches = {r["bench"] for r in records}
+    assert {"tokenizer_encode_decode", "train_tokenizer_step", "ar_generate", "evatok_encode_decode", "evatok_train_step",
+            "router_vs_encode", "scoring", "streaming_dataset"} <= benches
+    compiled = {(r["bench"], r.get("mode")) for r in records if r.get("compiled") or r.get("mode") == "compiled"}
+    assert ("tokenizer_encode_decode", "ours") in compiled and ("train_tokenizer_step", "compiled") in compiled
+    assert ("ar_generate", "kv_cache") in compiled
+    assert {m for b, m in compiled if b == "evatok_encode_decode"} == {"uniform", "random_padded", "random_bucketed"}
+    for r in records:
+        assert r["device_name"] and r["torch"] == torch.__version__ and "cpu_native_bf16" in r
+    assert all(r["clips_per_s"] > 0 for r in records if "clips_per_s" in r)
+
+
+def test_budget_stops_an_overrunning_task_and_runs_the_rest(tmp_path):
+    run_all = _load()
+
+    def forever():
+        print(json.dumps({"bench": "first"}))  # kept: records come out as they are printed
+        while True:
+            time.sleep(0.01)
+
+    def broken():
+        raise RuntimeError("boom")
+
+    def quick():
+        print("not a record")
+        print(json.dumps({"bench": "quick", "value": 1}))
+
+    tasks = [run_all.Task("slow", 1, forever, ("first",)), run_all.Task("broken", 1, broken, ("x",)),
+             run_all.Task("quick", 1, quick, ("quick",)), run_all.Task("incomplete", 1, quick, ("quick", "other"))]
+    out = io.StringIO()
+    t0 = time.monotonic()
+    run_all.run(tasks, torch.device("cpu"), 4.0, out)  # the slow task's share: 1 s
+    assert time.monotonic() - t0 < 15
+    assert [t.status for t in tasks] == ["timeout", "error", "ok", "error"]
+    assert tasks[1].error == "RuntimeError: boom" and "other" in tasks[3].error
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(r["task"], r["bench"]) for r in records] == [("slow", "first"), ("quick", "quick"), ("incomplete", "quick")]
+    assert all(r["device_name"] for r in records)
+
+
+def test_output_is_never_overwritten(tmp_path):
+    existing = tmp_path / "x.jsonl"
+    existing.write_text("keep\n")
+    with pytest.raises(SystemExit):
+        _load().main(["--smoke", "--only", "router", "--output", str(existing)])
+    assert existing.read_text() == "keep\n"
+    with pytest.raises(SystemExit):
+        _load().main(["--smoke", "--only", "nope", "--output", str(tmp_path / "y.jsonl")])
