@@ -62,12 +62,13 @@ _LENGTH_STATS: dict = {}
 def length_stats(levels, num_blocks: int) -> tuple:
     """(mean, std) of the total token count over all candidates: (793.6, 349.14) for the paper's set.
 
-    Memoised per (levels, num_blocks): the values are Python floats, computed once on the host, so code
-    traced by ``torch.compile`` (the router's selection) reads constants instead of reducing a tensor."""
+    Memoised per (levels, num_blocks): the values are Python floats, computed once on the CPU, so code traced by
+    ``torch.compile`` (the router's selection) reads constants instead of reducing a tensor."""
     key = (tuple(normalize_levels(levels)), int(num_blocks))
     if key not in _LENGTH_STATS:
-        lengths = assignment_lengths(levels, num_blocks).double()
-        _LENGTH_STATS[key] = (float(lengths.mean()), float(lengths.std(unbiased=False)))
+        with torch.device("cpu"):  # also inside a meta-device context (``from_pretrained`` builds models there)
+            lengths = assignment_lengths(levels, num_blocks).double()
+            _LENGTH_STATS[key] = (float(lengths.mean()), float(lengths.std(unbiased=False)))
     return _LENGTH_STATS[key]
 
 

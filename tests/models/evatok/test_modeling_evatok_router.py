@@ -185,6 +185,9 @@ def test_save_load_and_auto_round_trip(tmp_path, classifier):
     config = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(config, EvatokRouterConfig) and config.model_type == "evatok_router"
     assert config.token_levels == list(LEVELS) and config.label_w_q == 1.2
+    from hf_vidtok.evatok import reward
+
+    reward._LENGTH_STATS.clear()  # as in a fresh process: the statistics are computed inside from_pretrained's meta context
     loaded = AutoModel.from_pretrained(tmp_path).eval()
     assert isinstance(loaded, EvatokRouter)
     torch.testing.assert_close(loaded(x).logits, classifier(x).logits)
