@@ -431,10 +431,15 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
             sampler = TokenBatchSampler(len(train_ds), args.train_batch_size, **sampler_kwargs)
         clips_per_epoch = len(train_ds)
         source = f"`--token_dataset` {args.token_dataset}"
+        logger.info("process %d of %d: %d of the %d token rows per epoch, batches of %d", accelerator.process_index,
+                    accelerator.num_processes, sampler.batches_per_epoch * args.train_batch_size, len(train_ds),
+                    args.train_batch_size, main_process_only=False)
     else:
         if args.sample_videos:
             args.train_data_dir, args.dataset_layout, args.train_split = _sample_csvs(args), "csv", "train"
         stream, clips_per_epoch, class_names = build_clip_stream(args, accelerator, tok_config)
+        logger.info("process %d of %d: %d of the %d training files per epoch", accelerator.process_index,
+                    accelerator.num_processes, stream.files_per_epoch(), stream.num_shards, main_process_only=False)
         spec = TokenSpec(tok_config.codebook_size, tok_config.bottleneck_token_num, class_names, args.frame_prediction,
                          args.num_cond_frames if args.frame_prediction else None, args.tokenizer_name_or_path)
         source = f"`--tokenizer_name_or_path` {args.tokenizer_name_or_path}"

@@ -533,6 +533,9 @@ def _train(args, accelerator) -> dict[str, Any]:
              val_table.num_clips, args.train_batch_size, n_proc)
 
     accum, start_step = args.gradient_accumulation_steps, progress.global_step
+    per_epoch = train_table.num_clips // (args.train_batch_size * n_proc)
+    log.info("process %d of %d: %d of the %d training clips per epoch, batches of %d", accelerator.process_index, n_proc,
+             per_epoch * args.train_batch_size, train_table.num_clips, args.train_batch_size, main_process_only=False)
     sampler = _StepBatches(start_step * accum, args.max_train_steps * accum, num_rows=train_table.num_clips,
                            batch_size=args.train_batch_size, process_index=accelerator.process_index,
                            num_processes=n_proc, seed=args.seed)

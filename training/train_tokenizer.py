@@ -684,6 +684,9 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
         args.validation_split = _default_validation_split(args)
 
     stream = build_train_stream(args, accelerator)
+    logger.info("process %d of %d: %d of the %d training files per epoch, %d clips per step",
+                accelerator.process_index, accelerator.num_processes, stream.files_per_epoch(), stream.num_shards,
+                args.train_batch_size * args.gradient_accumulation_steps, main_process_only=False)
     c = build_components(args, accelerator, model)
     # identical initial weights came from the shared seed; from here on each process draws its own VQ samples,
     # flips and scheduled-sampling masks (official: seed + rank)

@@ -177,6 +177,10 @@ class ShardedClipStream(torch.utils.data.IterableDataset):
         self._next_logical_worker = (int(state["logical_worker"]) + 1) % self._workers
         self.examples_consumed += int(batch_size or self.batch_size)
 
+    def files_per_epoch(self, epoch: int = 0) -> int:
+        """How many files (shards) this process reads in ``epoch`` (all its DataLoader workers together)."""
+        return sum(len(self.shards_for(self.stream_id(w), epoch)) for w in range(self._workers))
+
     @property
     def epoch(self) -> int:
         """The smallest epoch any of this process's streams is in."""

@@ -278,9 +278,13 @@ class EvatokRouter(EvatokRouterPreTrainedModel):
         w_q = torch.rand(q.shape[0], 1, device=q.device, dtype=q.dtype)
         w_q = c.listwise_w_q_min + (c.listwise_w_q_max - c.listwise_w_q_min) * w_q
         ln = self.normalized_lengths(q.dtype)
-        target = best_assignment(w_q * t - (2.0 - w_q) * ln, self.assignment_lengths)  # the table's label for w_q
-        logits = (w_q * q - (2.0 - w_q) * ln) / c.listwise_temperature
-        return reg, F.cross_entropy(logits, target)
+        # ListNet: the table's reward distribution for w_q against the predicted one (KL). Its minimum is the true
+        # quality up to a per-clip shift, the regression's own optimum; a hard argmax target (cross-entropy to the
+        # table's label) instead pushes the label's predicted quality up without bound, and the shortest
+        # assignment, the label of most clips at small w_q, ended up predicted as the best one at every w_q
+        target = F.softmax((w_q * t - (2.0 - w_q) * ln) / c.listwise_temperature, dim=-1)
+        log_pred = F.log_softmax((w_q * q - (2.0 - w_q) * ln) / c.listwise_temperature, dim=-1)
+        return reg, (target * (target.clamp_min(1e-30).log() - log_pred)).sum(-1).mean()
 
     # -------------------------------------------------------------------------------------- selection
 
