@@ -1,4 +1,8 @@
-"""Listing the videos of a dataset on disk: ``folder``, ``ucf101`` and ``csv`` layouts.
+"""Listing the videos of a dataset: ``folder``, ``ucf101`` and ``csv`` layouts of video files.
+
+``folder`` and ``csv`` also list remote data (a Hub dataset repo, ``hf://`` or other fsspec URLs, see
+:mod:`hf_vidtok.data.locations`): the same files give the same entries and keys, with URLs as paths. The shard
+layouts ``webdataset`` and ``parquet`` are listed by :mod:`hf_vidtok.data.shards` (:func:`list_videos` hands them on).
 
 Every problem found here (wrong layout, missing directory, split file or ``path`` column) raises
 ``ValueError`` before any video is read; problems with individual video files are left to the

@@ -47,10 +47,11 @@ def is_remote_location(data_dir) -> bool:
 @dataclass(frozen=True)
 class RemoteFile:
     """A file below a :class:`DataLocation`: ``rel`` (POSIX path relative to the root; "" when the root is the
-    file itself), ``size`` in bytes and ``version`` (see :func:`~hf_vidtok.data.video_source.url_version`)."""
+    file itself), ``size`` in bytes (None when the listing does not say, e.g. HTTP) and ``version`` (see
+    :func:`~hf_vidtok.data.video_source.url_version`)."""
 
     rel: str
-    size: int
+    size: Optional[int]
     version: Optional[str]
 
 
@@ -70,27 +71,32 @@ class DataLocation:
         self.given = self.given or self.url
 
     def is_file(self) -> bool:
-        return bool(self.fs.isfile(self.root))
+        """True when the root is one file (a CSV, a tar or Parquet shard), not a folder."""
+        return len(self.files()) == 1 and self.files()[0].rel == ""
 
     def files(self) -> list:
-        """Every file below the root (or the root itself when it is a file), sorted by path components."""
+        """Every file below the root (or the root itself when it is a file), sorted by path components; listed once."""
+        if getattr(self, "_files", None) is None:
+            self._files = self._list()
+        return self._files
+
+    def _list(self) -> list:
+        root = self.root.rstrip("/")
         try:
-            if self.is_file():
-                info = self.fs.info(self.root)
-                return [RemoteFile("", int(info.get("size") or 0), url_version(info))]
-            found = self.fs.find(self.root, detail=True)
+            found = {p.rstrip("/"): i for p, i in self.fs.find(self.root, detail=True).items()
+                     if i.get("type", "file") == "file"}
+            if not found or set(found) == {root}:  # the root itself is a file (HTTP lists nothing for one)
+                if not self.fs.exists(self.root):
+                    raise ValueError(f"data_dir {self.given!r} does not exist ({self.url!r} holds nothing)")
+                info = found.get(root) or self.fs.info(self.root)
+                return [RemoteFile("", _size(info), url_version(info))]
         except OSError as e:  # FileNotFoundError, or no connection (HF_HUB_OFFLINE=1 included)
             what = f"{self.url!r} (the Hub dataset repo {self.given!r})" if self.given != self.url else repr(self.url)
             raise ValueError(f"data_dir {what} cannot be listed: {type(e).__name__}: {e}") from e
-        if not found and not self.fs.exists(self.root):
-            raise ValueError(f"data_dir {self.given!r} does not exist ({self.url!r} holds nothing)")
-        root = self.root.rstrip("/")
         out = []
         for path, info in found.items():
-            if info.get("type", "file") != "file":
-                continue
-            rel = posixpath.relpath(path, root) if root else path
-            out.append(RemoteFile(rel, int(info.get("size") or 0), url_version(info)))
+            rel = path[len(root) + 1:] if root and path.startswith(root + "/") else posixpath.relpath(path, root or "/")
+            out.append(RemoteFile(rel, _size(info), url_version(info)))
         return sorted(out, key=lambda f: tuple(f.rel.split("/")))
 
     def url_of(self, rel: str) -> str:
@@ -103,6 +109,10 @@ class DataLocation:
         """``rel`` opened for reading (seekable; remote files read ranges on demand)."""
         path = self.root if not rel else self.root.rstrip("/") + "/" + rel
         return self.fs.open(path, mode)
+
+
+def _size(info: dict) -> Optional[int]:
+    return None if info.get("size") is None else int(info["size"])
 
 
 def resolve_location(data_dir, storage_options: Optional[dict] = None) -> DataLocation:

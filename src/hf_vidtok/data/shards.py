@@ -63,12 +63,13 @@ _CARD = "README.md"
 @dataclass(frozen=True)
 class ShardEntry:
     """One shard file: ``path`` (local path or URL), ``layout`` (``webdataset`` or ``parquet``), ``key`` (its
-    path relative to the dataset root), ``size`` and ``version`` (from the listing; they fingerprint the cache)."""
+    path relative to the dataset root), ``size`` and ``version`` (from the listing, None when it does not say; they
+    fingerprint the cache)."""
 
     path: str
     layout: str
     key: str
-    size: int
+    size: Optional[int]
     version: Optional[str] = None
 
 

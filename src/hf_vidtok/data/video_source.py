@@ -88,12 +88,14 @@ class VideoSource:
 
             fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
             info = fs.info(path)
-            size, version = int(info.get("size") or 0), url_version(info)
-        return cls(name=url, cache_key=(url, int(size), version), opener=functools.partial(open_url, url, storage_options))
+            size, version = (None if info.get("size") is None else int(info["size"])), url_version(info)
+        key = (url, None if size is None else int(size), version if size is not None else None)
+        return cls(name=url, cache_key=key, opener=functools.partial(open_url, url, storage_options))
 
     @property
-    def size(self) -> int:
-        return int(self.cache_key[1])
+    def size(self) -> Optional[int]:
+        """The size in bytes (None: unknown)."""
+        return self.cache_key[1]
 
     def open(self):
         """A new binary file object over the video."""
