@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=import
 from vidtok_data_helpers import CODECS, VFR_PTS_MS, av, write_class_folder, write_video  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))
-from fake_hub import FakeHub, hub_environment  # noqa: E402
+from fake_hub import fake_hub_server, hub  # noqa: E402,F401 (pytest fixtures)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -55,23 +55,7 @@ def codec_videos(tmp_path_factory) -> dict:
     return out
 
 
-
-
 @pytest.fixture(scope="session")
 def class_folder(tmp_path_factory) -> dict:
     """Two classes of tiny videos of three codecs plus a broken and a too-short file (see write_class_folder)."""
     return write_class_folder(tmp_path_factory.mktemp("class_folder") / "videos")
-
-
-@pytest.fixture(scope="session")
-def fake_hub_server():
-    hub = FakeHub()
-    yield hub
-    hub.close()
-
-
-@pytest.fixture
-def hub(fake_hub_server, tmp_path):
-    """The fake Hub, with huggingface_hub pointed at it (online) and a fresh download cache."""
-    with hub_environment(fake_hub_server, tmp_path / "hf_cache"):
-        yield fake_hub_server

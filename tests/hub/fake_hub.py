@@ -13,7 +13,8 @@ answer 404 with the ``X-Error-Code`` headers the client turns into ``RepositoryN
 
 Use :func:`hub_environment` (patches ``huggingface_hub.constants``; needed because ``HF_HUB_OFFLINE``
 and ``HF_ENDPOINT`` are read when huggingface_hub is imported) or :meth:`FakeHub.env` for a
-subprocess.
+subprocess. The pytest fixtures ``fake_hub_server`` (one server per session) and ``hub`` (huggingface_hub pointed
+at it with a fresh download cache) are defined here; a ``conftest.py`` imports them to use them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
-__all__ = ["FakeHub", "hub_environment"]
+import pytest
+
+__all__ = ["FakeHub", "fake_hub_server", "hub", "hub_environment"]
 
 _API = re.compile(r"^/api/(models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)(?P<rest>/.*)?$")
 
@@ -371,3 +374,17 @@ def hub_environment(hub: FakeHub, cache_dir: str | os.PathLike, *, token: str = 
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def fake_hub_server():
+    server = FakeHub()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def hub(fake_hub_server, tmp_path):
+    """The fake Hub, with huggingface_hub pointed at it (online) and a fresh download cache."""
+    with hub_environment(fake_hub_server, tmp_path / "hf_cache"):
+        yield fake_hub_server
