@@ -61,7 +61,7 @@ __all__ = ["VideoClipsConfig", "VideoClips", "VideoFileCounts", "count_video_fil
 logger = logging.getLogger("hf_vidtok.data")
 
 # Bump when the bytes a given config produces change (cache directories include it).
-_FORMAT_VERSION = "3"
+_FORMAT_VERSION = "2"
 
 
 def _stable_hash(text: str) -> int:
