@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         keys_seen: set[str] = set()
         clip_of: dict[str, int] = {}
         # the videos skipped by this process and its DataLoader workers (files, or members of tar / Parquet shards)
-        with count_video_files(worker_processes=True) as counts, ArrowWriter(features=features, path=arrow_path) as writer:
+        with count_video_files(worker_processes=True) as video_counts, ArrowWriter(features=features, path=arrow_path) as writer:
             for batch, examples in loader:
                 if args.max_clips is not None:
                     keep = args.max_clips - count
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         logger.info("process %d tokenized %d clips of %d files in %.1f s", rank, count, len(keys_seen),
                     time.perf_counter() - t0)
         shares = gather_object([{"process": rank, "clips": count, "tokens": total_tokens, "keys": sorted(keys_seen),
-                                 "skipped": counts.skipped}])
+                                 "skipped": video_counts.skipped}])
         count = sum(share["clips"] for share in shares)
         total_tokens = sum(share["tokens"] for share in shares)
         if count == 0:

@@ -344,7 +344,8 @@ def _upload(hub, folder, repo_id):
     api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset")
 
 
-def test_same_clips_from_a_folder_a_hub_repo_fsspec_webdataset_and_parquet(class_folder, packed, hub, tmp_path):
+def test_same_clips_from_a_folder_a_hub_repo_fsspec_webdataset_and_parquet(class_folder, packed, hub, tmp_path,
+                                                                         monkeypatch):
     """The same videos give identical clips (keys, labels, starts, pixels) wherever and however they are stored."""
     import fsspec
 
@@ -370,6 +371,14 @@ def test_same_clips_from_a_folder_a_hub_repo_fsspec_webdataset_and_parquet(class
         assert _clip_records(ds) == ref, data_dir
     assert hub.range_requests > 0  # remote files were read in ranges, not downloaded whole
     assert any((tmp_path / "fc").iterdir())  # the local cache the user asked for holds the shards read
+    # the pushed Parquet repo is a plain `datasets` dataset too: its own streaming loader, features from the card
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_ENDPOINT", hub.endpoint)
+    rows = datasets.load_dataset("user/vids-parquet", split="train", streaming=True)
+    assert rows.features["label"].names == ["busy", "calm"]
+    rows = rows.cast_column("video", datasets.Video(decode=False))
+    assert {r["key"]: r["video"]["bytes"] for r in rows} == {
+        rel: (class_folder["root"] / rel).read_bytes() for rel in [*class_folder["good"], "busy/short.mp4"]}
     # a CSV with captions: its webdataset packing carries them
     from hf_vidtok.data import pack_videos
 

@@ -46,5 +46,6 @@ def test_unlistable_locations_raise_value_errors():
     with pytest.raises(ValueError, match="does not exist"):
         resolve_location("memory://does/not/exist").files()
     # offline (HF_HUB_OFFLINE=1, as the tests run) or online, this repo cannot be listed
-    with pytest.raises(ValueError, match="the Hub dataset repo 'hf-vidtok-tests/no-such-repo-4f2a'"):
+    with pytest.raises(ValueError, match="'hf-vidtok-tests/no-such-repo-4f2a' is not an existing local path, and as the "
+                                         "Hub dataset repo 'hf://datasets/hf-vidtok-tests/no-such-repo-4f2a'"):
         resolve_location("hf-vidtok-tests/no-such-repo-4f2a").files()

@@ -91,8 +91,10 @@ class DataLocation:
                 info = found.get(root) or self.fs.info(self.root)
                 return [RemoteFile("", _size(info), url_version(info))]
         except OSError as e:  # FileNotFoundError, or no connection (HF_HUB_OFFLINE=1 included)
-            what = f"{self.url!r} (the Hub dataset repo {self.given!r})" if self.given != self.url else repr(self.url)
-            raise ValueError(f"data_dir {what} cannot be listed: {type(e).__name__}: {e}") from e
+            if self.given != self.url:  # an owner/name that is no local path: read as a Hub dataset repo
+                raise ValueError(f"data_dir {self.given!r} is not an existing local path, and as the Hub dataset repo "
+                                 f"{self.url!r} it cannot be listed: {type(e).__name__}: {e}") from e
+            raise ValueError(f"data_dir {self.url!r} cannot be listed: {type(e).__name__}: {e}") from e
         out = []
         for path, info in found.items():
             rel = path[len(root) + 1:] if root and path.startswith(root + "/") else posixpath.relpath(path, root or "/")
