@@ -84,6 +84,21 @@ def test_shard_size_limit_and_refusals(class_folder, tmp_path):
         parse_size(0)
 
 
+def test_packing_a_remote_folder_gives_the_same_shards(class_folder, tmp_path):
+    """Videos behind an fsspec URL (memory://; a Hub repo is the same code path) pack into the local folder's shards."""
+    fsspec = pytest.importorskip("fsspec")
+    root = class_folder["root"]
+    mem = fsspec.filesystem("memory")
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        mem.pipe(f"/pack-remote/{path.relative_to(root).as_posix()}", path.read_bytes())
+    local = pack_videos(root, tmp_path / "local", max_videos_per_shard=4)
+    remote = pack_videos("memory://pack-remote", tmp_path / "remote", max_videos_per_shard=4)
+    assert [f["path"] for f in remote["splits"]["train"]["files"]] == [f["path"] for f in local["splits"]["train"]["files"]]
+    for f in local["splits"]["train"]["files"]:
+        assert (tmp_path / "remote" / f["path"]).read_bytes() == (tmp_path / "local" / f["path"]).read_bytes()
+    assert list(remote["skipped"]) == ["memory://pack-remote/calm/not_a_video.mp4"]
+
+
 def test_tar_members_are_plain_files_without_owner(class_folder, tmp_path):
     out = tmp_path / "wds"
     summary = pack_videos(class_folder["root"], out, splits="train")
