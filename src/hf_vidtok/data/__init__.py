@@ -1,7 +1,7 @@
 """hf_vidtok.data: PyAV clip reading, torch transforms, a ``datasets`` builder and collation.
 
-Data flow: video file (local, remote, or bytes from a shard) --``read_video_clip``--> uint8 ``(T, H, W, 3)`` --transforms--> float
-``(C, T, H, W)`` in [0, 1] --``collate_video_clips``--> ``pixel_values (B, C, T, H, W)``.
+Data flow: video file (local, remote, or bytes from a shard) --``read_video_clip``--> uint8 ``(T, H, W, 3)``
+--transforms--> float ``(C, T, H, W)`` in [0, 1] --``collate_video_clips``--> ``pixel_values (B, C, T, H, W)``.
 ``load_video_dataset`` wraps the ``VideoClips`` builder (``folder``, ``ucf101``, ``csv`` layouts of video files;
 ``webdataset`` and ``parquet`` shards of video bytes, :mod:`.shards`), local or remote (Hub dataset repos, ``hf://``
 and other fsspec URLs, :mod:`.locations`); ``pack_videos`` writes such shards (``hf-vidtok pack``).

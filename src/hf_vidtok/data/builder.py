@@ -252,7 +252,9 @@ class VideoClipsConfig(datasets.BuilderConfig):
         if self.split is not None:
             self.split = canonical_split(self.split)
         if self.storage_options is not None and not isinstance(self.storage_options, dict):
-            raise TypeError(f"storage_options must be a dict of fsspec options, got {type(self.storage_options).__name__}")
+            raise TypeError(
+                f"storage_options must be a dict of fsspec options, got {type(self.storage_options).__name__}"
+            )
         if self.class_names is not None and self.name not in SHARD_LAYOUTS:
             raise ValueError(f"class_names is for the shard layouts {SHARD_LAYOUTS}; the {self.name} layout takes the "
                              "classes from its folders or CSV")

@@ -195,7 +195,8 @@ def pack_videos(
 
     wanted = None if splits is None else [canonical_split(s) for s in ([splits] if isinstance(splits, str) else splits)]
     listing = list_videos(layout, data_dir, split=wanted[0] if wanted and len(wanted) == 1 else None, fold=fold,
-                          split_dir=split_dir, video_root=video_root, extensions=extensions, storage_options=storage_options)
+                          split_dir=split_dir, video_root=video_root, extensions=extensions,
+                          storage_options=storage_options)
     names = wanted or sorted(listing.splits, key=["train", "validation", "test"].index)
     missing = [s for s in names if not listing.splits.get(s)]
     if missing:
@@ -223,7 +224,8 @@ def pack_videos(
                 summary["skipped"][entry.path] = f"unreadable ({type(e).__name__}: {e})"
                 logger.warning("Skipping video file %r: %s", entry.path, summary["skipped"][entry.path])
                 continue
-            full = shard is not None and (shard.bytes + len(data) > limit or shard.videos == (max_videos_per_shard or -1))
+            full = shard is not None and (shard.bytes + len(data) > limit
+                                          or shard.videos == (max_videos_per_shard or -1))
             if shard is None or full:
                 if shard is not None:
                     shard.close()

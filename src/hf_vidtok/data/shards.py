@@ -324,7 +324,8 @@ def _parquet_videos(entry: ShardEntry, f, labels_only: bool) -> Iterator[ShardVi
         pf = pq.ParquetFile(f)
         schema = pf.schema_arrow
     except Exception as e:  # noqa: BLE001 - not a Parquet file, cut, damaged
-        yield ShardVideo(entry.key, f"{entry.path}#<file>", None, {}, problem=f"unreadable Parquet file ({type(e).__name__}: {e})")
+        yield ShardVideo(entry.key, f"{entry.path}#<file>", None, {},
+                         problem=f"unreadable Parquet file ({type(e).__name__}: {e})")
         return
     video_col = _video_column(schema)
     if video_col is None:
