@@ -78,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--score_table", default=None, help="stage-2 score table of the same held-out clips (folder, Parquet file or Hub dataset id)")
     a("--score_table_revision", default=None)
     g = p.add_argument_group("clips (default: the score table's metadata)")
-    g.add_argument("--data_dir", default=None, help="held-out videos (folder, UCF-101 root or CSV; see --dataset_layout)")
-    g.add_argument("--dataset_layout", default=None, choices=["folder", "ucf101", "csv"])
+    g.add_argument("--data_dir", default=None,
+                   help="held-out videos (folder, UCF-101 root, CSV or shards; local, Hub dataset repo or fsspec URL)")
+    g.add_argument("--dataset_layout", default=None, choices=["folder", "ucf101", "csv", "webdataset", "parquet"])
     g.add_argument("--split", default=None)
     g.add_argument("--num_frames", type=int, default=None, help="default: the tokenizer's num_frames")
     g.add_argument("--resolution", type=int, default=None, help="default: the tokenizer's image_size")

@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import datasets
     from accelerate.utils import gather_object
 
-    from hf_vidtok.data import files_of_process, list_videos, load_video_dataset
+    from hf_vidtok.data import count_video_files, files_of_process, load_video_dataset
     from hf_vidtok.training.accelerator import distributed_state
 
     state = distributed_state()
@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         count, total_tokens, t0 = 0, 0, time.perf_counter()
         keys_seen: set[str] = set()
         clip_of: dict[str, int] = {}
-        with ArrowWriter(features=features, path=arrow_path) as writer:
+        # the videos skipped by this process and its DataLoader workers (files, or members of tar / Parquet shards)
+        with count_video_files(worker_processes=True) as video_counts, ArrowWriter(features=features, path=arrow_path) as writer:
             for batch, examples in loader:
                 if args.max_clips is not None:
                     keep = args.max_clips - count
@@ -246,7 +247,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             writer.finalize()
         logger.info("process %d tokenized %d clips of %d files in %.1f s", rank, count, len(keys_seen),
                     time.perf_counter() - t0)
-        shares = gather_object([{"process": rank, "clips": count, "tokens": total_tokens, "keys": sorted(keys_seen)}])
+        shares = gather_object([{"process": rank, "clips": count, "tokens": total_tokens, "keys": sorted(keys_seen),
+                                 "skipped": video_counts.skipped}])
         count = sum(share["clips"] for share in shares)
         total_tokens = sum(share["tokens"] for share in shares)
         if count == 0:
@@ -254,12 +256,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"the data ({data_dir!r}, split {split!r}) yielded no clips: every file was skipped as unreadable or "
                 f"shorter than {num_frames} frames"
             )
-        listed = [e.key for e in list_videos(layout, data_dir, split=split).splits.get(split, [])]
-        seen = {k for share in shares for k in share["keys"]}
-        skipped = sorted(k for k in listed if k not in seen) if args.max_clips is None else []
+        skipped = sorted({path for share in shares for path in share["skipped"]})
         if skipped:
-            logger.warning("%d of %d video files gave no clip (unreadable or too short), e.g. %s", len(skipped),
-                           len(listed), skipped[:3])
+            seen = len({k for share in shares for k in share["keys"]})
+            logger.warning("%d video files gave no clip (unreadable or too short; %d gave clips), e.g. %s",
+                           len(skipped), seen, skipped[:3])
         if state.is_main_process:  # the rows of every process, in an order independent of the process count
             parts = [datasets.Dataset.from_file(os.path.join(scratch, f"tokens-{r:05d}.arrow")) for r in range(world)]
             dataset = datasets.concatenate_datasets(parts).sort(["key", "clip_index", "flipped"])

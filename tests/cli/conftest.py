@@ -1,21 +1,6 @@
 import os
 import sys
 
-import pytest
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hub"))
 
-from fake_hub import FakeHub, hub_environment  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def fake_hub_server():
-    hub = FakeHub()
-    yield hub
-    hub.close()
-
-
-@pytest.fixture
-def hub(fake_hub_server, tmp_path):
-    with hub_environment(fake_hub_server, tmp_path / "hf_cache"):
-        yield fake_hub_server
+from fake_hub import fake_hub_server, hub  # noqa: E402,F401 (pytest fixtures)

