@@ -14,13 +14,13 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "larp_official_tiny"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
 def larp_fixture_dir():
-    """The official tiny LARP export in ../shared/fixtures (the CI clone has shared/ beside it)."""
-    path = Path(os.environ.get("HF_VIDTOK_FIXTURES", FIXTURES))
+    """The official tiny LARP export in ``tests/fixtures/larp_official_tiny`` (see ``tests/fixtures/README.md``)."""
+    path = FIXTURES / "larp_official_tiny"
     if not path.is_dir():
-        pytest.fail(f"official fixture folder not found at {path} (set HF_VIDTOK_FIXTURES)")
+        pytest.fail(f"official fixture folder not found at {path}")
     return path
