@@ -5,15 +5,17 @@ One path: :func:`save_pretrained_with_card` writes a folder (the object's own ``
 folder with ``HfApi.upload_folder`` (one commit; training leftovers excluded by ``ignore_patterns``, pickled
 weights refused), and :func:`push_to_hub` is the two in a row through a temporary folder.
 
-Why not the objects' own ``push_to_hub``: transformers' ``PreTrainedModel.push_to_hub`` and diffusers'
-``DiffusionPipeline.push_to_hub`` write a generic card (``library_name: transformers`` / ``diffusers``) over
-the one a model folder carries, and the diffusers one has no ``revision``. The model classes themselves do
-not depend on this module.
+The models' and pipelines' own ``save_pretrained`` / ``push_to_hub`` come here too
+(:class:`hf_vidtok.models.hub_mixin.HubMixin`, :class:`hf_vidtok.hub.pipeline_mixin.PipelineHubMixin`):
+transformers' and diffusers' versions would write a generic card (``library_name: transformers`` /
+``diffusers``), found from the working directory or the remote repo. :func:`write_model_card` is what their
+``save_pretrained`` adds.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import json
 import logging
 import os
@@ -36,6 +38,7 @@ __all__ = [
     "push_to_hub",
     "save_pretrained_with_card",
     "save_weights_file",
+    "write_model_card",
 ]
 
 logger = logging.getLogger(__name__)
@@ -130,10 +133,12 @@ def save_pretrained_with_card(
         raise TypeError(f"expected a model or pipeline with save_pretrained, got {type(obj).__name__}")
     save_directory = Path(save_directory)
     save_directory.mkdir(parents=True, exist_ok=True)
+    # the card is written below (with the results); hf_vidtok objects would otherwise write one first
+    card_off = {"model_card": False} if "model_card" in inspect.signature(obj.save_pretrained).parameters else {}
     if _is_pipeline(obj):
-        obj.save_pretrained(save_directory, safe_serialization=True)
+        obj.save_pretrained(save_directory, safe_serialization=True, **card_off)
     else:
-        obj.save_pretrained(save_directory)
+        obj.save_pretrained(save_directory, **card_off)
     check_safetensors_only(save_directory)
     results = train = None
     if eval_results is not None:
@@ -147,6 +152,22 @@ def save_pretrained_with_card(
     else:
         card = _load_card(model_card)
     card.save(save_directory / "README.md")
+    return card
+
+
+def write_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> ModelCard | None:
+    """Write the hf_vidtok card of the saved model or pipeline in ``folder`` to ``folder/README.md`` (results from
+    an ``eval_results.json`` in the folder or its parent) and return it. A ``README.md`` that hf_vidtok did not
+    generate is the user's: it is kept and None is returned (also, with a warning, when Jinja2 is missing)."""
+    readme = Path(folder) / "README.md"
+    if readme.is_file() and AUTO_CARD_MARKER not in readme.read_text(encoding="utf-8"):
+        return None
+    try:
+        card = create_model_card(folder, repo_id=repo_id)
+    except ImportError as err:  # Jinja2 (the `hub` extra) is missing
+        logger.warning("no model card written to %s: %s", folder, err)
+        return None
+    card.save(readme)
     return card
 
 

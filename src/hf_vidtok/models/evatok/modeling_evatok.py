@@ -19,6 +19,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ..hub_mixin import HubMixin
 from ...modules.initialization import init_vit_module
 from ...modules.masks import block_causal_mask, packed_block_layout
 from ...modules.patch_embed import PatchEmbed3D
@@ -128,7 +129,7 @@ def _not_compiling() -> bool:
     return not torch.compiler.is_compiling()
 
 
-class EvatokPreTrainedModel(PreTrainedModel):
+class EvatokPreTrainedModel(HubMixin, PreTrainedModel):
     config_class = EvatokTokenizerConfig
     config: EvatokTokenizerConfig
     base_model_prefix = "evatok"

@@ -26,6 +26,7 @@ from transformers.utils import ModelOutput
 
 from ...evatok.assignments import candidate_assignments, prefix_class_range
 from ...evatok.reward import HIGHER_IS_BETTER, best_assignment
+from ..hub_mixin import HubMixin
 from ...modules.attention import TransformerBlock
 from ...modules.initialization import init_vit_module
 from ...modules.patch_embed import PatchEmbed3D
@@ -76,7 +77,7 @@ class EvatokRouterOutput(ModelOutput):
         return self.logits if self.logits is not None else self.quality
 
 
-class EvatokRouterPreTrainedModel(PreTrainedModel):
+class EvatokRouterPreTrainedModel(HubMixin, PreTrainedModel):
     config_class = EvatokRouterConfig
     config: EvatokRouterConfig
     base_model_prefix = "router"

@@ -19,6 +19,7 @@ from transformers.utils import ModelOutput
 
 # absolute imports: ``register_for_auto_class`` copies this file and its sibling-relative imports next
 # to a saved config.json (auto_map), where a parent-relative import could not resolve
+from hf_vidtok.models.hub_mixin import HubMixin
 from hf_vidtok.modules.attention import QueryTransformer, TransformerBlock
 from hf_vidtok.modules.patch_embed import build_patch_embed
 from hf_vidtok.modules.position_embeddings import sincos_1d, sincos_3d, sincos_table
@@ -135,7 +136,7 @@ class LarpOutputLayer(nn.Module):
         return self.linear(self.norm(x))
 
 
-class LarpPreTrainedModel(PreTrainedModel):
+class LarpPreTrainedModel(HubMixin, PreTrainedModel):
     config_class = LarpTokenizerConfig
     config: LarpTokenizerConfig
     base_model_prefix = "larp"
@@ -184,6 +185,8 @@ class LarpTokenizer(LarpPreTrainedModel):
     ``set_vq_eval_deterministic(False)`` to reproduce the official stochastic eval behaviour. Training mode
     samples with ``config.vq_stochastic_temperature``. Sampling takes an optional ``torch.Generator``.
     """
+
+    _official_export_kind = "tokenizer"  # from_pretrained also loads official LARP tokenizer exports
 
     def __init__(self, config: LarpTokenizerConfig):
         super().__init__(config)

@@ -17,6 +17,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutput
 
+from hf_vidtok.models.hub_mixin import HubMixin
 from hf_vidtok.modules.kv_cache import StaticKVCache
 from hf_vidtok.modules.llama_block import LlamaBlock
 from hf_vidtok.modules.position_embeddings import sincos_1d
@@ -28,7 +29,7 @@ from .sampling_video_ar import decode_with_cache, decode_without_cache
 __all__ = ["VideoARPreTrainedModel", "VideoARGenerator"]
 
 
-class VideoARPreTrainedModel(PreTrainedModel):
+class VideoARPreTrainedModel(HubMixin, PreTrainedModel):
     """Base class: config class, weight init (official: N(0, initializer_range) for Linear and
     Embedding weights, learned positions N(0, 0.02), zero output head), checkpointing flags."""
 
@@ -72,6 +73,8 @@ class VideoARGenerator(VideoARPreTrainedModel):
 
     :meth:`generate` samples ``(B, max_seq_len)`` token ids with a static KV cache.
     """
+
+    _official_export_kind = "ar"  # from_pretrained also loads official LARP AR exports
 
     def __init__(self, config: VideoARGeneratorConfig):
         super().__init__(config)

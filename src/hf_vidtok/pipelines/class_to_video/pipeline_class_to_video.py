@@ -8,7 +8,7 @@ import difflib
 import torch
 from diffusers import DiffusionPipeline
 
-from ...hub.loading import PipelineHubMixin
+from ...hub.pipeline_mixin import PipelineHubMixin
 from ...models.evatok.modeling_evatok import EvatokTokenizer
 from ...models.larp.modeling_larp import LarpTokenizer
 from ...models.video_ar.modeling_video_ar import VideoARGenerator

@@ -10,7 +10,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 from ...data.transforms import repeat_to_num_frames
-from ...hub.loading import PipelineHubMixin
+from ...hub.pipeline_mixin import PipelineHubMixin
 from ...models.evatok.modeling_evatok import EvatokTokenizer
 from ...models.larp.modeling_larp import LarpTokenizer
 from ...models.video_ar.modeling_video_ar import VideoARGenerator
