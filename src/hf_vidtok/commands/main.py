@@ -5,6 +5,7 @@ library functions.
     hf-vidtok encode       video file(s) -> token ids (safetensors) and tokens/second
     hf-vidtok reconstruct  video -> reconstructed mp4 + PSNR / SSIM
     hf-vidtok generate     class names or ids -> mp4 files
+    hf-vidtok pipeline     tokenizer + generator -> pipeline folder (model_index.json)
     hf-vidtok evaluate     two folders of videos -> PSNR / SSIM / LPIPS / FVD
     hf-vidtok publish      saved folder + model card -> Hub repo
 
@@ -20,13 +21,13 @@ import os
 import sys
 from typing import Sequence
 
-from . import convert, encode, evaluate, generate, publish, reconstruct
+from . import convert, encode, evaluate, generate, pipeline, publish, reconstruct
 from .common import CLIError, print_json
 
 __all__ = ["PROG", "build_parser", "main"]
 
 PROG = "hf-vidtok"
-COMMANDS = (convert, encode, reconstruct, generate, evaluate, publish)
+COMMANDS = (convert, encode, reconstruct, generate, pipeline, evaluate, publish)
 
 
 def _version() -> str:
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="LARP / EVATok video tokenizers and AR video generators: convert, encode, reconstruct, "
-        "generate, evaluate, publish. Each command prints one JSON object.",
+        "generate, pipeline, evaluate, publish. Each command prints one JSON object.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
