@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -328,7 +329,7 @@ def test_class_ids_from_names_and_numbers(models, capsys):
 
     config = tiny_generator().config
     assert _class_ids(["Biking", "jumprope", "0"], config) == [1, 2, 0]
-    with pytest.raises(CLIError, match="unknown class 'Swimming'; known classes: " + ", ".join(CLASS_NAMES)):
+    with pytest.raises(CLIError, match="unknown class name 'Swimming' in `classes`; known classes: " + re.escape(str(CLASS_NAMES))):
         _class_ids(["Swimming"], config)
     with pytest.raises(CLIError, match="class id 3 is out of range"):
         _class_ids(["3"], config)
@@ -421,7 +422,7 @@ def test_generate_from_pipeline_folder_and_from_parts(models, tmp_path, capsys):
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     code, out, err = run(capsys, "generate", "Swimming", "--model", tmp_path / "pipe", "--output_dir", tmp_path / "c")
-    assert code == 1 and "unknown class 'Swimming'" in err and len(err.strip().splitlines()) == 1
+    assert code == 1 and "unknown class name 'Swimming'" in err and len(err.strip().splitlines()) == 1
     code, out, err = run(capsys, "generate", "7", "--model", tmp_path / "pipe", "--output_dir", tmp_path / "c")
     assert code == 1 and "class id 7 is out of range" in err
 

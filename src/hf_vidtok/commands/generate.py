@@ -66,22 +66,15 @@ def _load_pipeline(spec: str, revision: str | None):
 
 
 def class_ids(classes: Sequence[str], config) -> list[int]:
-    """Class ids for names (``config.id2label``, any case) or ids, checked against ``config.num_classes``."""
-    names = {str(v): int(k) for k, v in (config.id2label or {}).items()}
-    lower = {k.lower(): v for k, v in names.items()}
-    ids = []
-    for item in classes:
-        if item.lstrip("-").isdigit():
-            idx = int(item)
-            if not 0 <= idx < config.num_classes:
-                raise CLIError(f"class id {idx} is out of range: the model has classes 0..{config.num_classes - 1}")
-            ids.append(idx)
-        elif item in names or item.lower() in lower:
-            ids.append(names.get(item, lower.get(item.lower())))
-        else:
-            known = ", ".join(list(names)[:10]) + (" ..." if len(names) > 10 else "")
-            raise CLIError(f"unknown class {item!r}; known classes: {known}")
-    return ids
+    """Class ids for names (``config.id2label``, any case) or ids written as numbers, checked against
+    ``config.num_classes`` (:func:`hf_vidtok.models.video_ar.class_label_ids`)."""
+    from hf_vidtok.models.video_ar import class_label_ids
+
+    labels = [int(item) if item.lstrip("-").isdigit() else item for item in classes]
+    try:
+        return class_label_ids(labels, config, name="classes")
+    except (TypeError, ValueError) as err:
+        raise CLIError(str(err)) from None
 
 
 def _safe_name(name: str) -> str:
