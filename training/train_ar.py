@@ -67,6 +67,7 @@ from hf_vidtok.training.length_token_data import (
     length_token_batch,
 )
 from hf_vidtok.training.sample_data import sample_video_csv
+from hf_vidtok.training.threads import set_torch_num_threads
 from hf_vidtok.training.token_data import (
     TokenBatchSampler,
     TokenSpec,
@@ -441,6 +442,7 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
 
     # ---- generator
     model = build_generator(args, spec)
+    set_torch_num_threads(args.torch_num_threads, [model] + ([tokenizer] if tokenizer is not None else []))
     check_generator(model.config, spec, source)
     gen_config = model.config
     num_classes = None if spec.frame_prediction else model.config.num_classes

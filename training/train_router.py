@@ -62,6 +62,7 @@ from hf_vidtok.training.checkpointing import (
     load_checkpoint,
 )
 from hf_vidtok.training.optimization import get_lr_scheduler
+from hf_vidtok.training.threads import set_torch_num_threads
 
 logger = logging.getLogger("hf_vidtok.train_router")
 
@@ -512,6 +513,7 @@ def _train(args, accelerator) -> dict[str, Any]:
     budgets = args.eval_budgets if args.eval_budgets is not None else default_budgets(val_table, stats)
 
     model = build_router(args, train_table, stats)
+    set_torch_num_threads(args.torch_num_threads, [model])
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and n != "cls_token"]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and n != "cls_token")]

@@ -30,6 +30,7 @@ __all__ = [
     "positive_int",
     "print_json",
     "read_json",
+    "set_threads",
 ]
 
 # model_type of the models each role accepts (the Auto classes resolve the class).
@@ -154,6 +155,14 @@ def load_model(spec: str, role: str, revision: str | None = None, device: str = 
     return model.to(device).eval()
 
 
+def set_threads(args: argparse.Namespace, *models) -> int:
+    """The CPU threads of the command (``--torch_num_threads``, else the policy of
+    :func:`hf_vidtok.training.threads.set_torch_num_threads` for ``models``)."""
+    from hf_vidtok.training.threads import set_torch_num_threads
+
+    return set_torch_num_threads(getattr(args, "torch_num_threads", None), models)
+
+
 def check_files(paths: Sequence[str], what: str = "video") -> list[Path]:
     """The paths as ``Path`` objects; ``CLIError`` for a directory or a path that does not exist."""
     out = []
@@ -193,6 +202,8 @@ def export_video(frames, path: Path, fps: float) -> str:
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of the model")
     p.add_argument("--device", default="cpu", help="torch device")
+    p.add_argument("--torch_num_threads", type=positive_int, default=None,
+                   help="intra-op CPU threads (default: from the model size, hf_vidtok.training.threads)")
 
 
 def positive_float(text: str) -> float:

@@ -18,6 +18,7 @@ from .common import (
     load_model,
     non_negative_int,
     positive_int,
+    set_threads,
 )
 from .whole_video import RESIZE_MODES, encode_clips, iter_clip_batches, model_clip_size, plan_clips
 
@@ -111,6 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     videos = check_files(args.videos)
     output = check_output(args.output, videos, suffixes=(".safetensors",))
     tokenizer = load_model(args.model, "tokenizer", args.revision, args.device)
+    set_threads(args, tokenizer)
     selection = selection_arguments(args)
     check_selection(tokenizer, selection, args.model)
     num_frames, height, width = model_clip_size(tokenizer.config)

@@ -15,6 +15,7 @@ from .common import (
     non_negative_int,
     positive_float,
     positive_int,
+    set_threads,
 )
 
 __all__ = ["class_ids", "register", "run"]
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         generator_model = load_model(args.generator, "generator", args.revision)
         pipe = ClassToVideoPipeline(tokenizer=tokenizer, generator=generator_model)
     pipe = pipe.to(args.device)
+    set_threads(args, pipe.tokenizer, pipe.generator)
     config = pipe.generator.config
     if config.frame_prediction:
         raise CLIError("the generator is a frame-prediction model; `generate` needs a class-conditional one")

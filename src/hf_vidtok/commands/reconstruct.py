@@ -6,7 +6,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import VIDEO_SUFFIXES, add_command, check_files, check_output, export_video, load_model, positive_float
+from .common import (
+    VIDEO_SUFFIXES,
+    add_command,
+    check_files,
+    check_output,
+    export_video,
+    load_model,
+    positive_float,
+    set_threads,
+)
 from .encode import add_clip_arguments, check_selection, progress_bar, selection_arguments
 from .whole_video import decode_clips, encode_clips, iter_clip_batches, model_clip_size, plan_clips
 
@@ -35,6 +44,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     (video,) = check_files([args.video])
     output = check_output(args.output, [video], suffixes=VIDEO_SUFFIXES)
     tokenizer = load_model(args.model, "tokenizer", args.revision, args.device)
+    set_threads(args, tokenizer)
     selection = selection_arguments(args)
     check_selection(tokenizer, selection, args.model)
     num_frames, height, width = model_clip_size(tokenizer.config)
