@@ -32,6 +32,7 @@ data's ``mean_tokens``).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -607,6 +608,9 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
         save_pretrained_with_card(final, args.output_dir, eval_results=results, training_config=train_config,
                                   repo_id=args.hub_model_id, tokenizer_repo_id=tokenizer_repo)
         write_json_atomic(os.path.join(args.output_dir, "eval_results.json"), results)
+        summary = {k: results[k] for k in ("step", "initial_nll", "nll", "perplexity", "token_accuracy", "mean_tokens",
+                                           "mean_generated_tokens") if results.get(k) is not None}
+        print(json.dumps({"output_dir": args.output_dir, **summary}), flush=True)
         if args.push_to_hub:
             publish_folder(args.output_dir, args.hub_model_id, private=args.hub_private,
                            ignore_patterns=["checkpoint-*", "sample_data/*", "logs/*"], tokenizer_repo_id=tokenizer_repo)

@@ -597,13 +597,14 @@ def _train(args, accelerator) -> dict[str, Any]:
         from hf_vidtok.evatok.curves import write_quality_cost_curves
 
         router = accelerator.unwrap_model(model)
+        router.save_pretrained(args.output_dir, model_card=False)  # first: nothing after training may lose it
         results = evaluate_router(router, scores, val_table, stats, label_w_q=args.label_w_q, eval_w_q=args.eval_w_q,
                                   budgets=budgets, with_curves=True)
         curves = results.pop("curves")
         json_path, png_path = write_quality_cost_curves(curves, args.output_dir)
         results.update(global_step=progress.global_step, history=progress.history, score_table=str(args.score_table),
-                       quality_cost_json=os.path.basename(json_path), quality_cost_png=os.path.basename(png_path))
-        router.save_pretrained(args.output_dir)
+                       quality_cost_json=os.path.basename(json_path),
+                       quality_cost_png=None if png_path is None else os.path.basename(png_path))
         with open(os.path.join(args.output_dir, "eval_results.json"), "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)
         write_model_card(args.output_dir, router, results, args)
