@@ -525,6 +525,7 @@ def test_outputs_that_are_inputs_are_refused_and_nothing_is_overwritten(models, 
          "--w_q need an EVATok tokenizer with a router"),
         (["generate", "Biking", "--tokenizer", models["tokenizer"], "--generator", models["generator"],
           "--output_dir", video], "is a file, expected a folder"),
+        (["convert", "--input", models["tokenizer"], "--output", models["tokenizer"]], "refusing to overwrite"),
     ]  # fmt: skip
     for argv, message in cases:
         code, out, err = run(capsys, *argv)

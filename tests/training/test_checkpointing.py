@@ -207,6 +207,7 @@ def test_checkpoints_print_no_transformers_progress_bars(tmp_path, run, capfd):
     from hf_vidtok.training import quiet_hf_progress
 
     run.step()
+    initially_on = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.enable_progress_bar()
     capfd.readouterr()
     save_checkpoint(run.accelerator, str(tmp_path), 1)
@@ -221,4 +222,5 @@ def test_checkpoints_print_no_transformers_progress_bars(tmp_path, run, capfd):
     with quiet_hf_progress():
         pass
     assert not transformers.utils.logging.is_progress_bar_enabled()  # a disabled switch stays disabled
-    transformers.utils.logging.enable_progress_bar()
+    if initially_on:
+        transformers.utils.logging.enable_progress_bar()

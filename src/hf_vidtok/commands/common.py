@@ -139,9 +139,12 @@ def load_model(spec: str, role: str, revision: str | None = None, device: str = 
     ``AutoModel.from_pretrained`` after checking the model type."""
     from transformers import AutoModel
 
+    from hf_vidtok.training.checkpointing import quiet_hf_progress
+
     if Path(spec).expanduser().is_file():
         raise CLIError(f"--model must be a model folder or a Hub repo id, got the file {spec}")
-    official = _official_model(spec, role, revision)
+    with quiet_hf_progress():  # no "Loading weights" bar before the command's own output
+        official = _official_model(spec, role, revision)
     if official is not None:
         return official.to(device).eval()
     config, subfolder = load_model_config(spec, role, revision)
@@ -151,7 +154,8 @@ def load_model(spec: str, role: str, revision: str | None = None, device: str = 
             f"{spec} is a {config.model_type} model, expected a {role} (model_type {' or '.join(expected)})"
         )
     location = folder_or_repo_id(spec, f"no such model folder: {spec}")
-    model = AutoModel.from_pretrained(location, subfolder=subfolder, revision=revision)
+    with quiet_hf_progress():
+        model = AutoModel.from_pretrained(location, subfolder=subfolder, revision=revision)
     return model.to(device).eval()
 
 

@@ -56,6 +56,9 @@ def official_kind(source: str, revision: str | None) -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from hf_vidtok.models.convert_utils import save_converted
 
+    source = Path(args.input).expanduser()
+    if source.exists() and source.resolve() == Path(args.output).expanduser().resolve():
+        raise CLIError(f"--output {args.output} is the --input folder: refusing to overwrite the official export")
     kind = official_kind(args.input, args.revision) if args.kind == "auto" else args.kind
     if kind == "tokenizer":
         from hf_vidtok.models.larp.convert_larp_original_to_hf import load_original_model

@@ -50,21 +50,13 @@ class PipelineHubMixin:
         hand-written; ``model_card=False`` writes none). With ``push_to_hub=True`` the folder is then published
         (``repo_id``, default the folder name; ``commit_message``, ``private``, ``token``, ``create_pr``,
         ``revision``)."""
-        from .publishing import publish_folder, write_model_card
+        from .publishing import card_and_publish, pop_push_kwargs
 
-        hub = {}
-        if push_to_hub:
-            hub = {k: kwargs.pop(k) for k in ("commit_message", "private", "token", "create_pr", "revision") if k in kwargs}
-            hub["repo_id"] = kwargs.pop("repo_id", os.path.basename(os.path.normpath(os.fspath(save_directory))))
+        hub = pop_push_kwargs(save_directory, kwargs) if push_to_hub else None
         if kwargs.get("safe_serialization") is False:
             raise ValueError("hf_vidtok pipelines are saved as safetensors only (`safe_serialization=False` refused)")
         super().save_pretrained(os.fspath(save_directory), *args, **kwargs)
-        if model_card or push_to_hub:
-            write_model_card(save_directory, repo_id=hub.get("repo_id"))
-        if push_to_hub:
-            repo_id = hub.pop("repo_id")
-            return publish_folder(save_directory, repo_id, **hub)
-        return None
+        return card_and_publish(save_directory, hub, model_card)
 
     def push_to_hub(
         self,

@@ -39,6 +39,8 @@ __all__ = [
     "save_pretrained_with_card",
     "save_weights_file",
     "write_model_card",
+    "card_and_publish",
+    "pop_push_kwargs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -153,6 +155,29 @@ def save_pretrained_with_card(
         card = _load_card(model_card)
     card.save(save_directory / "README.md")
     return card
+
+
+# ``save_pretrained(..., push_to_hub=True, **kwargs)`` arguments that go to the upload, not to the save
+PUSH_KWARGS = ("commit_message", "private", "token", "create_pr", "revision")
+
+
+def pop_push_kwargs(save_directory: str | os.PathLike, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Remove the upload arguments of ``save_pretrained(..., push_to_hub=True, **kwargs)`` from ``kwargs`` and return
+    them, with ``repo_id`` (default: the folder's name)."""
+    hub = {k: kwargs.pop(k) for k in PUSH_KWARGS if k in kwargs}
+    hub["repo_id"] = kwargs.pop("repo_id", os.path.basename(os.path.normpath(os.fspath(save_directory))))
+    return hub
+
+
+def card_and_publish(save_directory: str | os.PathLike, hub: dict[str, Any] | None, model_card: bool = True):
+    """What the models' and pipelines' ``save_pretrained`` do after saving: the hf_vidtok card (when ``model_card`` or
+    publishing) and, with ``hub`` (from :func:`pop_push_kwargs`), the upload. Returns ``CommitInfo`` or None."""
+    hub = dict(hub or {})
+    if model_card or hub:
+        write_model_card(save_directory, repo_id=hub.get("repo_id"))
+    if not hub:
+        return None
+    return publish_folder(save_directory, hub.pop("repo_id"), **hub)
 
 
 def write_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> ModelCard | None:

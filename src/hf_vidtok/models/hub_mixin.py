@@ -207,20 +207,14 @@ class HubMixin:
         written by hf_vidtok is kept; ``model_card=False`` writes none). With ``push_to_hub=True`` the folder is
         then published with :func:`hf_vidtok.hub.publish_folder` (``repo_id``, default the folder name;
         ``commit_message``, ``private``, ``token``, ``create_pr``, ``revision``)."""
-        hub = {}
-        if push_to_hub:
-            hub = {k: kwargs.pop(k) for k in ("commit_message", "private", "token", "create_pr", "revision") if k in kwargs}
-            hub["repo_id"] = kwargs.pop("repo_id", os.path.basename(os.path.normpath(os.fspath(save_directory))))
+        from hf_vidtok.hub.publishing import card_and_publish, pop_push_kwargs
+
+        hub = pop_push_kwargs(save_directory, kwargs) if push_to_hub else None
         super().save_pretrained(save_directory, *args, **kwargs)
         is_main_process = args[0] if args else kwargs.get("is_main_process", True)
-        if not is_main_process or not (model_card or push_to_hub):
-            return
-        from hf_vidtok.hub.publishing import publish_folder, write_model_card
-
-        write_model_card(save_directory, repo_id=hub.get("repo_id"))
-        if push_to_hub:
-            repo_id = hub.pop("repo_id")
-            return publish_folder(save_directory, repo_id, **hub)
+        if is_main_process:
+            return card_and_publish(save_directory, hub, model_card)
+        return None
 
     def push_to_hub(
         self,
