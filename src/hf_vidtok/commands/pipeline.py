@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .common import CLIError, add_command, add_model_arguments, load_model
+from .common import CLIError, add_command, add_model_arguments, load_model, set_threads
 
 __all__ = ["register", "run"]
 
@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     _check_output(output, [args.tokenizer, args.generator])
     tokenizer = load_model(args.tokenizer, "tokenizer", args.revision, args.device)
     generator = load_model(args.generator, "generator", args.revision, args.device)
+    set_threads(args, tokenizer, generator)
     cls = FramePredictionPipeline if generator.config.frame_prediction else ClassToVideoPipeline
     try:
         pipe = cls(tokenizer=tokenizer, generator=generator)
