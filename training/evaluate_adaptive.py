@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write adaptive_per_clip.json: every point's per-clip counts per block, PSNR and SSIM "
                         "(aligned with its `keys`; with the score table's `labels`)")
     g.add_argument("--mixed_precision", default="no", choices=["no", "bf16", "fp16"], help="autocast for the tokenizer")
+    g.add_argument("--torch_num_threads", type=int, default=None,
+                   help="intra-op CPU threads of each process (default: from the model size, hf_vidtok.training.threads)")
     g.add_argument("--output_dir", required=True)
     return p
 
@@ -475,6 +477,7 @@ def main(argv=None) -> dict:
     from accelerate.utils import gather_object
 
     from hf_vidtok.training.accelerator import distributed_state
+    from hf_vidtok.training.threads import set_torch_num_threads
 
     from hf_vidtok.evatok.curves import write_quality_cost_curves
     from hf_vidtok.evatok.score_table import load_score_table
@@ -484,6 +487,7 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     tok = _load_tokenizer(args, device)
     router = _load_router(args, tok, device)
+    set_torch_num_threads(args.torch_num_threads, [tok] + ([router] if router is not None else []))
     table = load_score_table(args.score_table, revision=args.score_table_revision) if args.score_table else None
     if table is not None:
         if table.num_blocks != tok.config.num_blocks or not set(table.levels) <= set(tok.config.token_levels):

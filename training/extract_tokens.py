@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch_size", type=int, default=16)
     g.add_argument("--mixed_precision", default=None, choices=[None, "no", "fp16", "bf16"], help="autocast for the tokenizer (the official trainers use bf16)")
     g.add_argument("--device", default=None, help="default: the process's accelerator device (cuda when available), else cpu")
-    g.add_argument("--torch_num_threads", type=int, default=None, help="intra-op CPU threads of each process (default: torch's)")
+    g.add_argument("--torch_num_threads", type=int, default=None,
+                   help="intra-op CPU threads of each process (default: from the model size, hf_vidtok.training.threads)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--max_clips", type=int, default=None, help="stop after this many clips (quick tests)")
     g.add_argument("--output_dir", default=None, help="folder for the saved dataset (required)")
@@ -126,15 +127,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from hf_vidtok.data import count_video_files, files_of_process, load_video_dataset
     from hf_vidtok.training.accelerator import distributed_state
+    from hf_vidtok.training.threads import set_torch_num_threads
 
     state = distributed_state()
     rank, world = state.process_index, state.num_processes
-    if args.torch_num_threads is not None:
-        torch.set_num_threads(args.torch_num_threads)
     device = torch.device(args.device) if args.device else state.device
     adaptive = is_evatok_tokenizer(args.tokenizer_name_or_path, args.revision)
     load = load_frozen_evatok if adaptive else load_frozen_tokenizer
     tokenizer = load(args.tokenizer_name_or_path, revision=args.revision, device=device)
+    set_torch_num_threads(args.torch_num_threads, [tokenizer])
     cfg = tokenizer.config
     size = cfg.image_size if isinstance(cfg.image_size, int) else tuple(cfg.image_size)
     if isinstance(size, tuple):

@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--batch_size", type=int, default=8)
     a("--rows_per_shard", type=int, default=256)
     a("--mixed_precision", default="no", choices=["no", "bf16", "fp16"], help="autocast for the tokenizer")
-    a("--torch_num_threads", type=int, default=None, help="intra-op CPU threads of each process (default: torch's)")
+    a("--torch_num_threads", type=int, default=None,
+      help="intra-op CPU threads of each process (default: from the model size, hf_vidtok.training.threads)")
     a("--max_clips", type=int, default=None, help="score at most this many clips per process")
     a("--stop_after_batches", type=int, default=None,
       help="testing aid: exit abruptly (like a kill, unfinished shard lost) after this many scored batches")
@@ -215,12 +216,12 @@ def main(argv=None) -> dict:
     from hf_vidtok.models.fingerprint import model_fingerprint, weights_sha256
     from hf_vidtok.training import write_json_atomic
     from hf_vidtok.training.accelerator import distributed_state
+    from hf_vidtok.training.threads import set_torch_num_threads
 
     state = distributed_state()
     rank, world, device = state.process_index, state.num_processes, state.device
-    if args.torch_num_threads is not None:
-        torch.set_num_threads(args.torch_num_threads)
     tok = _load_tokenizer(args, device)
+    set_torch_num_threads(args.torch_num_threads, [tok])
     if args.sample_videos:  # a CSV of the sample videos (written once); keys = file names
         from hf_vidtok.training.sample_data import sample_video_csv
 

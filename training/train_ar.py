@@ -32,6 +32,7 @@ data's ``mean_tokens``).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -67,6 +68,7 @@ from hf_vidtok.training.length_token_data import (
     length_token_batch,
 )
 from hf_vidtok.training.sample_data import sample_video_csv
+from hf_vidtok.training.threads import set_torch_num_threads
 from hf_vidtok.training.token_data import (
     TokenBatchSampler,
     TokenSpec,
@@ -446,6 +448,7 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
 
     # ---- generator
     model = build_generator(args, spec)
+    set_torch_num_threads(args.torch_num_threads, [model] + ([tokenizer] if tokenizer is not None else []))
     check_generator(model.config, spec, source)
     gen_config = model.config
     num_classes = None if spec.frame_prediction else model.config.num_classes
@@ -610,6 +613,9 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
         save_pretrained_with_card(final, args.output_dir, eval_results=results, training_config=train_config,
                                   repo_id=args.hub_model_id, tokenizer_repo_id=tokenizer_repo)
         write_json_atomic(os.path.join(args.output_dir, "eval_results.json"), results)
+        summary = {k: results[k] for k in ("step", "initial_nll", "nll", "perplexity", "token_accuracy", "mean_tokens",
+                                           "mean_generated_tokens") if results.get(k) is not None}
+        print(json.dumps({"output_dir": args.output_dir, **summary}), flush=True)
         if args.push_to_hub:
             publish_folder(args.output_dir, args.hub_model_id, private=args.hub_private,
                            ignore_patterns=["checkpoint-*", "sample_data/*", "logs/*"], tokenizer_repo_id=tokenizer_repo)

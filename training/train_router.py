@@ -62,6 +62,7 @@ from hf_vidtok.training.checkpointing import (
     load_checkpoint,
 )
 from hf_vidtok.training.optimization import get_lr_scheduler
+from hf_vidtok.training.threads import set_torch_num_threads
 
 logger = logging.getLogger("hf_vidtok.train_router")
 
@@ -529,6 +530,7 @@ def _train(args, accelerator) -> dict[str, Any]:
     budgets = args.eval_budgets if args.eval_budgets is not None else default_budgets(val_table, stats)
 
     model = build_router(args, train_table, stats)
+    set_torch_num_threads(args.torch_num_threads, [model])
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and n != "cls_token"]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and n != "cls_token")]
@@ -615,13 +617,14 @@ def _train(args, accelerator) -> dict[str, Any]:
         from hf_vidtok.evatok.curves import write_quality_cost_curves
 
         router = accelerator.unwrap_model(model)
+        router.save_pretrained(args.output_dir, model_card=False)  # first: nothing after training may lose it
         results = evaluate_router(router, scores, val_table, stats, label_w_q=args.label_w_q, eval_w_q=args.eval_w_q,
                                   budgets=budgets, with_curves=True)
         curves = results.pop("curves")
         json_path, png_path = write_quality_cost_curves(curves, args.output_dir)
         results.update(global_step=progress.global_step, history=progress.history, score_table=str(args.score_table),
-                       quality_cost_json=os.path.basename(json_path), quality_cost_png=os.path.basename(png_path))
-        router.save_pretrained(args.output_dir)
+                       quality_cost_json=os.path.basename(json_path),
+                       quality_cost_png=None if png_path is None else os.path.basename(png_path))
         with open(os.path.join(args.output_dir, "eval_results.json"), "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)
         write_model_card(args.output_dir, router, results, args)

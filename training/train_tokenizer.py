@@ -75,6 +75,7 @@ from hf_vidtok.training import (
 from hf_vidtok.training import arguments as targs
 from hf_vidtok.training.assignment_sampling import length_sorted_micro_batches, parse_assignment_sampling
 from hf_vidtok.training.sample_data import sample_video_splits
+from hf_vidtok.training.threads import set_torch_num_threads
 
 logger = get_logger("hf_vidtok.train_tokenizer")
 
@@ -663,6 +664,7 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     model = build_model(args)
+    set_torch_num_threads(args.torch_num_threads, [model])
     config = model.config
     args.num_frames = config.num_frames if args.num_frames is None else args.num_frames
     args.resolution = config.image_size if args.resolution is None else args.resolution

@@ -13,9 +13,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=import
 
 from vidtok_data_helpers import CODECS, VFR_PTS_MS, av, write_class_folder, write_video  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hub"))
-from fake_hub import fake_hub_server, hub  # noqa: E402,F401 (pytest fixtures)
-
 
 @pytest.fixture(scope="session", autouse=True)
 def _probe_cache_in_tmp(tmp_path_factory):

@@ -16,13 +16,13 @@ import argparse
 import os
 from typing import Any
 
-from .common import CLIError, positive_int
+from .common import CLIError, add_command, positive_int
 
 __all__ = ["register", "run"]
 
 
 def register(sub) -> None:
-    p = sub.add_parser("pack", help="pack video files into webdataset / Parquet shards (+ dataset card, Hub upload)")
+    p = add_command(sub, "pack", help="pack video files into webdataset / Parquet shards (+ dataset card, Hub upload)")
     p.add_argument("data_dir", help="videos: folder, UCF-101 root or CSV (local, Hub dataset repo or fsspec URL)")
     p.add_argument("--output_dir", required=True, help="new (or empty) folder for data/<split>-*.tar|parquet + README.md")
     p.add_argument("--format", choices=("webdataset", "parquet"), default="webdataset", help="shard format")
@@ -34,7 +34,7 @@ def register(sub) -> None:
     p.add_argument("--video_root", default=None, help="base of the CSV's relative paths (csv layout)")
     p.add_argument("--push_to_hub", action="store_true", help="upload the folder as a Hub dataset repo")
     p.add_argument("--repo_id", default=None, help="user/name of the dataset repo (with --push_to_hub)")
-    p.add_argument("--private", action="store_true")
+    p.add_argument("--private", action="store_true", help="make the dataset repo private (with --push_to_hub)")
     p.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN / the stored login)")
     p.set_defaults(func=run)
 

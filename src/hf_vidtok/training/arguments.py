@@ -198,7 +198,8 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, *, compile_help: str 
     g.add_argument("--compile", action="store_true", help=compile_help)
     g.add_argument("--allow_tf32", action="store_true")
     g.add_argument("--torch_num_threads", type=int, default=None,
-                   help="intra-op CPU threads of each process (1 is fastest for tiny models on a busy or 2-core CPU)")
+                   help="intra-op CPU threads of each process (default: from the model size, "
+                        "hf_vidtok.training.threads; OMP_NUM_THREADS is kept when set)")
 
 
 def add_checkpointing_arguments(parser: argparse.ArgumentParser, *, checkpointing_steps: int, validation_steps: int) -> None:

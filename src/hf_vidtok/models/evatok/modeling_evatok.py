@@ -19,7 +19,9 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ..hub_mixin import HubMixin
 from ...modules.initialization import init_vit_module
+from ...modules.input_checks import check_pixel_values
 from ...modules.masks import block_causal_mask, packed_block_layout
 from ...modules.patch_embed import PatchEmbed3D
 from ...modules.pooling import multilevel_pool, pyramid_grids
@@ -129,7 +131,7 @@ def _not_compiling() -> bool:
     return not torch.compiler.is_compiling()
 
 
-class EvatokPreTrainedModel(PreTrainedModel):
+class EvatokPreTrainedModel(HubMixin, PreTrainedModel):
     config_class = EvatokTokenizerConfig
     config: EvatokTokenizerConfig
     base_model_prefix = "evatok"
@@ -234,32 +236,8 @@ class EvatokTokenizer(EvatokPreTrainedModel):
     # ------------------------------------------------------------------ input checks
     def _check_pixel_values(self, pixel_values) -> torch.Tensor:
         c = self.config
-        hh, ww = c.image_hw
-        if not torch.is_tensor(pixel_values):
-            raise TypeError(f"`pixel_values` must be a torch.Tensor, got {type(pixel_values).__name__}")
-        if not pixel_values.is_floating_point():
-            raise TypeError(
-                f"`pixel_values` must be a floating-point tensor with values in [0, 1], got dtype {pixel_values.dtype} "
-                "(convert uint8 frames with `x.float() / 255`)"
-            )
-        expected = (c.in_channels, c.num_frames, hh, ww)
-        if pixel_values.dim() != 5 or tuple(pixel_values.shape[1:]) != expected:
-            raise ValueError(
-                f"`pixel_values` must have shape (B, C, T, H, W) = (B, {', '.join(map(str, expected))}), "
-                f"got {tuple(pixel_values.shape)}"
-            )
-        if pixel_values.shape[0] == 0:
-            raise ValueError("`pixel_values` must hold at least one clip (batch size 0)")
-        if _not_compiling():
-            if pixel_values.device.type == "cpu":
-                lo, hi = float(pixel_values.min()), float(pixel_values.max())
-                if not (lo >= 0.0 and hi <= 1.0):
-                    raise ValueError(f"`pixel_values` must lie in [0, 1], got values in [{lo}, {hi}]")
-            else:
-                torch._assert_async(
-                    ((pixel_values >= 0) & (pixel_values <= 1)).all(), "`pixel_values` must lie in [0, 1]"
-                )
-        return pixel_values.to(self.patch_embed.proj.weight.dtype)
+        shape = (c.in_channels, c.num_frames, *c.image_hw)
+        return check_pixel_values(pixel_values, shape=shape).to(self.patch_embed.proj.weight.dtype)
 
     def _levels(self, device) -> torch.Tensor:
         """``token_levels`` as a long tensor on ``device``, cached (a fresh host-to-device copy would sync)."""

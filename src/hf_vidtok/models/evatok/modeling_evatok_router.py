@@ -26,8 +26,10 @@ from transformers.utils import ModelOutput
 
 from ...evatok.assignments import candidate_assignments, prefix_class_range
 from ...evatok.reward import HIGHER_IS_BETTER, best_assignment
+from ..hub_mixin import HubMixin
 from ...modules.attention import TransformerBlock
 from ...modules.initialization import init_vit_module
+from ...modules.input_checks import check_pixel_values
 from ...modules.patch_embed import PatchEmbed3D
 from ...modules.position_embeddings import sincos_3d, sincos_table
 from .configuration_evatok_router import EvatokRouterConfig
@@ -76,7 +78,7 @@ class EvatokRouterOutput(ModelOutput):
         return self.logits if self.logits is not None else self.quality
 
 
-class EvatokRouterPreTrainedModel(PreTrainedModel):
+class EvatokRouterPreTrainedModel(HubMixin, PreTrainedModel):
     config_class = EvatokRouterConfig
     config: EvatokRouterConfig
     base_model_prefix = "router"
@@ -169,13 +171,8 @@ class EvatokRouter(EvatokRouterPreTrainedModel):
 
     def _prepare_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
         c = self.config
-        if not isinstance(pixel_values, torch.Tensor):
-            raise TypeError(f"`pixel_values` must be a tensor (B, C, T, H, W), got {type(pixel_values).__name__}")
-        if pixel_values.dim() != 5 or pixel_values.shape[1] != c.in_channels:
-            raise ValueError(
-                f"`pixel_values` must be (B, {c.in_channels}, T, H, W) in [0, 1], got shape {tuple(pixel_values.shape)}"
-            )
         size = (c.num_frames, c.image_size, c.image_size)
+        check_pixel_values(pixel_values, shape=(c.in_channels, None, None, None))  # other sizes: see below
         if tuple(pixel_values.shape[2:]) != size:
             if not c.resize_input:
                 raise ValueError(
