@@ -124,7 +124,9 @@ def test_damaged_tar_members_are_skipped_and_counted(tmp_path, videos, caplog):
 def test_a_cut_tar_keeps_what_precedes_the_damage(tmp_path, videos):
     whole = _tar(tmp_path / "whole.tar", [("a.mp4", videos["a"]), ("b.mp4", videos["b"]), ("c.mp4", videos["c"])]).read_bytes()
     cut = tmp_path / "cut.tar"
-    cut.write_bytes(whole[: 512 + len(videos["a"]) + 700])  # a.mp4 whole, b.mp4 cut in its data
+    with tarfile.open(tmp_path / "whole.tar") as tar:  # where b.mp4's data starts depends on a.mp4's size and padding
+        b_data = tar.getmember("b.mp4").offset_data
+    cut.write_bytes(whole[: b_data + 200])  # a.mp4 whole, b.mp4 cut in its data
     ds = load_video_dataset(cut, layout="webdataset", num_frames=T, resolution=R, streaming=True)
     with count_video_files() as counts:
         keys = [ex["key"] for ex in ds]
