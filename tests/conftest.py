@@ -10,17 +10,25 @@ if "HF_VIDTOK_PROBE_CACHE" not in os.environ:
 
     os.environ["HF_VIDTOK_PROBE_CACHE"] = tempfile.mkdtemp(prefix="hf_vidtok_probe_cache_")
 
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "larp_official_tiny"
+# tests/hub holds the local fake Hub (fake_hub.py) and the tiny models of the Hub / CLI tests (hubtest_utils.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent / "hub"))
+
+from fake_hub import fake_hub_server, hub  # noqa: E402,F401 (the fake Hub's pytest fixtures, for every test)
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
 def larp_fixture_dir():
-    """The official tiny LARP export in ../shared/fixtures (the CI clone has shared/ beside it)."""
-    path = Path(os.environ.get("HF_VIDTOK_FIXTURES", FIXTURES))
+    """The official tiny LARP export in ``tests/fixtures/larp_official_tiny`` (see ``tests/fixtures/README.md``)."""
+    path = FIXTURES / "larp_official_tiny"
     if not path.is_dir():
-        pytest.fail(f"official fixture folder not found at {path} (set HF_VIDTOK_FIXTURES)")
+        pytest.fail(f"official fixture folder not found at {path}")
     return path
+
+

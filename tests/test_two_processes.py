@@ -6,7 +6,9 @@ paths of NCCL), on tiny generated videos and tiny models:
 * ``score_assignments.py`` and ``extract_tokens.py`` at two processes give the one-process table / dataset (one clip
   per batch: the same arithmetic in both runs, so bit for bit), each process logging its share;
 * ``train_router.py``, the stage-4 ``train_tokenizer.py --router``, ``evaluate_adaptive.py`` and ``train_ar.py``
-  (length tokens, and LARP's fixed-length tokens) run a few steps at two processes and write their outputs once.
+  (length tokens, and LARP's fixed-length tokens) run a few steps at two processes and write their outputs once;
+* webdataset and Parquet shards (``hf_vidtok.data.pack_videos``) are split between the two processes by
+  ``files_of_process``: each reads whole shards of its own, together every clip of a one-process read, once.
 """
 
 from __future__ import annotations
@@ -211,3 +213,47 @@ def test_router_final_tokenizer_evaluation_and_ar_at_two_processes(work):
           "--output_dir", root / "ar_larp")
     results = json.loads((root / "ar_larp" / "eval_results.json").read_text())
     assert results["step"] == 6 and results["tokens_per_clip"] == 8 and np.isfinite(results["nll"])
+
+
+SHARD_READER = """
+import json, sys
+from hf_vidtok.data import files_of_process, load_video_dataset
+from hf_vidtok.training.accelerator import distributed_state
+
+state = distributed_state()
+out = {}
+for layout in ("webdataset", "parquet"):
+    ds = load_video_dataset(sys.argv[1] + "/" + layout, layout=layout, num_frames=4, resolution=16, clips_per_video=2,
+                            streaming=True, seed=3)
+    out[layout] = [[ex["key"], int(ex["start_frame"]), int(ex["label"])]
+                   for ex in files_of_process(ds, state.process_index, state.num_processes)]
+with open(f"{sys.argv[1]}/clips-{state.process_index}-of-{state.num_processes}.json", "w") as f:
+    json.dump(out, f)
+"""
+
+
+def test_two_processes_split_webdataset_and_parquet_shards_without_duplicates(work):
+    from hf_vidtok.data import load_video_dataset, pack_videos
+
+    root, videos, _, _ = work
+    shards = root / "shards"
+    for layout in ("webdataset", "parquet"):  # 4 videos: 3 shards (2 + 1 + 1), uneven across the 2 processes
+        pack_videos(videos, shards / layout, format=layout, max_shard_size=1)
+        pack_videos(videos, shards / f"{layout}_pairs", format=layout, max_videos_per_shard=2)
+    for name in ("webdataset", "parquet"):
+        for f in sorted((shards / name / "data").iterdir())[:2]:
+            f.unlink()  # keep 2 one-video shards, and a two-video shard from the pairs
+        pair = sorted((shards / f"{name}_pairs" / "data").iterdir())[0]
+        pair.rename(shards / name / "data" / f"train-99999-{pair.name}")
+    script = root / "read_shards.py"
+    script.write_text(SHARD_READER)
+    _run2(script, shards)
+    parts = [json.loads((shards / f"clips-{r}-of-2.json").read_text()) for r in range(2)]
+    for layout in ("webdataset", "parquet"):
+        ds = load_video_dataset(shards / layout, layout=layout, num_frames=4, resolution=16, clips_per_video=2,
+                                streaming=True, seed=3)
+        assert ds.num_shards == 3
+        full = sorted([ex["key"], int(ex["start_frame"]), int(ex["label"])] for ex in ds)
+        mine = [sorted(part[layout]) for part in parts]
+        assert mine[0] and mine[1] and sorted(mine[0] + mine[1]) == full, layout
+        assert not {k for k, _, _ in mine[0]} & {k for k, _, _ in mine[1]}  # whole videos (shards) per process

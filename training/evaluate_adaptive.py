@@ -78,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--score_table", default=None, help="stage-2 score table of the same held-out clips (folder, Parquet file or Hub dataset id)")
     a("--score_table_revision", default=None)
     g = p.add_argument_group("clips (default: the score table's metadata)")
-    g.add_argument("--data_dir", default=None, help="held-out videos (folder, UCF-101 root or CSV; see --dataset_layout)")
-    g.add_argument("--dataset_layout", default=None, choices=["folder", "ucf101", "csv"])
+    g.add_argument("--data_dir", default=None,
+                   help="held-out videos (folder, UCF-101 root, CSV or shards; local, Hub dataset repo or fsspec URL)")
+    g.add_argument("--dataset_layout", default=None, choices=["folder", "ucf101", "csv", "webdataset", "parquet"])
     g.add_argument("--split", default=None)
     g.add_argument("--num_frames", type=int, default=None, help="default: the tokenizer's num_frames")
     g.add_argument("--resolution", type=int, default=None, help="default: the tokenizer's image_size")
@@ -102,7 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--i3d_weights", default=None, help="hf_vidtok I3D safetensors file/folder/Hub id (adds rFVD; >= 9 frames)")
     g = p.add_argument_group("run")
     g.add_argument("--batch_size", type=int, default=8, help="reconstructions per tokenizer call")
+    g.add_argument("--per_clip", action="store_true",
+                   help="also write adaptive_per_clip.json: every point's per-clip counts per block, PSNR and SSIM "
+                        "(aligned with its `keys`; with the score table's `labels`)")
     g.add_argument("--mixed_precision", default="no", choices=["no", "bf16", "fp16"], help="autocast for the tokenizer")
+    g.add_argument("--torch_num_threads", type=int, default=None,
+                   help="intra-op CPU threads of each process (default: from the model size, hf_vidtok.training.threads)")
     g.add_argument("--output_dir", required=True)
     return p
 
@@ -376,6 +382,31 @@ def _point(curve, facts, assignments, keys, pair_results, real_feats):
     return point
 
 
+def _write_per_clip(output_dir, points, keys, pair_results, table) -> str:
+    """``adaptive_per_clip.json``: the clip keys (and the table's labels for them), then for every strategy point
+    the per-clip per-block counts, PSNR and SSIM in the order of ``keys``."""
+    import numpy as np
+
+    labels = None
+    if table is not None:
+        index = {k: i for i, k in enumerate(table.keys.tolist())}
+        labels = [int(table.labels[index[k]]) if k in index else -1 for k in keys]
+    out = {"keys": list(keys), "labels": labels, "points": []}
+    for curve, facts, assign in points:
+        per_clip = [pair_results[(k, tuple(a))] for k, a in zip(keys, assign.tolist())]
+        mse = np.asarray([r["mse"] for r in per_clip])
+        out["points"].append({
+            "curve": curve, **{k: v for k, v in facts.items() if not k.startswith("table_")},
+            "block_tokens": [r["block_tokens"] for r in per_clip],
+            "psnr": (-10.0 * np.log10(np.maximum(mse, 1e-30))).tolist(),
+            "ssim": [r["ssim"] for r in per_clip],
+        })
+    path = os.path.join(output_dir, "adaptive_per_clip.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(out, f)
+    return path
+
+
 # ------------------------------------------------------------------------------------------ comparisons
 
 
@@ -446,6 +477,7 @@ def main(argv=None) -> dict:
     from accelerate.utils import gather_object
 
     from hf_vidtok.training.accelerator import distributed_state
+    from hf_vidtok.training.threads import set_torch_num_threads
 
     from hf_vidtok.evatok.curves import write_quality_cost_curves
     from hf_vidtok.evatok.score_table import load_score_table
@@ -455,6 +487,7 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     tok = _load_tokenizer(args, device)
     router = _load_router(args, tok, device)
+    set_torch_num_threads(args.torch_num_threads, [tok] + ([router] if router is not None else []))
     table = load_score_table(args.score_table, revision=args.score_table_revision) if args.score_table else None
     if table is not None:
         if table.num_blocks != tok.config.num_blocks or not set(table.levels) <= set(tok.config.token_levels):
@@ -555,6 +588,8 @@ def main(argv=None) -> dict:
             "seconds": {"total": time.perf_counter() - t0, "selection": t_select},
         }
         os.makedirs(args.output_dir, exist_ok=True)
+        if args.per_clip:
+            result["per_clip_json"] = _write_per_clip(args.output_dir, points, keys, pair_results, table)
         json_path, png_path = write_quality_cost_curves(result, args.output_dir, OUTPUT_NAME)
         result["json"], result["png"] = json_path, png_path
         for curve, pts in curves.items():

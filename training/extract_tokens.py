@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch_size", type=int, default=16)
     g.add_argument("--mixed_precision", default=None, choices=[None, "no", "fp16", "bf16"], help="autocast for the tokenizer (the official trainers use bf16)")
     g.add_argument("--device", default=None, help="default: the process's accelerator device (cuda when available), else cpu")
-    g.add_argument("--torch_num_threads", type=int, default=None, help="intra-op CPU threads of each process (default: torch's)")
+    g.add_argument("--torch_num_threads", type=int, default=None,
+                   help="intra-op CPU threads of each process (default: from the model size, hf_vidtok.training.threads)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--max_clips", type=int, default=None, help="stop after this many clips (quick tests)")
     g.add_argument("--output_dir", default=None, help="folder for the saved dataset (required)")
@@ -124,17 +125,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import datasets
     from accelerate.utils import gather_object
 
-    from hf_vidtok.data import files_of_process, list_videos, load_video_dataset
+    from hf_vidtok.data import count_video_files, files_of_process, load_video_dataset
     from hf_vidtok.training.accelerator import distributed_state
+    from hf_vidtok.training.threads import set_torch_num_threads
 
     state = distributed_state()
     rank, world = state.process_index, state.num_processes
-    if args.torch_num_threads is not None:
-        torch.set_num_threads(args.torch_num_threads)
     device = torch.device(args.device) if args.device else state.device
     adaptive = is_evatok_tokenizer(args.tokenizer_name_or_path, args.revision)
     load = load_frozen_evatok if adaptive else load_frozen_tokenizer
     tokenizer = load(args.tokenizer_name_or_path, revision=args.revision, device=device)
+    set_torch_num_threads(args.torch_num_threads, [tokenizer])
     cfg = tokenizer.config
     size = cfg.image_size if isinstance(cfg.image_size, int) else tuple(cfg.image_size)
     if isinstance(size, tuple):
@@ -206,7 +207,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         count, total_tokens, t0 = 0, 0, time.perf_counter()
         keys_seen: set[str] = set()
         clip_of: dict[str, int] = {}
-        with ArrowWriter(features=features, path=arrow_path) as writer:
+        # the videos skipped by this process and its DataLoader workers (files, or members of tar / Parquet shards)
+        with count_video_files(worker_processes=True) as video_counts, ArrowWriter(features=features, path=arrow_path) as writer:
             for batch, examples in loader:
                 if args.max_clips is not None:
                     keep = args.max_clips - count
@@ -246,7 +248,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             writer.finalize()
         logger.info("process %d tokenized %d clips of %d files in %.1f s", rank, count, len(keys_seen),
                     time.perf_counter() - t0)
-        shares = gather_object([{"process": rank, "clips": count, "tokens": total_tokens, "keys": sorted(keys_seen)}])
+        shares = gather_object([{"process": rank, "clips": count, "tokens": total_tokens, "keys": sorted(keys_seen),
+                                 "skipped": video_counts.skipped}])
         count = sum(share["clips"] for share in shares)
         total_tokens = sum(share["tokens"] for share in shares)
         if count == 0:
@@ -254,12 +257,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"the data ({data_dir!r}, split {split!r}) yielded no clips: every file was skipped as unreadable or "
                 f"shorter than {num_frames} frames"
             )
-        listed = [e.key for e in list_videos(layout, data_dir, split=split).splits.get(split, [])]
-        seen = {k for share in shares for k in share["keys"]}
-        skipped = sorted(k for k in listed if k not in seen) if args.max_clips is None else []
+        skipped = sorted({path for share in shares for path in share["skipped"]})
         if skipped:
-            logger.warning("%d of %d video files gave no clip (unreadable or too short), e.g. %s", len(skipped),
-                           len(listed), skipped[:3])
+            seen = len({k for share in shares for k in share["keys"]})
+            logger.warning("%d video files gave no clip (unreadable or too short; %d gave clips), e.g. %s",
+                           len(skipped), seen, skipped[:3])
         if state.is_main_process:  # the rows of every process, in an order independent of the process count
             parts = [datasets.Dataset.from_file(os.path.join(scratch, f"tokens-{r:05d}.arrow")) for r in range(world)]
             dataset = datasets.concatenate_datasets(parts).sort(["key", "clip_index", "flipped"])

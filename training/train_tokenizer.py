@@ -80,6 +80,7 @@ from hf_vidtok.training.assignment_sampling import (
     static_padded_length,
 )
 from hf_vidtok.training.sample_data import sample_video_splits
+from hf_vidtok.training.threads import set_torch_num_threads
 
 logger = get_logger("hf_vidtok.train_tokenizer")
 
@@ -673,6 +674,7 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     model = build_model(args)
+    set_torch_num_threads(args.torch_num_threads, [model])
     config = model.config
     args.num_frames = config.num_frames if args.num_frames is None else args.num_frames
     args.resolution = config.image_size if args.resolution is None else args.resolution
@@ -694,6 +696,9 @@ def _train(args, accelerator, on_checkpoint=None) -> dict[str, Any]:
         args.validation_split = _default_validation_split(args)
 
     stream = build_train_stream(args, accelerator)
+    logger.info("process %d of %d: %d of the %d training files per epoch, %d clips per step",
+                accelerator.process_index, accelerator.num_processes, stream.files_per_epoch(), stream.num_shards,
+                args.train_batch_size * args.gradient_accumulation_steps, main_process_only=False)
     c = build_components(args, accelerator, model)
     # identical initial weights came from the shared seed; from here on each process draws its own VQ samples,
     # flips and scheduled-sampling masks (official: seed + rank)

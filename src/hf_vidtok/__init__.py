@@ -10,9 +10,11 @@ Where each concern lives (one concept per file, named after it):
 * ``modules/`` shared blocks: ``patch_embed``, ``position_embeddings`` (sin-cos tables), ``attention``
   (SDPA transformer block, optional mask), ``qformer`` (``QFormerLayer``), ``masks``
   (``block_causal_mask``), ``pooling`` (multi-level query pooling), ``vector_quantizer``,
-  ``llama_block`` / ``rms_norm`` / ``kv_cache`` for AR models.
+  ``llama_block`` / ``rms_norm`` / ``kv_cache`` for AR models, ``input_checks`` (the one validation of pixel
+  inputs).
 * ``models/<name>/`` ``configuration_*`` (architecture only), ``modeling_*`` and
-  ``convert_*_original_to_hf`` (official loaders; shared helpers in ``models/convert_utils.py``):
+  ``convert_*_original_to_hf`` (official loaders; shared helpers in ``models/convert_utils.py``;
+  ``models/hub_mixin.py``: ``from_pretrained`` of official exports, strict weights, the hf_vidtok card on save/push):
   ``larp`` (``LarpTokenizer`` + GPTC prior), ``evatok`` (``EvatokTokenizer``, ``EvatokRouter``),
   ``video_ar`` (``VideoARGenerator``; sampling, the fused CPU decode step, length-token sequences).
 * ``losses/`` LARP and EVATok objectives, discriminators, GAN losses, LeCam, V-JEPA 2 alignment,
@@ -26,11 +28,12 @@ Where each concern lives (one concept per file, named after it):
   ``accelerator`` (setup, logging), ``optimization`` (schedules), ``checkpointing`` (atomic
   checkpoints with ``save_pretrained`` folders, exact resume, no pickles), ``validation``,
   ``sample_data``, ``token_data`` / ``length_token_data`` (token datasets for AR), ``assignment_sampling``
-  (EVATok stage 1 / stage 4 assignments, length-sorted micro-batches).
+  (EVATok stage 1 / stage 4 assignments, length-sorted micro-batches), ``threads`` (the CPU thread policy).
 * ``evatok/`` the EVATok stages that are not models: ``assignments``, ``scoring`` (prefix tree),
   ``score_table`` (Parquet), ``reward``, ``curves`` (labels, quality-cost curves).
 * ``pipelines/`` ``ClassToVideoPipeline``, ``FramePredictionPipeline``, ``export_to_video``.
-* ``hub/`` model cards (templates in ``hub/model_cards``) and publishing.
+* ``hub/`` model cards (templates in ``hub/model_cards``), publishing, and the pipelines' Hub methods
+  (``pipeline_mixin``).
 * ``commands/`` one module per ``hf-vidtok`` sub-command.
 
 The scripts in the repository's ``training/`` folder (``train_tokenizer.py``, ``score_assignments.py``,

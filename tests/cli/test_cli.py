@@ -1,6 +1,8 @@
 """End-to-end tests of the `hf-vidtok` command on tiny random models and videos made in the test."""
 
+import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +38,9 @@ def write_video(path, num_frames=10, height=20, width=24, fps=10, seed=0):
     return path
 
 
+COMMANDS = ("convert", "encode", "reconstruct", "generate", "pipeline", "evaluate", "publish", "pack")
+
+
 def run(capsys, *argv):
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
@@ -60,9 +65,9 @@ def test_help_lists_every_subcommand(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for name in ("convert", "encode", "reconstruct", "generate", "evaluate", "publish"):
+    for name in COMMANDS:
         assert name in out
-    for name in ("convert", "encode", "reconstruct", "generate", "evaluate", "publish"):
+    for name in COMMANDS:
         with pytest.raises(SystemExit) as exc:
             main([name, "--help"])
         assert exc.value.code == 0
@@ -77,7 +82,7 @@ def test_console_script_entry_point(tmp_path):
     cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "hf_vidtok.commands"]
     missing = tmp_path / "missing.mp4"
     bad = subprocess.run(
-        cmd + ["encode", str(missing), "--model", str(tmp_path), "--output", str(tmp_path / "t.st")],
+        cmd + ["encode", str(missing), "--model", str(tmp_path), "--output", str(tmp_path / "t.safetensors")],
         capture_output=True,
         text=True,
         timeout=120,
@@ -161,9 +166,9 @@ def test_variable_length_tokenizer_writes_token_counts(tmp_path, capsys):
     tokenizer = EvatokTokenizer(config).eval()
     tokenizer.save_pretrained(tmp_path / "evatok")
     video = write_video(tmp_path / "v.mp4", num_frames=14, fps=7)
-    code, out, err = run(capsys, "encode", video, "--model", tmp_path / "evatok", "--output", tmp_path / "t.st")
+    code, out, err = run(capsys, "encode", video, "--model", tmp_path / "evatok", "--output", tmp_path / "t.safetensors")
     assert code == 0, err
-    with safe_open(str(tmp_path / "t.st"), "pt") as f:
+    with safe_open(str(tmp_path / "t.safetensors"), "pt") as f:
         indices, counts = f.get_tensor("indices"), f.get_tensor("token_counts")
     assert counts.shape == (3, 3) and indices.shape[0] == 3  # 14 frames -> clips of 6, 6, 2 (+ 4 padding)
     assert ((indices >= 0).sum(1) == counts.sum(1)).all() and last_json(out)["tokens"] == int(counts.sum())
@@ -176,19 +181,19 @@ def test_errors_are_one_line_with_exit_status_1(models, tmp_path, capsys):
     video = models["videos"][0]
     cases = [
         (
-            ["encode", tmp_path / "nope.mp4", "--model", models["tokenizer"], "--output", tmp_path / "t.st"],
+            ["encode", tmp_path / "nope.mp4", "--model", models["tokenizer"], "--output", tmp_path / "t.safetensors"],
             "no such video file",
         ),
         (
-            ["encode", video, "--model", tmp_path / "missing_model", "--output", tmp_path / "t.st"],
+            ["encode", video, "--model", tmp_path / "missing_model", "--output", tmp_path / "t.safetensors"],
             "no such model folder",
         ),
         (
-            ["encode", video, "--model", models["generator"], "--output", tmp_path / "t.st"],
+            ["encode", video, "--model", models["generator"], "--output", tmp_path / "t.safetensors"],
             "is a video_ar model, expected a tokenizer",
         ),
         (
-            ["encode", video, "--model", models["tokenizer"], "--output", tmp_path / "t.st", "--num_frames", 7],
+            ["encode", video, "--model", models["tokenizer"], "--output", tmp_path / "t.safetensors", "--num_frames", 7],
             "does not match",
         ),
         (
@@ -218,11 +223,11 @@ def test_errors_are_one_line_with_exit_status_1(models, tmp_path, capsys):
             "--eval_results: no such file",
         ),
         (["convert", "--input", tmp_path / "nope", "--output", tmp_path / "o"], "no such folder"),
-        (["convert", "--input", models["tokenizer"], "--output", tmp_path / "o"], "already an hf_vidtok tokenizer"),
+        (["convert", "--input", models["tokenizer"], "--output", tmp_path / "o"], "already an hf_vidtok model (model_type larp_tokenizer)"),
     ]
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all")
-    cases.append((["encode", broken, "--model", models["tokenizer"], "--output", tmp_path / "t.st"], str(broken)))
+    cases.append((["encode", broken, "--model", models["tokenizer"], "--output", tmp_path / "t.safetensors"], str(broken)))
     for argv, message in cases:
         code, out, err = run(capsys, *argv)
         assert code == 1, (argv, out, err)
@@ -264,11 +269,11 @@ def test_publish_folder_to_fake_hub_and_load_back(models, hub, tmp_path, capsys)
         "--revision",
         "v1",
         "--output",
-        tmp_path / "t.st",
+        tmp_path / "t.safetensors",
     )
     assert code == 0, err
     code, out, err = run(
-        capsys, "encode", models["videos"][0], "--model", "user/not-there", "--output", tmp_path / "t.st"
+        capsys, "encode", models["videos"][0], "--model", "user/not-there", "--output", tmp_path / "t.safetensors"
     )
     assert code == 1 and "not found" in err
 
@@ -324,7 +329,7 @@ def test_class_ids_from_names_and_numbers(models, capsys):
 
     config = tiny_generator().config
     assert _class_ids(["Biking", "jumprope", "0"], config) == [1, 2, 0]
-    with pytest.raises(CLIError, match="unknown class 'Swimming'; known classes: " + ", ".join(CLASS_NAMES)):
+    with pytest.raises(CLIError, match="unknown class name 'Swimming' in `classes`; known classes: " + re.escape(str(CLASS_NAMES))):
         _class_ids(["Swimming"], config)
     with pytest.raises(CLIError, match="class id 3 is out of range"):
         _class_ids(["3"], config)
@@ -405,7 +410,7 @@ def test_generate_from_pipeline_folder_and_from_parts(models, tmp_path, capsys):
     assert probe_video(tmp_path / "a" / "000_Biking.mp4").num_frames == 4
     # a pipeline folder also serves as --model of encode (its tokenizer/ sub-folder)
     code, out, err = run(
-        capsys, "encode", models["videos"][0], "--model", tmp_path / "pipe", "--output", tmp_path / "t"
+        capsys, "encode", models["videos"][0], "--model", tmp_path / "pipe", "--output", tmp_path / "t.safetensors"
     )
     assert code == 0 and last_json(out)["tokens_per_clip"] == 8, err
     # same seed, models given separately: the same videos
@@ -417,7 +422,7 @@ def test_generate_from_pipeline_folder_and_from_parts(models, tmp_path, capsys):
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     code, out, err = run(capsys, "generate", "Swimming", "--model", tmp_path / "pipe", "--output_dir", tmp_path / "c")
-    assert code == 1 and "unknown class 'Swimming'" in err and len(err.strip().splitlines()) == 1
+    assert code == 1 and "unknown class name 'Swimming'" in err and len(err.strip().splitlines()) == 1
     code, out, err = run(capsys, "generate", "7", "--model", tmp_path / "pipe", "--output_dir", tmp_path / "c")
     assert code == 1 and "class id 7 is out of range" in err
 
@@ -474,9 +479,161 @@ def test_one_flag_spelling_and_one_module_per_command():
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == {"convert", "encode", "reconstruct", "generate", "evaluate", "publish"}
+    assert set(sub.choices) == set(COMMANDS)
     for name, command in sub.choices.items():
         flags = [s for action in command._actions for s in action.option_strings if s.startswith("--")]
         assert flags and all("-" not in flag[2:] for flag in flags), (name, flags)
         module = importlib.import_module(f"hf_vidtok.commands.{name}")
         assert command.get_default("func") is module.run
+
+
+def test_pack_a_folder_into_shards_push_and_stream_back(hub, tmp_path, capsys):
+    """`hf-vidtok pack` writes webdataset shards + a card, pushes them as a Hub dataset, and the repo streams the
+    clips the local folder gives; an unreadable file is listed as skipped; a used output folder is refused."""
+    from hf_vidtok.data import load_video_dataset
+
+    videos = tmp_path / "videos"
+    for i, cls in enumerate(["run", "run", "walk", "walk"]):
+        (videos / cls).mkdir(parents=True, exist_ok=True)
+        write_video(videos / cls / f"v{i}.mp4", num_frames=12 + i, seed=i)
+    (videos / "walk" / "broken.mp4").write_bytes(b"not a video")
+    out = tmp_path / "shards"
+    code, stdout, err = run(capsys, "pack", videos, "--output_dir", out, "--format", "webdataset",
+                            "--max_videos_per_shard", "2", "--push_to_hub", "--repo_id", "user/packed-videos")
+    assert code == 0, err
+    result = last_json(stdout)
+    train = result["splits"]["train"]
+    assert train["videos"] == 4 and train["shards"] == 2 and train["codecs"] == {"h264": 4}
+    assert train["frames"] == 12 + 13 + 14 + 15 and result["class_names"] == ["run", "walk"]
+    assert result["skipped"] == 1 and list(result["skipped_files"]) == [str(videos / "walk" / "broken.mp4")]
+    files = hub.files("user/packed-videos")
+    assert sorted(files) == ["README.md", "data/train-00000-of-00002.tar", "data/train-00001-of-00002.tar"]
+    card = files["README.md"].decode()
+    assert "broken.mp4" in card and "h264 (4)" in card and "| train | 4 | 2 |" in card
+    assert result["commit"] == hub.repos["user/packed-videos"].branches["main"]
+    kw = dict(num_frames=8, resolution=16, streaming=True, seed=1)
+    local = [(ex["key"], ex["label"], ex["start_frame"], np.asarray(ex["video"]).tobytes()) for ex in load_video_dataset(videos, **kw)]
+    remote = [(ex["key"], ex["label"], ex["start_frame"], np.asarray(ex["video"]).tobytes())
+              for ex in load_video_dataset("user/packed-videos", layout="webdataset", **kw)]
+    assert remote == local and len(local) == 4
+    code, _, err = run(capsys, "pack", videos, "--output_dir", out)
+    assert code == 1 and "never overwrites" in err
+    code, _, err = run(capsys, "pack", videos, "--output_dir", tmp_path / "other", "--push_to_hub")
+    assert code == 1 and "--repo_id" in err
+
+
+def test_every_flag_has_help_and_help_shows_defaults(capsys):
+    """Every option of every sub-command has a help text; --help prints the default of every option that has one."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            if action.dest == "help":
+                continue
+            assert action.help, (name, action.dest)
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for action in command._actions:
+            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) and action.dest != "help":
+                assert f"(default: {action.default})" in text, (name, action.dest, action.default)
+
+
+def test_outputs_that_are_inputs_are_refused_and_nothing_is_overwritten(models, tmp_path, capsys):
+    video = tmp_path / "source.mp4"
+    video.write_bytes(models["videos"][0].read_bytes())
+    before = video.read_bytes()
+    cases = [
+        (["reconstruct", video, "--model", models["tokenizer"], "--output", video], "is one of the inputs"),
+        (["reconstruct", video, "--model", models["tokenizer"], "--output", tmp_path / "x" / ".." / "source.mp4"],
+         "is one of the inputs"),
+        (["encode", video, "--model", models["tokenizer"], "--output", video], "is one of the inputs"),
+        (["encode", models["videos"][1], video, "--model", models["tokenizer"], "--output", video],
+         "is one of the inputs"),
+        (["encode", video, "--model", models["tokenizer"], "--output", tmp_path / "tokens.avi"],
+         "must end in .safetensors"),
+        (["reconstruct", video, "--model", models["tokenizer"], "--output", tmp_path / "rec"], "must end in .mp4"),
+        (["reconstruct", video, "--model", models["tokenizer"], "--output", tmp_path], "is a directory"),
+        (["encode", tmp_path, "--model", models["tokenizer"], "--output", tmp_path / "t.safetensors"],
+         "is a directory, expected a video file"),
+        (["encode", video, "--model", models["tokenizer"], "--output", tmp_path / "t.safetensors", "--w_q", 1.0],
+         "--w_q need an EVATok tokenizer with a router"),
+        (["generate", "Biking", "--tokenizer", models["tokenizer"], "--generator", models["generator"],
+          "--output_dir", video], "is a file, expected a folder"),
+        (["convert", "--input", models["tokenizer"], "--output", models["tokenizer"]], "refusing to overwrite"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        code, out, err = run(capsys, *argv)
+        assert code == 1 and message in err and len(err.strip().splitlines()) == 1, (argv, err)
+    assert video.read_bytes() == before
+    with pytest.raises(SystemExit) as exc:  # --fps 0 is a usage error, not silently the source's rate
+        main(["reconstruct", str(video), "--model", str(models["tokenizer"]), "--output", str(tmp_path / "r.mp4"),
+              "--fps", "0"])  # fmt: skip
+    assert exc.value.code == 2 and "must be a positive number" in capsys.readouterr().err
+    code, out, err = run(capsys, "reconstruct", video, "--model", models["tokenizer"], "--output", tmp_path / "r.mkv",
+                         "--fps", 2.5, "--no_progress")  # fmt: skip
+    assert code == 0, err
+    assert last_json(out)["fps"] == 2.5
+
+
+def test_skip_errors_lists_unreadable_videos(models, tmp_path, capsys):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    good = models["videos"]
+    argv = ["encode", good[0], broken, good[1], "--model", models["tokenizer"], "--output", tmp_path / "t.safetensors"]
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and str(broken) in err and "--skip_errors" in err and not (tmp_path / "t.safetensors").exists()
+    code, out, err = run(capsys, *argv, "--skip_errors")
+    assert code == 0, err
+    result = last_json(out)
+    assert result["videos"] == 2 and result["num_skipped"] == 1 and result["skipped"][0]["path"] == str(broken)
+    assert f"skipping {broken}" in err
+    with safe_open(str(tmp_path / "t.safetensors"), "pt") as f:
+        assert json.loads(f.metadata()["paths"]) == [str(good[0]), str(good[1])]
+        assert f.get_tensor("video_index").unique().tolist() == [0, 1]
+    # the tokens of the readable videos are those of a run without the broken one
+    code, out, err = run(capsys, "encode", good[0], good[1], "--model", models["tokenizer"], "--output",
+                         tmp_path / "u.safetensors")  # fmt: skip
+    with safe_open(str(tmp_path / "t.safetensors"), "pt") as a, safe_open(str(tmp_path / "u.safetensors"), "pt") as b:
+        assert torch.equal(a.get_tensor("indices"), b.get_tensor("indices"))
+    code, out, err = run(capsys, "encode", broken, "--model", models["tokenizer"], "--output", tmp_path / "v.safetensors",
+                         "--skip_errors")  # fmt: skip
+    assert code == 1 and "none of the 1 videos could be read" in err
+
+
+def test_pipeline_command_writes_a_loadable_pipeline_folder(models, larp_fixture_dir, tmp_path, capsys):
+    from hf_vidtok.pipelines import ClassToVideoPipeline, FramePredictionPipeline
+
+    code, out, err = run(capsys, "pipeline", "--tokenizer", models["tokenizer"], "--generator", models["generator"],
+                         "--output", tmp_path / "pipe")  # fmt: skip
+    assert code == 0, err
+    assert last_json(out)["pipeline"] == "ClassToVideoPipeline"
+    assert ModelCard.load(tmp_path / "pipe" / "README.md").data.library_name == "hf_vidtok"
+    pipe = ClassToVideoPipeline.from_pretrained(tmp_path / "pipe")
+    direct = ClassToVideoPipeline(tokenizer=tiny_tokenizer(seed=11), generator=tiny_generator(seed=11))
+    a = pipe("Biking", generator=torch.Generator().manual_seed(0)).frames
+    b = direct("Biking", generator=torch.Generator().manual_seed(0)).frames
+    assert np.array_equal(a, b)
+    code, out, err = run(capsys, "generate", "Biking", "--model", tmp_path / "pipe", "--output_dir", tmp_path / "v",
+                         "--no_progress")  # fmt: skip
+    assert code == 0, err
+    # official exports as the parts: converted exactly (frame-prediction generator -> FramePredictionPipeline)
+    code, out, err = run(capsys, "pipeline", "--tokenizer", larp_fixture_dir, "--generator", larp_fixture_dir / "ar_fp",
+                         "--output", tmp_path / "official")  # fmt: skip
+    assert code == 0, err
+    official = FramePredictionPipeline.from_pretrained(tmp_path / "official")
+    from hf_vidtok.models.larp.convert_larp_original_to_hf import load_original_model
+
+    reference = load_original_model(str(larp_fixture_dir)).state_dict()
+    assert all(torch.equal(official.tokenizer.state_dict()[k], v) for k, v in reference.items())
+    # nothing else is overwritten
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    for output, message in ((tmp_path / "mine", "not a pipeline folder"), (models["tokenizer"], "one of the input models")):
+        code, out, err = run(capsys, "pipeline", "--tokenizer", models["tokenizer"], "--generator", models["generator"],
+                             "--output", output)  # fmt: skip
+        assert code == 1 and message in err, err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    code, out, err = run(capsys, "pipeline", "--tokenizer", larp_fixture_dir / "ar", "--generator", models["generator"],
+                         "--output", tmp_path / "x")  # fmt: skip
+    assert code == 1 and "official LARP AR export, expected a tokenizer" in err

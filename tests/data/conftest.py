@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("av")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib: make the helpers importable
 
-from vidtok_data_helpers import CODECS, VFR_PTS_MS, av, write_video  # noqa: E402
+from vidtok_data_helpers import CODECS, VFR_PTS_MS, av, write_class_folder, write_video  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -52,3 +52,7 @@ def codec_videos(tmp_path_factory) -> dict:
     return out
 
 
+@pytest.fixture(scope="session")
+def class_folder(tmp_path_factory) -> dict:
+    """Two classes of tiny videos of three codecs plus a broken and a too-short file (see write_class_folder)."""
+    return write_class_folder(tmp_path_factory.mktemp("class_folder") / "videos")

@@ -1,5 +1,7 @@
+import io
 import logging
 import shutil
+import tarfile
 from collections import Counter
 from pathlib import Path
 
@@ -312,3 +314,168 @@ def test_up_front_errors(video_folder, tmp_path):
         load_video_dataset(root, layout="ucf101", streaming=True)
     with pytest.raises(ValueError, match="data_dir"):
         VideoClips(config_name="folder")
+
+
+# ------------------------------------------------------------------ data where it lives: Hub, fsspec, shards
+def _clip_records(ds):
+    return [(ex["key"], int(ex["label"]), int(ex["start_frame"]), np.asarray(ex["video"]).tobytes()) for ex in ds]
+
+
+@pytest.fixture(scope="module")
+def packed(class_folder, tmp_path_factory):
+    """The class folder packed as webdataset (2 videos per shard) and Parquet (3 per shard) shards, with cards."""
+    from hf_vidtok.data import pack_videos
+    from hf_vidtok.hub import video_dataset_card
+
+    out = {}
+    for fmt, per_shard in (("webdataset", 2), ("parquet", 3)):
+        folder = tmp_path_factory.mktemp(fmt)
+        summary = pack_videos(class_folder["root"], folder, format=fmt, max_videos_per_shard=per_shard)
+        video_dataset_card(summary, str(folder)).save(folder / "README.md")
+        out[fmt] = folder
+    return out
+
+
+def _upload(hub, folder, repo_id):
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset")
+
+
+def test_same_clips_from_a_folder_a_hub_repo_fsspec_webdataset_and_parquet(class_folder, packed, hub, tmp_path,
+                                                                         monkeypatch):
+    """The same videos give identical clips (keys, labels, starts, pixels) wherever and however they are stored."""
+    import fsspec
+
+    kw = dict(num_frames=T, resolution=R, clips_per_video=2, streaming=True, seed=5)
+    ref = _clip_records(load_video_dataset(class_folder["root"], **kw))
+    assert len(ref) == 14 and {r[0] for r in ref} == set(class_folder["good"])  # short.mp4 and not_a_video skipped
+    _upload(hub, class_folder["root"], "user/vids-folder")
+    _upload(hub, packed["webdataset"], "user/vids-wds")
+    _upload(hub, packed["parquet"], "user/vids-parquet")
+    mem = fsspec.filesystem("memory")
+    for path in sorted(p for p in class_folder["root"].rglob("*") if p.is_file()):
+        mem.pipe(f"/same-clips/{path.relative_to(class_folder['root']).as_posix()}", path.read_bytes())
+    sources = [
+        ("user/vids-folder", "folder"), ("hf://datasets/user/vids-folder", "folder"), ("memory://same-clips", "folder"),
+        (packed["webdataset"], "webdataset"), ("user/vids-wds", "webdataset"),
+        (packed["parquet"], "parquet"), ("hf://datasets/user/vids-parquet/data", "parquet"),
+        (f"filecache::hf://datasets/user/vids-wds", "webdataset"),
+    ]
+    for data_dir, layout in sources:
+        opts = {"filecache": {"cache_storage": str(tmp_path / "fc")}} if str(data_dir).startswith("filecache") else None
+        ds = load_video_dataset(data_dir, layout=layout, storage_options=opts, **kw)
+        assert ds.features["label"].names == ["busy", "calm"], data_dir
+        assert _clip_records(ds) == ref, data_dir
+    assert hub.range_requests > 0  # remote files were read in ranges, not downloaded whole
+    assert any((tmp_path / "fc").iterdir())  # the local cache the user asked for holds the shards read
+    # the pushed Parquet repo is a plain `datasets` dataset too: its own streaming loader, features from the card
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_ENDPOINT", hub.endpoint)
+    rows = datasets.load_dataset("user/vids-parquet", split="train", streaming=True)
+    assert rows.features["label"].names == ["busy", "calm"]
+    rows = rows.cast_column("video", datasets.Video(decode=False))
+    assert {r["key"]: r["video"]["bytes"] for r in rows} == {
+        rel: (class_folder["root"] / rel).read_bytes() for rel in [*class_folder["good"], "busy/short.mp4"]}
+    # a CSV with captions: its webdataset packing carries them
+    from hf_vidtok.data import pack_videos
+
+    pack_videos(class_folder["csv"], tmp_path / "csv_wds", layout="csv")
+    a = [(ex["key"], ex["start_frame"], ex["caption"]) for ex in load_video_dataset(class_folder["csv"], layout="csv", **kw)]
+    b = [(ex["key"], ex["start_frame"], ex["caption"]) for ex in load_video_dataset(tmp_path / "csv_wds", layout="webdataset", **kw)]
+    assert a == b and a[0][2].startswith("a busy scene")
+
+
+def test_shards_split_across_processes_and_workers_without_duplicates(packed):
+    from hf_vidtok.data import files_of_process
+
+    for fmt, shards in (("webdataset", 4), ("parquet", 3)):
+        ds = load_video_dataset(packed[fmt], layout=fmt, num_frames=T, resolution=R, clips_per_video=2, streaming=True)
+        assert ds.num_shards == shards
+        full = sorted((ex["key"], ex["start_frame"]) for ex in ds)
+        parts = [[(ex["key"], ex["start_frame"]) for ex in files_of_process(ds, r, 2)] for r in range(2)]
+        assert sorted(parts[0] + parts[1]) == full and not {k for k, _ in parts[0]} & {k for k, _ in parts[1]}
+        loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=2,
+                                             collate_fn=lambda b: [(e["key"], e["start_frame"]) for e in b])
+        seen = [k for batch in loader for k in batch]
+        assert sorted(seen) == full  # as a multiset: two clips of a video may share a start, none is read twice
+    with pytest.raises(ValueError, match="3 shards .* cannot be shared by 4 processes"):
+        files_of_process(ds, 0, 4)
+
+
+def test_shard_stream_resumes_exactly_mid_shard(packed):
+    from hf_vidtok.data import files_of_process
+
+    def make():
+        ds = load_video_dataset(packed["webdataset"], layout="webdataset", num_frames=T, resolution=R, clips_per_video=2,
+                                streaming=True, seed=3, shuffle=True)
+        return files_of_process(ds, 1, 2)
+
+    full = [(ex["key"], ex["start_frame"]) for ex in make()]
+    ds = make()
+    it = iter(ds)
+    head = [(lambda ex: (ex["key"], ex["start_frame"]))(next(it)) for _ in range(3)]  # inside the first shard
+    resumed = make()
+    resumed.load_state_dict(ds.state_dict())
+    assert head + [(ex["key"], ex["start_frame"]) for ex in resumed] == full
+
+
+def test_sharded_clip_stream_over_tar_shards_counts_bad_members_and_resumes(packed, tmp_path):
+    from hf_vidtok.data import ShardedClipStream, hf_shard_reader
+
+    shutil.copytree(packed["webdataset"], tmp_path / "wds")
+    first = sorted((tmp_path / "wds" / "data").iterdir())[0]
+    with tarfile.open(first) as tar:  # replace the first shard's second video by junk bytes
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    video_members = [m.name for m, _ in members if not m.name.endswith((".json", ".cls"))]
+    with tarfile.open(first, "w") as tar:
+        for m, data in members:
+            data = b"junk" * 50 if m.name == video_members[1] else data
+            m.size = len(data)
+            tar.addfile(m, io.BytesIO(data))
+
+    def make_dataset(epoch):
+        return load_video_dataset(tmp_path / "wds", layout="webdataset", num_frames=T, resolution=R, streaming=True,
+                                  seed=epoch)
+
+    def stream():
+        return ShardedClipStream(hf_shard_reader(make_dataset), 4, batch_size=2, num_workers=2, seed=0,
+                                 collate_fn=lambda exs: {"ids": [(e["key"], e["start_frame"]) for e in exs]})
+
+    def batches(s, n):
+        loader = torch.utils.data.DataLoader(s, batch_size=None, num_workers=2, generator=torch.Generator())
+        out = []
+        for batch in loader:
+            s.mark_consumed(batch["stream_state"])
+            out.append((batch["stream_state"]["logical_worker"], batch["ids"]))
+            if len(out) == n:
+                break
+        return out
+
+    whole = stream()
+    full = batches(whole, 8)  # 6 clips per epoch (4 shards dealt to 2 worker streams): batches run into epoch 1
+    assert [w for w, _ in full] == [0, 1] * 4  # both DataLoader workers read their own shards
+    good = {"busy/a.mp4", "busy/sub/deep.webm", "calm/b.avi", "calm/c.mp4", "calm/d.mp4", "calm/e.webm"}
+    assert {k for _, ids in full for k, _ in ids} == good  # my.clip.v2.mp4 is the junk member
+    assert whole.skipped_files == 2  # the junk member and the too-short video, named by the reader, counted once
+    part = stream()
+    head = batches(part, 2)
+    state = part.state_dict()
+    resumed = stream()
+    resumed.load_state_dict(state)
+    assert head + batches(resumed, 6) == full
+
+
+def test_count_video_files_collects_what_dataloader_workers_skip(class_folder):
+    from hf_vidtok.data import count_video_files
+
+    ds = load_video_dataset(class_folder["root"], num_frames=T, resolution=R, streaming=True)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, collate_fn=lambda b: len(b))
+    with count_video_files(worker_processes=True) as counts:
+        assert sum(loader) == 7
+    assert sorted(counts.skipped) == [str(class_folder["root"] / rel) for rel in class_folder["broken"]]
+    with count_video_files() as local:  # without it, the workers keep their counts
+        sum(loader)
+    assert local.skipped == {}

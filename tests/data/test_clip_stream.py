@@ -48,6 +48,7 @@ def test_stream_splits_shards_across_processes_and_workers_without_duplicates():
             s = _stream(rank, 2, 2, num_shards)
             seen += s.shards_for(s.stream_id(w), epoch=0)
     assert sorted(seen) == list(range(num_shards))
+    assert [_stream(r, 2, 2, num_shards).files_per_epoch() for r in range(2)] == [4, 3]
     s = _stream(0, 1, 0, num_shards)
     assert s.shards_for(0, 0) != s.shards_for(0, 1)  # reshuffled every epoch
     assert sorted(s.shards_for(0, 1)) == list(range(num_shards))

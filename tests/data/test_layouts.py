@@ -155,3 +155,53 @@ def test_layout_errors(tmp_path):
         list_videos("csv", tmp_path / "missing.csv")
     with pytest.raises(ValueError, match="no train.csv"):
         list_videos("csv", tmp_path)
+
+
+def _mirror(local_root: Path, prefix: str) -> str:
+    """Copy a local folder into fsspec's in-memory file system; returns its memory:// URL."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    for p in sorted(local_root.rglob("*")):
+        if p.is_file():
+            fs.pipe(f"/{prefix}/{p.relative_to(local_root).as_posix()}", p.read_bytes())
+    return f"memory://{prefix}"
+
+
+@pytest.mark.parametrize("split_folders", [False, True])
+def test_remote_folder_layout_lists_what_the_local_one_lists(tmp_path, split_folders):
+    pytest.importorskip("fsspec")
+    rels = ["zebra/a.mp4", "ant/b.AVI", "ant/sub/c.mkv", "ant/sub.mp4", "ant/notes.txt", "ant/.hidden.mp4", "loose.mp4",
+            ".cache/x/y.mp4"]
+    if split_folders:
+        rels = [f"train/{r}" for r in rels] + ["val/swim/c.webm", "val/ant/d.mp4"]
+    for rel in rels:
+        _touch(tmp_path / "d" / rel)
+    local = list_videos("folder", tmp_path / "d")
+    remote = list_videos("folder", _mirror(tmp_path / "d", f"layout-{split_folders}"))
+    assert remote.class_names == local.class_names and list(remote.splits) == list(local.splits)
+    for split in local.splits:
+        assert [(e.key, e.label) for e in remote.splits[split]] == [(e.key, e.label) for e in local.splits[split]]
+        assert all(e.path == f"memory://layout-{split_folders}/{e.key}" and e.size == 1 and e.version
+                   for e in remote.splits[split])
+
+
+def test_remote_csv_layout(tmp_path):
+    pytest.importorskip("fsspec")
+    d = tmp_path / "csvs"
+    for rel in ["clips/a.mp4", "clips/b.mp4", "clips/c.mp4"]:
+        _touch(d / rel, b"xyz")
+    (d / "train.csv").write_text("path,label,caption\nclips/a.mp4,run,first\nclips/b.mp4,jump,\n")
+    (d / "val.csv").write_text("path,label\nclips/c.mp4,run\nmemory://elsewhere/z.mp4,jump\n")
+    local = list_videos("csv", d)
+    remote = list_videos("csv", _mirror(d, "csv-layout"))
+    assert remote.class_names == local.class_names == ["jump", "run"] and remote.has_caption
+    assert [(e.key, e.label, e.caption) for e in remote.splits["train"]] == [("clips/a.mp4", 1, "first"), ("clips/b.mp4", 0, "")]
+    assert [(e.key, e.label) for e in remote.splits["train"]] == [(e.key, e.label) for e in local.splits["train"]]
+    val = remote.splits["validation"]
+    assert [e.path for e in val] == ["memory://csv-layout/clips/c.mp4", "memory://elsewhere/z.mp4"]
+    assert val[0].size == 3 and val[1].size is None and val[1].key == "z.mp4"  # outside the CSV's folder: its name
+    single = list_videos("csv", "memory://csv-layout/train.csv", split="test")
+    assert list(single.splits) == ["test"] and len(single.splits["test"]) == 2
+    with pytest.raises(ValueError, match="ucf101 layout needs a local folder"):
+        list_videos("ucf101", "memory://csv-layout")

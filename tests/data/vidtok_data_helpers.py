@@ -252,3 +252,32 @@ def make_broken_files(folder) -> dict:
 
 
 VFR_PTS_MS = np.cumsum([0] + [40, 10, 70, 33, 20] * 4)[:20]
+
+
+def write_class_folder(root) -> dict:
+    """A tiny ``folder``-layout dataset for the source tests: two classes, 7 good videos of three codecs and several
+    lengths (a dotted file name, a nested sub-folder), one file that is not a video, one too short for 8-frame clips,
+    and ``captions.csv`` listing every file with a caption. Returns ``{"root", "csv", "good", "broken"}``."""
+    root = Path(root)
+    specs = {
+        "busy/a.mp4": ("libx264", 24, {"bf": "2", "g": "6"}, None),
+        "busy/my.clip.v2.mp4": ("libx264", 31, {"bf": "2", "g": "6"}, None),
+        "busy/sub/deep.webm": ("libvpx-vp9", 19, {"g": "6"}, "webm"),
+        "calm/b.avi": ("mjpeg", 22, {}, None),
+        "calm/c.mp4": ("libx264", 40, {"g": "10"}, None),
+        "calm/d.mp4": ("libx264", 17, {"bf": "1"}, None),
+        "calm/e.webm": ("libvpx-vp9", 26, {"g": "6"}, "webm"),
+    }
+    for i, (rel, (codec, n, opts, fmt)) in enumerate(specs.items()):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        frames = [np.roll(frame_content(j + 7 * i), i, axis=1) for j in range(n)]
+        write_video(root / rel, codec, frames=frames, options=opts, fmt=fmt,
+                    pix_fmt="yuvj420p" if codec == "mjpeg" else "yuv420p")
+    (root / "calm" / "not_a_video.mp4").write_text("this is not a video\n" * 20)
+    write_video(root / "busy" / "short.mp4", n=2)
+    names = sorted([*specs, "calm/not_a_video.mp4", "busy/short.mp4"])
+    with open(root / "captions.csv", "w") as f:
+        f.write("path,label,caption\n")
+        for rel in names:
+            f.write(f"{rel},{rel.split('/')[0]},a {rel.split('/')[0]} scene ({Path(rel).stem})\n")
+    return {"root": root, "csv": root / "captions.csv", "good": sorted(specs), "broken": ["busy/short.mp4", "calm/not_a_video.mp4"]}

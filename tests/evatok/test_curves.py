@@ -82,3 +82,14 @@ def test_label_assignments_script(table, tmp_path):
                         "--w_q", "1.2", "--stats", str(tmp_path / "labels" / "reward_stats.json")])
     assert np.array_equal(pq.read_table(out2["labels"]).column("assignment_wq1.2").to_numpy(), expected)
     assert stats["quality_metric"] == "lpips" and stats["levels"] == [2, 4, 8]
+
+
+def test_curves_json_is_written_without_matplotlib(table, tmp_path, monkeypatch, caplog):
+    """Without the plot extra the JSON is still written (a run never dies on its plot after training)."""
+    import sys
+
+    curves = quality_cost_curves(table, num_thresholds=3)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    json_path, png_path = write_quality_cost_curves(curves, tmp_path / "no_plot")
+    assert png_path is None and json.load(open(json_path))["num_clips"] == curves["num_clips"]
+    assert "hf_vidtok[plot]" in caplog.text

@@ -116,6 +116,44 @@ def test_skipped_files_are_stored_and_another_tokenizer_cannot_resume(setup, tmp
     assert load_score_table(out).num_clips == 12
 
 
+def test_scoring_webdataset_shards_killed_and_resumed_equals_the_folder_table(setup, tmp_path):
+    """The tiny videos packed into webdataset shards (3 per shard, plus a member that is not a video): scoring them,
+    killed and resumed in the middle of a tar shard, gives the table of the folder (same keys, starts, labels and scores), and the bad
+    member is counted as skipped."""
+    import io
+    import json
+    import tarfile
+
+    from hf_vidtok.data import pack_videos
+
+    root, videos, _ = setup
+    shards = tmp_path / "shards"
+    pack_videos(videos, shards, format="webdataset", max_videos_per_shard=3)
+    first = sorted((shards / "data").iterdir())[0]
+    with tarfile.open(first, "a") as tar:
+        info = tarfile.TarInfo("busy/junk.mp4")
+        info.size = 400
+        tar.addfile(info, io.BytesIO(b"\x01" * 400))
+    script = load_script("training/score_assignments.py")
+    folder = script.main(_args(root, videos, tmp_path / "folder"))
+    args = _args(root, shards, tmp_path / "part", "--dataset_layout", "webdataset")
+    cmd = [sys.executable, str(REPO / "training" / "score_assignments.py"), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first_run = subprocess.run(cmd + ["--stop_after_batches", "3"], env=env, capture_output=True, text=True, timeout=600)
+    assert first_run.returncode == 0, first_run.stderr[-3000:]
+    assert load_score_table(tmp_path / "part").num_clips == 4  # 2 of the first tar shard's 3 videos: resumes inside it
+    second = script.main(args)
+    assert second["clips_scored"] == 8 and second["files"]["skipped"] == 1
+    a, b = load_score_table(tmp_path / "part"), load_score_table(tmp_path / "folder")
+    assert folder["num_clips"] == a.num_clips == 12 and list(a.keys) == list(b.keys)
+    for name in ("labels", "start_frames"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    for name in ("mse", "ssim"):  # the same clips through the same code: equal up to float32 rounding across runs
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-6, atol=1e-7)
+    skipped = json.loads((tmp_path / "part" / "score_table.json").read_text())["files"]["skipped_files"]
+    assert list(skipped) == [f"{first}#busy/junk.mp4"]
+
+
 def result_sha(model):
     from hf_vidtok.models.fingerprint import weights_sha256
 

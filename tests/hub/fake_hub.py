@@ -2,7 +2,10 @@
 
 It serves the endpoints that ``huggingface_hub`` 2.x calls for ``create_repo``, ``create_branch``,
 ``create_commit``/``upload_folder`` (preupload + NDJSON commit, every file "regular"), ``model_info``
-(siblings, sha), ``list_repo_tree``/``paths-info`` and ``hf_hub_download`` (HEAD/GET ``resolve``).
+(siblings, sha), ``list_repo_tree``/``paths-info`` and ``hf_hub_download`` (HEAD/GET ``resolve``), and what
+``huggingface_hub.HfFileSystem`` (``hf://`` paths, which ``datasets`` and ``hf_vidtok.data`` stream from) reads:
+``tree`` listings of a folder, recursive or not, with folder entries, and ``Range`` requests on ``resolve``
+(model and dataset repos share one namespace here; ``/datasets/<repo>/resolve/...`` serves dataset files).
 Branches and commits are real: every commit gets its own 40-hex sha and a snapshot of the files, so
 revisions and the download cache behave as with the real Hub. Unknown repos, revisions and files
 answer 404 with the ``X-Error-Code`` headers the client turns into ``RepositoryNotFoundError``,
@@ -10,7 +13,8 @@ answer 404 with the ``X-Error-Code`` headers the client turns into ``RepositoryN
 
 Use :func:`hub_environment` (patches ``huggingface_hub.constants``; needed because ``HF_HUB_OFFLINE``
 and ``HF_ENDPOINT`` are read when huggingface_hub is imported) or :meth:`FakeHub.env` for a
-subprocess.
+subprocess. The pytest fixtures ``fake_hub_server`` (one server per session) and ``hub`` (huggingface_hub pointed
+at it with a fresh download cache) are defined here; a ``conftest.py`` imports them to use them.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
-__all__ = ["FakeHub", "hub_environment"]
+import pytest
+
+__all__ = ["FakeHub", "fake_hub_server", "hub", "hub_environment"]
 
 _API = re.compile(r"^/api/(models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)(?P<rest>/.*)?$")
 
@@ -59,6 +65,7 @@ class FakeHub:
     def __init__(self) -> None:
         self.repos: dict[str, _Repo] = {}
         self.requests: list[tuple[str, str]] = []
+        self.range_requests = 0  # GETs answered with part of a file (206)
         self._lock = threading.Lock()
         hub = self
 
@@ -200,7 +207,12 @@ class FakeHub:
                         sha = repo.resolve(m.group(1))
                         if sha is None:
                             return self._error(404, "RevisionNotFound", f"Invalid rev id: {m.group(1)}", head)
-                        return self._send(200, _tree_entries(repo.commits[sha], None), head=head)
+                        folder = unquote(m.group(2) or "").strip("/")
+                        recursive = "recursive=true" in self.path.split("?", 1)[-1].lower()
+                        entries = _folder_entries(repo.commits[sha], folder, recursive)
+                        if entries is None:
+                            return self._error(404, "EntryNotFound", f"{folder} does not exist", head)
+                        return self._send(200, entries, head=head)
                     elif rest == "/refs":
                         return self._send(
                             200,
@@ -229,7 +241,7 @@ class FakeHub:
                         "siblings": [{"rfilename": name, "size": len(files[name])} for name in sorted(files)],
                     }
                     return self._send(200, info, head=head)
-                m = re.match(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$", path)
+                m = re.match(r"^/(?:(?:datasets|spaces)/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$", path)
                 if not m:
                     return self._error(404, "NotFound", f"fakehub: no route GET {path}", head)
                 repo = hub.repos.get(m["repo"])
@@ -244,9 +256,20 @@ class FakeHub:
                     return self._error(404, "EntryNotFound", f"{filename} does not exist on {unquote(m['rev'])}", head)
                 data = files[filename]
                 etag = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-                self._send(
-                    200, data, "application/octet-stream", {"ETag": f'"{etag}"', "X-Repo-Commit": sha}, head=head
-                )
+                headers = {"ETag": f'"{etag}"', "X-Repo-Commit": sha, "Accept-Ranges": "bytes"}
+                if r := re.match(r"^bytes=(\d*)-(\d*)$", self.headers.get("Range", "").strip()):
+                    size = len(data)
+                    start, end = r.group(1), r.group(2)
+                    if start == "":  # a suffix range: the last `end` bytes
+                        start, end = max(size - int(end or 0), 0), size - 1
+                    else:
+                        start, end = int(start), min(int(end) if end else size - 1, size - 1)
+                    if start >= size:
+                        return self._send(416, b"", extra={"Content-Range": f"bytes */{size}"}, head=head)
+                    headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+                    hub.range_requests += 1
+                    return self._send(206, data[start : end + 1], "application/octet-stream", headers, head=head)
+                self._send(200, data, "application/octet-stream", headers, head=head)
 
             def do_HEAD(self):
                 self._get(True)
@@ -298,6 +321,25 @@ def _tree_entries(files: dict[str, bytes], wanted: set[str] | None) -> list[dict
     return out
 
 
+def _folder_entries(files: dict[str, bytes], folder: str, recursive: bool) -> list[dict] | None:
+    """The ``tree`` listing of ``folder`` ("" = the root): files and folders in it (everything below it when
+    ``recursive``), folders first as the Hub lists them; None when ``folder`` is neither a file nor a folder."""
+    prefix = folder + "/" if folder else ""
+    below = {name: data for name, data in files.items() if name.startswith(prefix)}
+    if not below:
+        return _tree_entries(files, {folder}) or None
+    dirs, out = set(), {}
+    for name in below:
+        parts = name[len(prefix):].split("/")
+        depth = len(parts) if recursive else 1
+        for i in range(1, min(depth, len(parts) - 1) + 1):
+            dirs.add(prefix + "/".join(parts[:i]))
+        if recursive or len(parts) == 1:
+            out[name] = below[name]
+    folders = [{"type": "directory", "path": d, "oid": hashlib.sha1(d.encode()).hexdigest()} for d in sorted(dirs)]
+    return folders + _tree_entries(out, None)
+
+
 @contextlib.contextmanager
 def hub_environment(hub: FakeHub, cache_dir: str | os.PathLike, *, token: str = "hf_fake_token"):
     """Point the already imported ``huggingface_hub`` at ``hub`` (online) with its own cache folder.
@@ -332,3 +374,17 @@ def hub_environment(hub: FakeHub, cache_dir: str | os.PathLike, *, token: str = 
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def fake_hub_server():
+    server = FakeHub()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def hub(fake_hub_server, tmp_path):
+    """The fake Hub, with huggingface_hub pointed at it (online) and a fresh download cache."""
+    with hub_environment(fake_hub_server, tmp_path / "hf_cache"):
+        yield fake_hub_server

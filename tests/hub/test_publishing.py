@@ -151,28 +151,60 @@ def test_publish_folder_regenerates_auto_card_and_skips_leftovers(hub, tmp_path)
         publish_folder(tmp_path / "nope", "user/published")
 
 
-def test_models_do_not_depend_on_publishing_and_push_to_hub_is_one_path(hub, tmp_path):
-    """The model classes carry no publishing mixin (their push_to_hub is transformers'); hf_vidtok.hub.push_to_hub
-    is save_pretrained_with_card + publish_folder, so a folder published later gives the same files."""
-    import inspect
+def test_own_push_to_hub_from_an_empty_folder_publishes_the_hf_vidtok_card(hub, tmp_path, monkeypatch):
+    """model.push_to_hub / pipe.push_to_hub / save_pretrained(push_to_hub=True), run from an empty working directory,
+    publish the hf_vidtok card (never transformers' / diffusers' generic one) and the same files as
+    hf_vidtok.hub.push_to_hub."""
+    from hubtest_utils import tiny_pipeline
 
-    import hf_vidtok.models.larp.modeling_larp as modeling_larp
-    import hf_vidtok.models.video_ar.modeling_video_ar as modeling_video_ar
-    from hf_vidtok.hub import save_pretrained_with_card
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path / "empty")
+    objects = [(tiny_tokenizer(seed=6), "user/own-tok"), (tiny_generator(seed=6), "user/own-ar"),
+               (tiny_pipeline(seed=6), "user/own-c2v")]  # fmt: skip
+    for obj, repo in objects:
+        obj.push_to_hub(repo, commit_message="own push")
+        push_to_hub(obj, repo, revision="helper")
+        assert hub.files(repo) == hub.files(repo, "helper")
+        card = _card(hub, repo)
+        assert card.data.library_name == "hf_vidtok"
+        assert "More Information Needed" not in card.text and "library_name: transformers" not in card.text
+        assert f"from_pretrained('{repo}')" in card.text
+        obj.save_pretrained(tmp_path / "saved" / repo, push_to_hub=True, repo_id=repo + "-2", revision="dev")
+        assert _card(hub, repo + "-2", "dev").data.library_name == "hf_vidtok"
+        assert (tmp_path / "saved" / repo / "README.md").is_file()
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == []  # nothing written to the working directory
+    _assert_same_weights(LarpTokenizer.from_pretrained("user/own-tok"), objects[0][0])
+    _assert_same_weights(VideoARGenerator.from_pretrained("user/own-ar"), objects[1][0])
 
-    for module in (modeling_larp, modeling_video_ar):
-        assert "hub" not in inspect.getsource(module).split('"""', 2)[2].split("class ", 1)[0]
-    for cls in (LarpTokenizer, VideoARGenerator):
-        assert all(base.__module__.split(".")[0] in ("hf_vidtok", "transformers", "torch", "builtins")
-                   for base in cls.__mro__)
-        assert not any(base.__module__.startswith("hf_vidtok.hub") for base in cls.__mro__)
-    for model, repo in ((tiny_tokenizer(seed=6), "user/one-path-tok"), (tiny_generator(seed=6), "user/one-path-ar")):
-        push_to_hub(model, repo, revision="dev", commit_message="pushed", eval_results={"psnr": 20.0})
-        save_pretrained_with_card(model, tmp_path / repo, repo_id=repo, eval_results={"psnr": 20.0})
-        publish_folder(tmp_path / repo, repo, revision="folder")
-        assert hub.files(repo, "dev") == hub.files(repo, "folder")
-        assert _card(hub, repo, "dev").data.library_name == "hf_vidtok"
-        _assert_same_weights(type(model).from_pretrained(repo, revision="dev"), model)
+
+def test_save_pretrained_writes_the_card_and_keeps_a_hand_written_one(tmp_path):
+    tokenizer = tiny_tokenizer(seed=7)
+    tokenizer.save_pretrained(tmp_path / "a")
+    card = ModelCard.load(tmp_path / "a" / "README.md")
+    assert card.data.library_name == "hf_vidtok" and AUTO_CARD_MARKER in card.text
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "eval_results.json").write_text(json.dumps({"psnr": 21.5}))
+    tokenizer.save_pretrained(tmp_path / "b")  # results next to the folder go into the card
+    assert [(r.metric_name, r.metric_value) for r in ModelCard.load(tmp_path / "b" / "README.md").data.eval_results] == [
+        ("PSNR", 21.5)
+    ]
+    (tmp_path / "b" / "README.md").write_text("# my own card\n")
+    tokenizer.save_pretrained(tmp_path / "b")
+    assert (tmp_path / "b" / "README.md").read_text() == "# my own card\n"  # the user's card is never overwritten
+    tokenizer.save_pretrained(tmp_path / "c", model_card=False)
+    assert not (tmp_path / "c" / "README.md").exists()
+
+
+def test_model_modules_import_the_card_code_lazily():
+    """Importing the models does not import hf_vidtok.hub (the card code is imported inside the methods)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hf_vidtok; from hf_vidtok import LarpTokenizer; from hf_vidtok.models.video_ar import "
+        "VideoARGenerator; bad = [m for m in sys.modules if m.startswith('hf_vidtok.hub')]; assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_fake_hub_serves_bytes_exactly(hub):

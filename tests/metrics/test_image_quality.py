@@ -52,7 +52,7 @@ def test_bad_inputs(fn):
         fn(x[0], x[0])
     with pytest.raises(TypeError, match="torch.Tensor"):
         fn(x.numpy(), x)
-    with pytest.raises(TypeError, match="floating point"):
+    with pytest.raises(TypeError, match="floating-point"):
         fn((x * 255).to(torch.uint8), (x * 255).to(torch.uint8))
     with pytest.raises(ValueError, match="reduction"):
         fn(x, x, reduction="sum")

@@ -144,3 +144,48 @@ def test_export_to_video_round_trip(tmp_path):
         export_to_video(np.zeros((4, 4, 3)), str(tmp_path / "bad.mp4"))
     with pytest.raises(TypeError, match="dtype"):
         export_to_video(np.zeros((2, 4, 4, 3), dtype=np.int32), str(tmp_path / "bad.mp4"))
+
+
+def test_class_labels_of_the_wrong_type_are_refused():
+    pipe = ClassToVideoPipeline(**get_dummy_components())
+    pipe.set_progress_bar_config(disable=True)
+    for bad in ([2.9], [True], 1.0, [None]):
+        with pytest.raises(TypeError, match="class ids"):
+            pipe(bad)
+    assert pipe.get_label_ids(["archery", 2, np.int64(0)]) == [1, 2, 0]
+
+
+def test_save_pretrained_writes_the_hf_vidtok_card_and_rejects_model_folders(tmp_path):
+    from huggingface_hub import ModelCard
+
+    pipe = ClassToVideoPipeline(**get_dummy_components())
+    pipe.save_pretrained(tmp_path / "pipe")
+    card = ModelCard.load(tmp_path / "pipe" / "README.md")
+    assert card.data.library_name == "hf_vidtok" and "ClassToVideoPipeline.from_pretrained" in card.text
+    pipe.tokenizer.save_pretrained(tmp_path / "tok")
+    with pytest.raises(FileNotFoundError, match="no model_index.json.*hf-vidtok pipeline"):
+        ClassToVideoPipeline.from_pretrained(tmp_path / "tok")
+    with pytest.raises(ValueError, match="safetensors only"):
+        pipe.save_pretrained(tmp_path / "pickled", safe_serialization=False)
+
+
+def test_pipeline_folder_with_official_exports_as_components(larp_fixture_dir, tmp_path):
+    """A pipeline folder whose tokenizer/ and generator/ are official LARP exports (config.json + model.safetensors)
+    loads: each component goes through its class's from_pretrained, which converts official exports exactly."""
+    import shutil
+
+    from hf_vidtok.models.larp.convert_larp_original_to_hf import load_original_model as load_tokenizer
+    from hf_vidtok.models.video_ar.convert_larp_ar_original_to_hf import load_original_model as load_ar
+
+    tokenizer, generator = load_tokenizer(str(larp_fixture_dir)), load_ar(str(larp_fixture_dir / "ar"))
+    ClassToVideoPipeline(tokenizer=tokenizer, generator=generator).save_pretrained(tmp_path / "pipe")
+    for part, source in (("tokenizer", larp_fixture_dir), ("generator", larp_fixture_dir / "ar")):
+        shutil.rmtree(tmp_path / "pipe" / part)
+        (tmp_path / "pipe" / part).mkdir()
+        for name in ("config.json", "model.safetensors"):
+            shutil.copy(source / name, tmp_path / "pipe" / part / name)
+    pipe = ClassToVideoPipeline.from_pretrained(tmp_path / "pipe")
+    for loaded, reference in ((pipe.tokenizer, tokenizer), (pipe.generator, generator)):
+        assert all(torch.equal(loaded.state_dict()[k], v) for k, v in reference.state_dict().items())
+    frames = pipe([1], guidance_scale=1.0, top_k=1, output_type="pt").frames
+    assert frames.shape == (1, 8, 3, 32, 32)

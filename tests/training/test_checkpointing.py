@@ -198,3 +198,29 @@ def test_write_json_atomic(tmp_path):
     path = tmp_path / "eval_results.json"
     write_json_atomic(str(path), {"psnr": 1.5})
     assert path.read_text().strip().startswith("{") and [p.name for p in tmp_path.iterdir()] == ["eval_results.json"]
+
+
+def test_checkpoints_print_no_transformers_progress_bars(tmp_path, run, capfd):
+    """No "Writing model shards" bar interleaves with the training bar at a checkpoint; the switch comes back."""
+    import transformers
+
+    from hf_vidtok.training import quiet_hf_progress
+
+    run.step()
+    initially_on = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.enable_progress_bar()
+    capfd.readouterr()
+    save_checkpoint(run.accelerator, str(tmp_path), 1)
+    err = capfd.readouterr().err
+    assert "Writing model shards" not in err and "Loading weights" not in err
+    assert transformers.utils.logging.is_progress_bar_enabled()  # the user's setting is untouched
+    with quiet_hf_progress():
+        assert not transformers.utils.logging.is_progress_bar_enabled()
+        LarpTokenizer.from_pretrained(os.path.join(tmp_path, "checkpoint-1", "tokenizer"))
+    assert "Loading weights" not in capfd.readouterr().err and transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()
+    with quiet_hf_progress():
+        pass
+    assert not transformers.utils.logging.is_progress_bar_enabled()  # a disabled switch stays disabled
+    if initially_on:
+        transformers.utils.logging.enable_progress_bar()

@@ -172,6 +172,25 @@ def test_split_and_batches(data):
     assert script.step_rows(4, process_index=0, **kw) != script.step_rows(0, process_index=0, **kw)
 
 
+def test_router_clips_read_a_remote_root_like_the_local_folder(data):
+    """RouterClips over the same videos behind an fsspec URL (memory://; a Hub repo is the same code path) gives the
+    clips of the local folder; a key missing from the remote listing is refused up front."""
+    fsspec = pytest.importorskip("fsspec")
+    script = _load_script()
+    table = load_score_table(data["val"])
+    mem = fsspec.filesystem("memory")
+    for path in sorted(data["videos"].rglob("*.mp4")):
+        mem.pipe(f"/router-videos/{path.relative_to(data['videos']).as_posix()}", path.read_bytes())
+    kw = dict(num_frames=4, frame_stride=1, fps=None, resolution=16)
+    local = script.RouterClips(table, str(data["videos"]), **kw)
+    remote = script.RouterClips(table, "memory://router-videos", **kw)
+    for i in range(len(local)):
+        np.testing.assert_array_equal(remote.read(i), local.read(i))
+    mem.rm("/router-videos/sub/type0_2.mp4")
+    with pytest.raises(ValueError, match="not under 'memory://router-videos'"):
+        script.RouterClips(table, "memory://router-videos", **kw)
+
+
 def test_bad_arguments(data, tmp_path):
     script = _load_script()
     base = _argv(data, tmp_path / "bad", "--max_train_steps", "1")

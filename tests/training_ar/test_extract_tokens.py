@@ -120,3 +120,33 @@ def test_missing_tokenizer_unwritable_output_and_empty_data(tmp_path, tiny_token
                              "--dataset_layout", "csv", "--output_dir", str(out)])
     assert not (out / "token_info.json").exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".extract-")]  # scratch removed
+
+
+def test_videos_skipped_in_dataloader_workers_are_recorded(tmp_path, tiny_tokenizer_dir):
+    """With DataLoader workers (each reads its own files), token_info.json lists every skipped video."""
+    import av
+
+    good = []
+    for i in range(2):
+        path = tmp_path / f"good{i}.mp4"
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream("libx264", rate=8)
+            stream.width = stream.height = 16
+            stream.pix_fmt = "yuv420p"
+            for t in range(6):
+                frame = np.full((16, 16, 3), 30 * t + 60 * i, np.uint8)
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        good.append(path)
+    bad = [tmp_path / "bad.mp4", tmp_path / "empty.mp4"]
+    bad[0].write_bytes(b"not a video" * 10)
+    bad[1].write_bytes(b"")
+    csv = tmp_path / "train.csv"
+    csv.write_text("path,label\n" + "".join(f"{p},a\n" for p in [good[0], bad[0], good[1], bad[1]]))
+    info = extract_tokens.main(["--tokenizer_name_or_path", str(tiny_tokenizer_dir), "--train_data_dir", str(csv),
+                                "--dataset_layout", "csv", "--dataloader_num_workers", "2", "--output_dir",
+                                str(tmp_path / "out")])
+    assert info["num_examples"] == 2 and info["skipped_files"] == sorted(str(p) for p in bad)
+    assert json.loads((tmp_path / "out" / "token_info.json").read_text())["skipped_files"] == info["skipped_files"]

@@ -13,27 +13,51 @@ from typing import Any, Sequence
 __all__ = [
     "GENERATOR_TYPES",
     "TOKENIZER_TYPES",
+    "VIDEO_SUFFIXES",
     "CLIError",
+    "HelpFormatter",
+    "add_command",
     "add_model_arguments",
     "check_files",
+    "check_output",
     "existing_file_or_none",
     "folder_or_repo_id",
     "export_video",
     "load_model",
     "load_model_config",
     "non_negative_int",
+    "positive_float",
     "positive_int",
     "print_json",
     "read_json",
+    "set_threads",
 ]
 
 # model_type of the models each role accepts (the Auto classes resolve the class).
 TOKENIZER_TYPES = ("larp_tokenizer", "evatok_tokenizer")
 GENERATOR_TYPES = ("video_ar",)
+# official LARP export kind each role accepts (hf_vidtok.models.convert_utils.official_export_kind)
+_OFFICIAL_KIND_OF_ROLE = {"tokenizer": "tokenizer", "generator": "ar"}
+# Containers PyAV writes from the file name (``export_to_video``).
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")
 
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 1."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows every flag's default (``(default: X)``), except None / False (an unset option or a switch)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def add_command(sub, name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+    """A sub-command parser whose ``--help`` shows the defaults (:class:`HelpFormatter`)."""
+    return sub.add_parser(name, help=help, description=description or help, formatter_class=HelpFormatter)
 
 
 def print_json(data: dict[str, Any]) -> None:
@@ -71,6 +95,22 @@ def folder_or_repo_id(spec: str, missing: str) -> str:
     return spec
 
 
+def _official_model(spec: str, role: str, revision: str | None):
+    """The model of an official LARP export in ``spec`` (folder or Hub repo id), or None when it holds none."""
+    from hf_vidtok.models.hub_mixin import OFFICIAL_EXPORT_CLASSES, official_export_config
+
+    location = folder_or_repo_id(spec, f"no such model folder: {spec}")
+    official = official_export_config(location, revision=revision)
+    if official is None:
+        return None
+    kind = official[0]
+    if kind != _OFFICIAL_KIND_OF_ROLE[role]:
+        raise CLIError(f"{spec} is an official LARP {'tokenizer' if kind == 'tokenizer' else 'AR'} export, expected a {role}")
+    import hf_vidtok
+
+    return getattr(hf_vidtok, OFFICIAL_EXPORT_CLASSES[kind][1]).from_pretrained(location, revision=revision)
+
+
 def load_model_config(spec: str, role: str, revision: str | None = None):
     """``(typed config, subfolder)`` of ``spec``: a model folder / Hub repo (``config.json``) or a pipeline
     folder / repo whose ``<role>/config.json`` holds the model (``AutoConfig.from_pretrained(subfolder=...)``)."""
@@ -95,10 +135,18 @@ def load_model_config(spec: str, role: str, revision: str | None = None):
 
 def load_model(spec: str, role: str, revision: str | None = None, device: str = "cpu"):
     """A tokenizer (``role="tokenizer"``) or generator (``role="generator"``) in eval mode, from a model
-    folder, a pipeline folder (its ``<role>/`` sub-folder) or a Hub repo: ``AutoModel.from_pretrained``
-    after checking the model type."""
+    folder, a pipeline folder (its ``<role>/`` sub-folder), a Hub repo or an official LARP export:
+    ``AutoModel.from_pretrained`` after checking the model type."""
     from transformers import AutoModel
 
+    from hf_vidtok.training.checkpointing import quiet_hf_progress
+
+    if Path(spec).expanduser().is_file():
+        raise CLIError(f"--model must be a model folder or a Hub repo id, got the file {spec}")
+    with quiet_hf_progress():  # no "Loading weights" bar before the command's own output
+        official = _official_model(spec, role, revision)
+    if official is not None:
+        return official.to(device).eval()
     config, subfolder = load_model_config(spec, role, revision)
     expected = TOKENIZER_TYPES if role == "tokenizer" else GENERATOR_TYPES
     if config.model_type not in expected:
@@ -106,18 +154,45 @@ def load_model(spec: str, role: str, revision: str | None = None, device: str = 
             f"{spec} is a {config.model_type} model, expected a {role} (model_type {' or '.join(expected)})"
         )
     location = folder_or_repo_id(spec, f"no such model folder: {spec}")
-    model = AutoModel.from_pretrained(location, subfolder=subfolder, revision=revision)
+    with quiet_hf_progress():
+        model = AutoModel.from_pretrained(location, subfolder=subfolder, revision=revision)
     return model.to(device).eval()
 
 
+def set_threads(args: argparse.Namespace, *models) -> int:
+    """The CPU threads of the command (``--torch_num_threads``, else the policy of
+    :func:`hf_vidtok.training.threads.set_torch_num_threads` for ``models``)."""
+    from hf_vidtok.training.threads import set_torch_num_threads
+
+    return set_torch_num_threads(getattr(args, "torch_num_threads", None), models)
+
+
 def check_files(paths: Sequence[str], what: str = "video") -> list[Path]:
+    """The paths as ``Path`` objects; ``CLIError`` for a directory or a path that does not exist."""
     out = []
     for p in paths:
         path = Path(p).expanduser()
+        if path.is_dir():
+            raise CLIError(f"{p} is a directory, expected a {what} file (give the files, e.g. {Path(p) / '*.mp4'})")
         if not path.is_file():
             raise CLIError(f"no such {what} file: {p}")
         out.append(path)
     return out
+
+
+def check_output(output: str, inputs: Sequence[Path], flag: str = "--output", suffixes: Sequence[str] = ()) -> Path:
+    """``output`` as a ``Path`` after checking it is none of ``inputs`` (nothing a user gave is overwritten), not a
+    directory, and ends in one of ``suffixes`` (when given); ``CLIError`` otherwise."""
+    path = Path(output).expanduser()
+    resolved = path.resolve()
+    for source in inputs:
+        if resolved == Path(source).expanduser().resolve():
+            raise CLIError(f"{flag} {output} is one of the inputs: refusing to overwrite it; choose another file")
+    if path.is_dir():
+        raise CLIError(f"{flag} {output} is a directory, expected a file name")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise CLIError(f"{flag} must end in {' or '.join(suffixes)}, got {output!r}")
+    return path
 
 
 def export_video(frames, path: Path, fps: float) -> str:
@@ -129,8 +204,20 @@ def export_video(frames, path: Path, fps: float) -> str:
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--revision", default=None, help="Hub revision of the model")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of the model")
+    p.add_argument("--device", default="cpu", help="torch device")
+    p.add_argument("--torch_num_threads", type=positive_int, default=None,
+                   help="intra-op CPU threads (default: from the model size, hf_vidtok.training.threads)")
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
 
 
 def positive_int(text: str) -> int:

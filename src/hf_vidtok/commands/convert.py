@@ -7,21 +7,21 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .common import TOKENIZER_TYPES, CLIError, check_files, folder_or_repo_id, read_json
+from .common import GENERATOR_TYPES, TOKENIZER_TYPES, CLIError, add_command, check_files, folder_or_repo_id, read_json
 
 __all__ = ["register", "run"]
 
 
 def register(sub) -> None:
-    p = sub.add_parser("convert", help="convert an official LARP tokenizer or AR export to an hf_vidtok folder")
+    p = add_command(sub, "convert", "convert an official LARP tokenizer or AR export to an hf_vidtok folder")
     p.add_argument("--input", required=True, help="official export folder, Hub repo id, or AR training .pth")
     p.add_argument("--output", required=True, help="output folder (safetensors + config.json + README.md)")
     p.add_argument(
-        "--kind", choices=("auto", "tokenizer", "ar"), default="auto", help="what --input holds (default: detect)"
+        "--kind", choices=("auto", "tokenizer", "ar"), default="auto", help="what --input holds (auto: read its config.json)"
     )
     p.add_argument("--revision", default=None, help="Hub revision of --input")
     p.add_argument("--drop_prior", action="store_true", help="tokenizer: do not keep the GPTC prior")
-    p.add_argument("--id2label", default=None, help="AR: JSON file {id: class name}")
+    p.add_argument("--id2label", default=None, help="AR: JSON file {id: class name} (default: UCF-101 names for 101 classes)")
     p.add_argument("--push_to_hub", default=None, metavar="REPO", help="also push the converted model to this repo")
     p.set_defaults(func=run)
 
@@ -40,18 +40,25 @@ def official_kind(source: str, revision: str | None) -> str:
         config = read_json(Path(cached_file(location, "config.json", revision=revision)))
     except OSError:
         raise CLIError(f"{source!r} holds no config.json: not an official LARP export") from None
-    if "bottleneck" in config or "bottleneck_token_num" in config:
-        if config.get("model_type") in TOKENIZER_TYPES:
-            raise CLIError(f"{source} is already an hf_vidtok tokenizer (model_type {config['model_type']})")
-        return "tokenizer"
-    if "n_layer" in config or "dim" in config:
-        return "ar"
+    from hf_vidtok.models.convert_utils import official_export_kind
+
+    kind = official_export_kind(config)
+    if kind is not None:
+        return kind
+    if config.get("model_type") in TOKENIZER_TYPES + GENERATOR_TYPES:
+        raise CLIError(
+            f"{source} is already an hf_vidtok model (model_type {config['model_type']}); "
+            "from_pretrained loads it, nothing to convert"
+        )
     raise CLIError(f"{source}: config.json is neither an official LARP tokenizer nor an official LARP AR model")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from hf_vidtok.models.convert_utils import save_converted
 
+    source = Path(args.input).expanduser()
+    if source.exists() and source.resolve() == Path(args.output).expanduser().resolve():
+        raise CLIError(f"--output {args.output} is the --input folder: refusing to overwrite the official export")
     kind = official_kind(args.input, args.revision) if args.kind == "auto" else args.kind
     if kind == "tokenizer":
         from hf_vidtok.models.larp.convert_larp_original_to_hf import load_original_model

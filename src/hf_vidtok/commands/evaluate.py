@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .common import CLIError, non_negative_int, positive_int
+from .common import CLIError, add_command, non_negative_int, positive_int
 
 __all__ = ["register", "run"]
 
 
 def register(sub) -> None:
-    p = sub.add_parser("evaluate", help="metrics between two folders of videos (paired by file name)")
+    p = add_command(sub, "evaluate", "metrics between two folders of videos (paired by file name)")
     p.add_argument("--real", required=True, help="folder of reference videos")
     p.add_argument("--generated", required=True, help="folder of reconstructed / generated videos")
     p.add_argument(
@@ -24,14 +24,14 @@ def register(sub) -> None:
         help="default: psnr ssim, plus lpips / fvd when their weights are given",
     )
     p.add_argument("--num_frames", type=positive_int, default=16, help="frames per clip")
-    p.add_argument("--frame_stride", type=positive_int, default=1)
+    p.add_argument("--frame_stride", type=positive_int, default=1, help="take every n-th frame")
     p.add_argument("--start", type=non_negative_int, default=0, help="first frame of every clip")
     p.add_argument("--resolution", type=positive_int, default=None, help="short-side resize + center crop")
-    p.add_argument("--batch_size", type=positive_int, default=8)
+    p.add_argument("--batch_size", type=positive_int, default=8, help="clips per metric call")
     p.add_argument("--lpips_weights", default=None, help="LPIPS safetensors file, folder or Hub repo")
     p.add_argument("--i3d_weights", default=None, help="I3D safetensors file, folder or Hub repo (FVD)")
     p.add_argument("--output", default=None, help="also write the results to this JSON file")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--device", default="cpu", help="torch device")
     p.set_defaults(func=run)
 
 

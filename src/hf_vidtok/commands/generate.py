@@ -6,25 +6,38 @@ import argparse
 from pathlib import Path
 from typing import Any, Sequence
 
-from .common import CLIError, add_model_arguments, export_video, load_model, non_negative_int, positive_int
+from .common import (
+    CLIError,
+    add_command,
+    add_model_arguments,
+    export_video,
+    load_model,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    set_threads,
+)
 
 __all__ = ["class_ids", "register", "run"]
 
 
 def register(sub) -> None:
-    p = sub.add_parser("generate", help="generate videos for class names or ids (ClassToVideoPipeline)")
-    p.add_argument("classes", nargs="+", help="class names (as in the generator's id2label) or ids")
-    p.add_argument("--model", default=None, help="ClassToVideoPipeline folder or Hub repo id")
-    p.add_argument("--tokenizer", default=None, help="tokenizer folder/repo (with --generator, instead of --model)")
-    p.add_argument("--generator", default=None, help="generator folder/repo (with --tokenizer)")
-    p.add_argument("--output_dir", required=True)
-    p.add_argument("--num_videos_per_label", type=positive_int, default=1)
-    p.add_argument("--guidance_scale", type=float, default=1.25)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top_k", type=non_negative_int, default=0)
-    p.add_argument("--top_p", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fps", type=float, default=8.0)
+    p = add_command(sub, "generate", "generate videos for class names or ids (ClassToVideoPipeline)")
+    p.add_argument("classes", nargs="+", help="class names (as in the generator's id2label, any case) or ids")
+    p.add_argument("--model", default=None,
+                   help="ClassToVideoPipeline folder or Hub repo id (written by `hf-vidtok pipeline` or save_pretrained)")
+    p.add_argument("--tokenizer", default=None,
+                   help="tokenizer folder, Hub repo id or official LARP export (with --generator, instead of --model)")
+    p.add_argument("--generator", default=None,
+                   help="class-conditional generator folder, Hub repo id or official LARP AR export (with --tokenizer)")
+    p.add_argument("--output_dir", required=True, help="folder for the mp4 files (NNN_<class>.mp4)")
+    p.add_argument("--num_videos_per_label", type=positive_int, default=1, help="videos per class given")
+    p.add_argument("--guidance_scale", type=float, default=1.25, help="classifier-free guidance scale (1 = off)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    p.add_argument("--top_k", type=non_negative_int, default=0, help="sample from the k most likely tokens (0 = all)")
+    p.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling mass (1 = off)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling torch.Generator")
+    p.add_argument("--fps", type=positive_float, default=8.0, help="frame rate of the written videos")
     p.add_argument("--no_progress", action="store_true", help="no progress bar over the generated tokens")
     add_model_arguments(p)
     p.set_defaults(func=run)
@@ -54,22 +67,15 @@ def _load_pipeline(spec: str, revision: str | None):
 
 
 def class_ids(classes: Sequence[str], config) -> list[int]:
-    """Class ids for names (``config.id2label``, any case) or ids, checked against ``config.num_classes``."""
-    names = {str(v): int(k) for k, v in (config.id2label or {}).items()}
-    lower = {k.lower(): v for k, v in names.items()}
-    ids = []
-    for item in classes:
-        if item.lstrip("-").isdigit():
-            idx = int(item)
-            if not 0 <= idx < config.num_classes:
-                raise CLIError(f"class id {idx} is out of range: the model has classes 0..{config.num_classes - 1}")
-            ids.append(idx)
-        elif item in names or item.lower() in lower:
-            ids.append(names.get(item, lower.get(item.lower())))
-        else:
-            known = ", ".join(list(names)[:10]) + (" ..." if len(names) > 10 else "")
-            raise CLIError(f"unknown class {item!r}; known classes: {known}")
-    return ids
+    """Class ids for names (``config.id2label``, any case) or ids written as numbers, checked against
+    ``config.num_classes`` (:func:`hf_vidtok.models.video_ar.class_label_ids`)."""
+    from hf_vidtok.models.video_ar import class_label_ids
+
+    labels = [int(item) if item.lstrip("-").isdigit() else item for item in classes]
+    try:
+        return class_label_ids(labels, config, name="classes")
+    except (TypeError, ValueError) as err:
+        raise CLIError(str(err)) from None
 
 
 def _safe_name(name: str) -> str:
@@ -83,6 +89,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.model is None and (args.tokenizer is None or args.generator is None):
         raise CLIError("give --model PIPELINE, or both --tokenizer and --generator")
+    out_dir = Path(args.output_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CLIError(f"--output_dir {args.output_dir} is a file, expected a folder")
     if args.model is not None:
         pipe = _load_pipeline(args.model, args.revision)
     else:
@@ -90,6 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         generator_model = load_model(args.generator, "generator", args.revision)
         pipe = ClassToVideoPipeline(tokenizer=tokenizer, generator=generator_model)
     pipe = pipe.to(args.device)
+    set_threads(args, pipe.tokenizer, pipe.generator)
     config = pipe.generator.config
     if config.frame_prediction:
         raise CLIError("the generator is a frame-prediction model; `generate` needs a class-conditional one")
@@ -105,7 +115,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         generator=torch.Generator(device="cpu").manual_seed(args.seed),
         output_type="np",
     ).frames
-    out_dir = Path(args.output_dir)
     files = []
     for i, video in enumerate(frames):
         label = labels[i // args.num_videos_per_label]

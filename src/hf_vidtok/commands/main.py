@@ -5,8 +5,10 @@ library functions.
     hf-vidtok encode       video file(s) -> token ids (safetensors) and tokens/second
     hf-vidtok reconstruct  video -> reconstructed mp4 + PSNR / SSIM
     hf-vidtok generate     class names or ids -> mp4 files
+    hf-vidtok pipeline     tokenizer + generator -> pipeline folder (model_index.json)
     hf-vidtok evaluate     two folders of videos -> PSNR / SSIM / LPIPS / FVD
     hf-vidtok publish      saved folder + model card -> Hub repo
+    hf-vidtok pack         folder / CSV of videos -> webdataset or Parquet shards + dataset card (-> Hub dataset repo)
 
 Every sub-command prints one JSON object on stdout. Errors print one line ``hf-vidtok <cmd>: error: ...``
 on stderr and exit with status 1 (2 for wrong command-line usage); set ``HF_VIDTOK_DEBUG=1`` for the
@@ -20,13 +22,13 @@ import os
 import sys
 from typing import Sequence
 
-from . import convert, encode, evaluate, generate, publish, reconstruct
+from . import convert, encode, evaluate, generate, pack, pipeline, publish, reconstruct
 from .common import CLIError, print_json
 
 __all__ = ["PROG", "build_parser", "main"]
 
 PROG = "hf-vidtok"
-COMMANDS = (convert, encode, reconstruct, generate, evaluate, publish)
+COMMANDS = (convert, encode, reconstruct, generate, pipeline, evaluate, publish, pack)
 
 
 def _version() -> str:
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="LARP / EVATok video tokenizers and AR video generators: convert, encode, reconstruct, "
-        "generate, evaluate, publish. Each command prints one JSON object.",
+        "generate, pipeline, evaluate, publish; pack videos into shards. Each command prints one JSON object.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

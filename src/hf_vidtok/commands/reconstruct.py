@@ -4,22 +4,31 @@ over all of it and the token count per second."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from .common import check_files, export_video, load_model
-from .encode import add_clip_arguments, progress_bar, selection_arguments
+from .common import (
+    VIDEO_SUFFIXES,
+    add_command,
+    check_files,
+    check_output,
+    export_video,
+    load_model,
+    positive_float,
+    set_threads,
+)
+from .encode import add_clip_arguments, check_selection, progress_bar, selection_arguments
 from .whole_video import decode_clips, encode_clips, iter_clip_batches, model_clip_size, plan_clips
 
 __all__ = ["register", "run"]
 
 
 def register(sub) -> None:
-    p = sub.add_parser("reconstruct", help="encode + decode a whole video; write the mp4 and print PSNR/SSIM")
+    p = add_command(sub, "reconstruct", "encode + decode a whole video; write the mp4 and print PSNR/SSIM")
     p.add_argument("video", help="video file")
-    p.add_argument("--output", required=True, help="output .mp4")
+    p.add_argument("--output", required=True, help=f"output video ({', '.join(VIDEO_SUFFIXES)}); never the input")
     p.add_argument("--side_by_side", action="store_true", help="write input | reconstruction side by side")
-    p.add_argument("--fps", type=float, default=None, help="output frame rate (default: the source's / frame_stride)")
+    p.add_argument("--fps", type=positive_float, default=None,
+                   help="output frame rate (default: the source's frame rate / --frame_stride)")
     add_clip_arguments(p)
     p.set_defaults(func=run)
 
@@ -33,10 +42,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from hf_vidtok.metrics import ssim
 
     (video,) = check_files([args.video])
+    output = check_output(args.output, [video], suffixes=VIDEO_SUFFIXES)
     tokenizer = load_model(args.model, "tokenizer", args.revision, args.device)
+    set_threads(args, tokenizer)
+    selection = selection_arguments(args)
+    check_selection(tokenizer, selection, args.model)
     num_frames, height, width = model_clip_size(tokenizer.config)
     plan = plan_clips(video, num_frames, args.frame_stride, args.start)
-    selection = selection_arguments(args)
     assignments = []  # tokens per block of every clip (variable-length tokenizers)
     squared_error, ssim_sum, num_tokens = 0.0, 0.0, 0
     written = []  # uint8 (T, H, W', 3) pieces of the output video
@@ -57,8 +69,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             bar.update(len(numbers))
     frames_out = plan.num_output_frames
     mse = squared_error / (frames_out * 3 * height * width)
-    fps = args.fps or plan.fps / args.frame_stride
-    output = export_video(np.concatenate(written), Path(args.output), fps)
+    fps = args.fps if args.fps is not None else plan.fps / args.frame_stride
+    output = export_video(np.concatenate(written), output, fps)
     return {
         "output": output,
         "frames": frames_out,

@@ -1,24 +1,29 @@
 """``datasets`` builder that turns video files into fixed-size training clips, and its entry point.
 
 ``VideoClips`` is a ``datasets.GeneratorBasedBuilder`` shipped in the package (no loading script),
-with configs ``folder``, ``ucf101`` and ``csv`` (see :mod:`hf_vidtok.data.layouts`). Each example:
+with configs ``folder``, ``ucf101`` and ``csv`` (video files, see :mod:`hf_vidtok.data.layouts`) and
+``webdataset`` and ``parquet`` (videos stored as bytes in shards, see :mod:`hf_vidtok.data.shards`). The data
+may lie in a local folder, a Hub dataset repo or behind any fsspec URL (:mod:`hf_vidtok.data.locations`):
+remote files are read as seekable remote files and shards streamed, nothing is downloaded whole. Each example:
 
 * ``video``: uint8 ``(num_frames, resolution, resolution, 3)`` (short-side resize + center crop),
 * ``label``: ``ClassLabel`` (-1 when the layout gives none), ``path``: the source file (absolute),
 * ``key``: the file's dataset key (its path relative to the dataset root: the same wherever the data lies),
-* ``start_frame``: index of the clip's first source frame (``caption`` too for the ``csv`` layout).
+* ``start_frame``: index of the clip's first source frame (``caption`` too for the ``csv`` and shard layouts).
 
 Clip starts are drawn from ``numpy.random.default_rng([seed, hash(file key)])``, where the key is the
 file's path relative to the dataset root (see :class:`~hf_vidtok.data.VideoEntry`), never its absolute
 path: a seed gives the same clips in map-style and streaming mode, on any number of workers or
-nodes, and wherever the data (or the output folder) lies. In streaming mode every file is a shard.
+nodes, and wherever the data (or the output folder) lies: the same videos in a local folder, a Hub repo,
+webdataset shards or Parquet bytes give the same clips. In streaming mode every video file (or every shard file
+of the shard layouts) is a shard of the dataset.
 
 A file is read as far as it decodes (see :mod:`hf_vidtok.data.video_reader`): files whose header
 declares other frame counts than what decodes give clips from the decodable frames and are counted
 as *partial*. Only files with no usable video (empty, not a video, no video stream, nothing decodes,
 fewer frames than ``min_frames``) are skipped, with one WARNING each on the ``hf_vidtok.data``
 logger. When an iteration (or a worker's share of it) ends, the counts of files read, partial and
-skipped are logged.
+skipped are logged. A video in a shard counts as a file, named ``<shard>#<member>``.
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ import contextlib
 import copy
 import functools
 import hashlib
+import json
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Optional
 
@@ -42,9 +50,11 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
         "hf_vidtok.data's dataset builder needs `datasets`: `pip install hf_vidtok[train]`."
     ) from e
 
-from .layouts import LAYOUTS, VideoEntry, canonical_split, list_videos
+from .layouts import LAYOUTS, SHARD_LAYOUTS, canonical_split, list_videos
+from .shards import ShardEntry, iter_shard_videos, list_shards, shard_label
 from .transforms import resize_crop_uint8
 from .video_reader import BrokenVideoError, VideoFile
+from .video_source import VideoSource
 
 __all__ = ["VideoClipsConfig", "VideoClips", "VideoFileCounts", "count_video_files", "files_of_process", "load_video_dataset"]
 
@@ -82,20 +92,48 @@ class VideoFileCounts:
 
 
 _ACTIVE_COUNTS: list = []
+#: Folders (``os.pathsep``-separated) where processes started inside ``count_video_files(worker_processes=True)``
+#: append what they skip; the environment carries it into DataLoader workers (fork or spawn).
+COUNTS_DIR_ENV = "HF_VIDTOK_VIDEO_COUNTS_DIR"
+
+
+def _share_count(kind: str, path: str, reason: str) -> None:
+    for folder in filter(None, os.environ.get(COUNTS_DIR_ENV, "").split(os.pathsep)):
+        try:
+            with open(os.path.join(folder, f"{os.getpid()}.jsonl"), "a", encoding="utf-8") as f:
+                f.write(json.dumps([kind, path, reason]) + "\n")
+        except OSError as e:  # the collecting block has ended (its folder is gone): nothing to add to
+            logger.debug("could not share a %s video count in %s (%s)", kind, folder, e)
 
 
 @contextlib.contextmanager
-def count_video_files():
+def count_video_files(*, worker_processes: bool = False):
     """Record, while the block runs, every video file the builder skips or reads only partly in this process
     (``with count_video_files() as counts: for ex in ds: ...``; then ``counts.skipped`` / ``counts.partial``).
     The builder also logs them, but a long run must be able to store its counts (score tables, token datasets).
-    DataLoader worker processes keep their own counts: iterate in the process that collects."""
+    With ``worker_processes=True`` the files skipped in DataLoader worker processes started inside the block
+    count too (they are added when the block ends); otherwise workers keep their own counts."""
     counts = VideoFileCounts()
     _ACTIVE_COUNTS.append(counts)
+    shared = tempfile.mkdtemp(prefix="hf_vidtok_counts_") if worker_processes else None
+    old = os.environ.get(COUNTS_DIR_ENV)
+    if shared:
+        os.environ[COUNTS_DIR_ENV] = shared if not old else old + os.pathsep + shared
     try:
         yield counts
     finally:
         _ACTIVE_COUNTS.remove(counts)
+        if shared:
+            if old is None:
+                os.environ.pop(COUNTS_DIR_ENV, None)
+            else:
+                os.environ[COUNTS_DIR_ENV] = old
+            for name in sorted(os.listdir(shared)):
+                with open(os.path.join(shared, name), encoding="utf-8") as f:
+                    for line in f:
+                        kind, path, reason = json.loads(line)
+                        getattr(counts, kind)[path] = reason
+            shutil.rmtree(shared, ignore_errors=True)
 
 
 class FileStats:
@@ -111,12 +149,14 @@ class FileStats:
         self.skipped.append((path, reason))
         for counts in _ACTIVE_COUNTS:
             counts.skipped[path] = reason
+        _share_count("skipped", path, reason)
         logger.warning("Skipping video file %r: %s", path, reason)
 
     def add_partial(self, path: str, reason: str) -> None:
         self.partial.append((path, reason))
         for counts in _ACTIVE_COUNTS:
             counts.partial[path] = reason
+        _share_count("partial", path, reason)
 
     def report(self) -> None:
         where = f" of split {self.split!r}" if self.split else ""
@@ -170,7 +210,8 @@ class VideoClipsConfig(datasets.BuilderConfig):
     repeating the last frame); ``fold``/``split_dir``: UCF-101 split files; ``video_root``: base of
     relative paths; ``extensions``: video file suffixes for ``folder``; ``decode_threads``: FFmpeg
     threads per file; ``shuffle_files``: permute the file order with ``seed`` (a shuffle with
-    no example buffer, so a stream's ``state_dict`` resumes exactly).
+    no example buffer, so a stream's ``state_dict`` resumes exactly); ``storage_options``: fsspec options for
+    remote data; ``class_names``: the classes of a shard layout (default: its dataset card, else its labels).
     """
 
     split: Optional[str] = None
@@ -187,6 +228,8 @@ class VideoClipsConfig(datasets.BuilderConfig):
     extensions: Optional[tuple] = None
     decode_threads: int = 1
     shuffle_files: bool = False
+    storage_options: Optional[dict] = None
+    class_names: Optional[tuple] = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -208,6 +251,13 @@ class VideoClipsConfig(datasets.BuilderConfig):
             raise ValueError(f"decode_threads must be an int >= 0, got {self.decode_threads!r}")
         if self.split is not None:
             self.split = canonical_split(self.split)
+        if self.storage_options is not None and not isinstance(self.storage_options, dict):
+            raise TypeError(
+                f"storage_options must be a dict of fsspec options, got {type(self.storage_options).__name__}"
+            )
+        if self.class_names is not None and self.name not in SHARD_LAYOUTS:
+            raise ValueError(f"class_names is for the shard layouts {SHARD_LAYOUTS}; the {self.name} layout takes the "
+                             "classes from its folders or CSV")
 
     @property
     def effective_min_frames(self) -> int:
@@ -215,7 +265,7 @@ class VideoClipsConfig(datasets.BuilderConfig):
 
 
 class VideoClips(datasets.GeneratorBasedBuilder):
-    """Video files -> clips (see the module docstring). Configs: ``folder``, ``ucf101``, ``csv``.
+    """Videos -> clips (see the module docstring). Configs: ``folder``, ``ucf101``, ``csv``, ``webdataset``, ``parquet``.
 
     Example: ``VideoClips(config_name="folder", data_dir=d, num_frames=16).as_streaming_dataset("train")``;
     most users call :func:`load_video_dataset`.
@@ -232,10 +282,16 @@ class VideoClips(datasets.GeneratorBasedBuilder):
             cfg = self.config
             if cfg.data_dir is None:
                 raise ValueError("VideoClips needs data_dir (a directory, or CSV file(s) for the csv layout)")
-            self._cached_listing = list_videos(
-                cfg.name, cfg.data_dir, split=cfg.split, fold=cfg.fold, split_dir=cfg.split_dir,
-                video_root=cfg.video_root, extensions=cfg.extensions,
-            )
+            if cfg.name in SHARD_LAYOUTS:
+                self._cached_listing = list_shards(
+                    cfg.name, cfg.data_dir, split=cfg.split, storage_options=cfg.storage_options,
+                    class_names=None if cfg.class_names is None else list(cfg.class_names),
+                )
+            else:
+                self._cached_listing = list_videos(
+                    cfg.name, cfg.data_dir, split=cfg.split, fold=cfg.fold, split_dir=cfg.split_dir,
+                    video_root=cfg.video_root, extensions=cfg.extensions, storage_options=cfg.storage_options,
+                )
         return self._cached_listing
 
     def _info(self) -> datasets.DatasetInfo:
@@ -249,7 +305,7 @@ class VideoClips(datasets.GeneratorBasedBuilder):
             "key": datasets.Value("string"),
             "start_frame": datasets.Value("int32"),
         }
-        if cfg.name == "csv":
+        if cfg.name == "csv" or cfg.name in SHARD_LAYOUTS:
             feats["caption"] = datasets.Value("string")
         return datasets.DatasetInfo(
             description=f"Video clips ({cfg.name} layout) read with PyAV by hf_vidtok.data.",
@@ -283,16 +339,17 @@ class VideoClips(datasets.GeneratorBasedBuilder):
             generate_more_kwargs_fn=getattr(self, "_generate_more_gen_kwargs", None),
         )
 
-    def _read_clips(self, entry: VideoEntry) -> tuple:
-        """``([(start_frame, uint8 video)] for all clips of one file, partial reason)``; raises for a
-        file without a clip. Starts are drawn among the frames that decode, seeded by the file's key."""
+    def _read_clips(self, source, key: str) -> tuple:
+        """``([(start_frame, uint8 video)] for all clips of one video, partial reason)``; raises for a
+        video without a clip. Starts are drawn among the frames that decode, seeded by the video's ``key``.
+        ``source``: a local path or a :class:`~hf_vidtok.data.VideoSource`."""
         cfg = self.config
-        rng = np.random.default_rng([cfg.seed, _stable_hash(entry.key)])
-        with VideoFile(entry.path, num_threads=cfg.decode_threads) as video:
+        rng = np.random.default_rng([cfg.seed, _stable_hash(key)])
+        with VideoFile(source, num_threads=cfg.decode_threads) as video:
             n = len(video)  # the frames that decode
             if n < cfg.effective_min_frames:
                 raise BrokenVideoError(
-                    entry.path, f"too short: {n} frame(s), fewer than min_frames={cfg.effective_min_frames}"
+                    video.path, f"too short: {n} frame(s), fewer than min_frames={cfg.effective_min_frames}"
                 )
             partial = video.index.partial
             clip_idx = [
@@ -306,58 +363,86 @@ class VideoClips(datasets.GeneratorBasedBuilder):
             out.append((int(idx[0]), resize_crop_uint8(clip, cfg.resolution)))
         return out, partial
 
+    def _videos(self, entries):
+        """``(source, path, key, label, caption, problem)`` for every video of ``entries`` (files or shards);
+        ``source`` is a local path, a :class:`~hf_vidtok.data.VideoSource`, or a callable making one."""
+        cfg = self.config
+        class_names = None
+        for entry in entries:
+            if isinstance(entry, ShardEntry):
+                if class_names is None:
+                    class_names = list(self._listing().class_names)
+                for v in iter_shard_videos(entry, cfg.storage_options):
+                    source = None if v.data is None else VideoSource.from_bytes(v.data, name=v.name)
+                    yield source, v.name, v.key, shard_label(v.labels, class_names), v.caption, v.problem
+            elif "://" in entry.path or "::" in entry.path:  # a remote file, read through a seekable remote file
+                # without a size from the listing, VideoSource.from_url asks for it (inside the caller's try)
+                source = functools.partial(VideoSource.from_url, entry.path, size=entry.size, version=entry.version,
+                                           storage_options=cfg.storage_options)
+                yield source, entry.path, entry.key, entry.label, entry.caption, None
+            else:
+                yield entry.path, entry.path, entry.key, entry.label, entry.caption, None
+
     def _generate_examples(self, entries, split=None, stats: Optional[FileStats] = None):
         own_stats = stats is None
         if own_stats:
             stats = FileStats(split)
-        with_caption = self.config.name == "csv"
-        for entry in entries:
+        with_caption = self.config.name == "csv" or self.config.name in SHARD_LAYOUTS
+        for source, path, key, label, caption, problem in self._videos(entries):
             stats.files += 1
+            if problem is not None:
+                stats.skip(path, problem)
+                continue
             try:
-                clips, partial = self._read_clips(entry)
+                clips, partial = self._read_clips(source() if callable(source) else source, key)
             except BrokenVideoError as e:
-                stats.skip(entry.path, e.reason)
+                stats.skip(path, e.reason)
                 continue
             except Exception as e:  # noqa: BLE001 - a bad file must never stop a run
-                stats.skip(entry.path, f"unreadable ({type(e).__name__}: {e})")
+                stats.skip(path, f"unreadable ({type(e).__name__}: {e})")
                 continue
             if partial:
-                stats.add_partial(entry.path, partial)
+                stats.add_partial(path, partial)
             for c, (start, video) in enumerate(clips):
-                example = {"video": video, "label": entry.label, "path": entry.path, "key": entry.key, "start_frame": start}
+                example = {"video": video, "label": label, "path": path, "key": key, "start_frame": start}
                 if with_caption:
-                    example["caption"] = entry.caption
-                yield f"{entry.key}#{c}", example
+                    example["caption"] = caption
+                yield f"{key}#{c}", example
         if own_stats:
             stats.report()
 
 
 def files_of_process(ds, process_index: int, num_processes: int):
-    """The part of a streaming clip dataset that one of ``num_processes`` processes reads: whole files (a file is a
-    shard), every ``num_processes``-th one, so no clip is read twice and a file's clips stay together (unlike
-    ``datasets.distributed.split_dataset_by_node``, which makes every process read every file when the file
-    count is not a multiple of the process count). ``ValueError`` when there are fewer files than processes."""
+    """The part of a streaming clip dataset that one of ``num_processes`` processes reads: whole shards (a video
+    file, or a tar / Parquet file of the shard layouts), every ``num_processes``-th one, so no clip is read twice
+    and a file's clips stay together (unlike ``datasets.distributed.split_dataset_by_node``, which makes every
+    process read every file when the file count is not a multiple of the process count). ``ValueError`` when
+    there are fewer shards than processes."""
     if num_processes == 1:
         return ds
     if ds.num_shards < num_processes:
         raise ValueError(
-            f"{ds.num_shards} video files cannot be shared by {num_processes} processes: use fewer processes"
+            f"{ds.num_shards} shards (video files, or tar / Parquet files) cannot be shared by {num_processes} "
+            "processes: use fewer processes, or pack the videos into more shards"
         )
     return ds.shard(num_shards=num_processes, index=process_index, contiguous=False)
 
 
 def _fingerprint(listing, layout: str) -> str:
-    """Hash of the file list (paths, labels, sizes, mtimes): a changed dataset gets a new cache."""
+    """Hash of the file list (paths, labels, sizes, mtimes or remote versions): a changed dataset gets a new cache."""
     h = hashlib.blake2b(digest_size=8)
     h.update(f"{_FORMAT_VERSION}|{layout}|{listing.class_names}".encode())
     for split in sorted(listing.splits):
         for e in listing.splits[split]:
-            try:
-                st = os.stat(e.path)
-                meta = f"{st.st_size}:{st.st_mtime_ns}"
-            except OSError:
-                meta = "missing"
-            h.update(f"{split}|{e.path}|{e.label}|{e.key}|{e.caption}|{meta}\n".encode())
+            if getattr(e, "size", None) is not None:  # remote files and shards: what their listing gave
+                meta = f"{e.size}:{e.version}"
+            else:
+                try:
+                    st = os.stat(e.path)
+                    meta = f"{st.st_size}:{st.st_mtime_ns}"
+                except OSError:
+                    meta = "missing"
+            h.update(f"{split}|{e.path}|{getattr(e, 'label', '')}|{e.key}|{getattr(e, 'caption', '')}|{meta}\n".encode())
     return h.hexdigest()
 
 
@@ -383,16 +468,23 @@ def load_video_dataset(
     decode_threads: int = 1,
     cache_dir=None,
     num_proc: Optional[int] = None,
+    storage_options: Optional[dict] = None,
+    class_names=None,
 ):
     """Load video clips from ``data_dir`` as a ``datasets.Dataset`` (or ``IterableDataset``).
 
     Examples hold ``video`` (uint8 ``(num_frames, resolution, resolution, 3)``), ``label``
     (``ClassLabel``), ``path``, ``key`` (the path relative to the dataset root, which seeds the clip
     starts) and ``start_frame`` (plus ``caption`` for ``layout="csv"``).
-    ``layout``: ``"folder"``, ``"ucf101"`` or ``"csv"`` (see :mod:`hf_vidtok.data.layouts`);
+    ``data_dir``: a local folder or file, a Hub dataset repo id (``owner/name``), an ``hf://datasets/...`` path
+    or any fsspec URL (``storage_options`` go to fsspec; ``filecache::`` before the URL keeps a local copy of what
+    is read), see :mod:`hf_vidtok.data.locations`.
+    ``layout``: ``"folder"``, ``"ucf101"`` or ``"csv"`` (video files, see :mod:`hf_vidtok.data.layouts`),
+    ``"webdataset"`` (``.tar`` shards) or ``"parquet"`` (a column of video bytes), see
+    :mod:`hf_vidtok.data.shards` (``class_names``: their classes when no dataset card names them);
     ``split``: ``"train"``, ``"validation"``/``"val"`` or ``"test"`` (UCF-101's validation is its
-    test list). ``streaming=True`` decodes on the fly (no Arrow cache; one shard per file, so
-    ``split_dataset_by_node`` and DataLoader workers share the files without duplicates);
+    test list). ``streaming=True`` decodes on the fly (no Arrow cache; one shard per video file or shard file,
+    so :func:`files_of_process` and DataLoader workers share them without duplicates);
     otherwise clips are decoded once into an Arrow cache in ``cache_dir`` (``num_proc`` processes)
     and returned with the numpy format for ``video``. ``shuffle`` shuffles with ``seed``: map-style
     rows, or in streaming mode the file order plus, when ``shuffle_buffer_size`` is set, a buffer
@@ -413,9 +505,20 @@ def load_video_dataset(
         _positive_int("num_proc", num_proc)
     if extensions is not None:
         extensions = tuple([extensions] if isinstance(extensions, str) else extensions)
-    listing = list_videos(
-        layout, data_dir, split=split, fold=fold, split_dir=split_dir, video_root=video_root, extensions=extensions
-    )
+    if class_names is not None:
+        if isinstance(class_names, str) or not all(isinstance(n, str) for n in class_names):
+            raise TypeError("class_names must be a list of str")
+        class_names = tuple(class_names)
+        if layout not in SHARD_LAYOUTS:
+            raise ValueError(f"class_names is for the shard layouts {SHARD_LAYOUTS}, not the {layout} layout")
+    if layout in SHARD_LAYOUTS:
+        listing = list_shards(layout, data_dir, split=split, storage_options=storage_options,
+                              class_names=None if class_names is None else list(class_names))
+    else:
+        listing = list_videos(
+            layout, data_dir, split=split, fold=fold, split_dir=split_dir, video_root=video_root,
+            extensions=extensions, storage_options=storage_options,
+        )
     if split not in listing.splits:
         raise ValueError(
             f"split {split!r} is not available in {os.fspath(data_dir)!r} ({layout} layout); "
@@ -442,6 +545,8 @@ def load_video_dataset(
         extensions=extensions,
         decode_threads=decode_threads,
         shuffle_files=bool(shuffle and streaming),
+        storage_options=storage_options,
+        class_names=class_names,
     )
     builder._cached_listing = listing
     if streaming:

@@ -1,4 +1,5 @@
-"""A resumable stream of collated clip batches over a sharded dataset (one shard = one video file).
+"""A resumable stream of collated clip batches over a sharded dataset (one shard = one video file, or one tar /
+Parquet file of videos).
 
 :class:`ShardedClipStream` deals the shards of each epoch to every (process, DataLoader worker) and
 records, per consumed batch, exactly where it stands, so a training run resumes with the next unseen
@@ -21,20 +22,44 @@ __all__ = ["ShardedClipStream", "hf_shard_reader"]
 logger = logging.getLogger(__name__)
 
 
-def hf_shard_reader(make_dataset: Callable[[int], Any]) -> Callable[[int, int, int], Iterator[dict]]:
+class _CountedShard:
+    """The examples of one shard; once exhausted, ``skipped`` names the videos the builder skipped in it.
+
+    Iterated with ``IterableDataset.iter(batch_size=1)``, not ``iter(dataset)``: inside a DataLoader worker
+    ``datasets`` would split the (one-shard) dataset again among the workers, and every worker but the first
+    would get nothing. The stream has already dealt this shard to this worker."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self.skipped: list[str] | None = None
+
+    def __iter__(self) -> Iterator[dict]:
+        from .builder import count_video_files
+
+        with count_video_files() as counts:
+            if hasattr(self.dataset, "iter"):
+                for batch in self.dataset.iter(batch_size=1):
+                    yield {name: values[0] for name, values in batch.items()}
+            else:  # a map-style Dataset: no worker splitting
+                yield from self.dataset
+        self.skipped = sorted(counts.skipped)
+
+
+def hf_shard_reader(make_dataset: Callable[[int], Any]) -> Callable[[int, int, int], Iterable[dict]]:
     """Adapt a ``datasets`` (streaming) dataset to :class:`ShardedClipStream`.
 
-    ``make_dataset(epoch)`` returns an ``IterableDataset`` (or ``Dataset``) whose shards are files; the
-    returned reader iterates shard ``index`` of ``num_shards`` for that epoch. The per-epoch dataset is
-    cached, so ``make_dataset`` runs once per epoch and worker.
+    ``make_dataset(epoch)`` returns an ``IterableDataset`` (or ``Dataset``) whose shards are files (video files,
+    or tar / Parquet shards); the returned reader iterates shard ``index`` of ``num_shards`` for that epoch and,
+    once exhausted, names in ``.skipped`` the videos of the shard the builder skipped (unreadable, too short). The
+    per-epoch dataset is cached, so ``make_dataset`` runs once per epoch and worker.
     """
     cache: dict[int, Any] = {}
 
-    def read(shard_index: int, num_shards: int, epoch: int) -> Iterator[dict]:
+    def read(shard_index: int, num_shards: int, epoch: int) -> Iterable[dict]:
         if epoch not in cache:
             cache.clear()
             cache[epoch] = make_dataset(epoch)
-        return iter(cache[epoch].shard(num_shards=num_shards, index=shard_index, contiguous=True))
+        return _CountedShard(cache[epoch].shard(num_shards=num_shards, index=shard_index, contiguous=True))
 
     return read
 
@@ -50,14 +75,15 @@ class ShardedClipStream(torch.utils.data.IterableDataset):
 
     Every batch carries ``batch["stream_state"]``; pass it to :meth:`mark_consumed` when the batch is
     used. :meth:`state_dict` (gathered over processes when ``gather_fn`` is given) records, per stream,
-    the epoch, the shard position, the number of examples read from that shard and the shards that
-    gave no example (:attr:`skipped_files`), plus which logical
+    the epoch, the shard position, the number of examples read from that shard and what was skipped
+    (:attr:`skipped_files`: the videos a shard's reader reports as skipped, see :func:`hf_shard_reader`, and
+    the shards that gave no example without such a report), plus which logical
     worker comes next, so after :meth:`load_state_dict` a new DataLoader continues exactly with the next
     unseen batch without re-reading earlier files (use ``DataLoader(stream, batch_size=None,
     num_workers=stream.num_workers, generator=torch.Generator())``).
 
-    ``read_shard(shard_index, num_shards, epoch)`` returns an iterator of examples (see
-    :func:`hf_shard_reader`).
+    ``read_shard(shard_index, num_shards, epoch)`` returns an iterable of examples, which may name the videos
+    it skipped in a ``skipped`` attribute once exhausted (see :func:`hf_shard_reader`).
     """
 
     def __init__(
@@ -123,9 +149,10 @@ class ShardedClipStream(torch.utils.data.IterableDataset):
             )
         logical = (physical + self._next_logical_worker) % self._workers
         stream = self.stream_id(logical)
-        pos = self._positions.get(stream, {"epoch": 0, "shard_pos": 0, "offset": 0, "bad_shards": []})
+        pos = self._positions.get(stream, {"epoch": 0, "shard_pos": 0, "offset": 0, "bad_shards": [], "bad_files": []})
         epoch, shard_pos, offset = pos["epoch"], pos["shard_pos"], pos["offset"]
         bad = set(pos.get("bad_shards", []))
+        bad_files = set(pos.get("bad_files", []))
         buffer: list[dict] = []
         while True:
             shards = self.shards_for(stream, epoch)
@@ -134,7 +161,8 @@ class ShardedClipStream(torch.utils.data.IterableDataset):
             read = 0  # examples read in this pass over the epoch, including those skipped as already consumed
             for j in range(shard_pos, len(shards)):
                 k = 0
-                for example in self.read_shard(shards[j], self.num_shards, epoch):
+                reading = self.read_shard(shards[j], self.num_shards, epoch)
+                for example in reading:
                     k += 1
                     read += 1
                     if k <= offset:
@@ -150,9 +178,13 @@ class ShardedClipStream(torch.utils.data.IterableDataset):
                             "shard_pos": j,
                             "offset": k,
                             "bad_shards": sorted(bad),
+                            "bad_files": sorted(bad_files),
                         }
                         yield batch
-                if k == 0:
+                reported = getattr(reading, "skipped", None)
+                if reported is not None:
+                    bad_files.update(reported)
+                elif k == 0:
                     bad.add(shards[j])
                 offset = 0
             # a whole epoch without a single readable example (a resumed epoch whose remaining examples were
@@ -173,9 +205,14 @@ class ShardedClipStream(torch.utils.data.IterableDataset):
             "shard_pos": int(state["shard_pos"]),
             "offset": int(state["offset"]),
             "bad_shards": [int(b) for b in state.get("bad_shards", [])],
+            "bad_files": [str(b) for b in state.get("bad_files", [])],
         }
         self._next_logical_worker = (int(state["logical_worker"]) + 1) % self._workers
         self.examples_consumed += int(batch_size or self.batch_size)
+
+    def files_per_epoch(self, epoch: int = 0) -> int:
+        """How many files (shards) this process reads in ``epoch`` (all its DataLoader workers together)."""
+        return sum(len(self.shards_for(self.stream_id(w), epoch)) for w in range(self._workers))
 
     @property
     def epoch(self) -> int:
@@ -184,8 +221,10 @@ class ShardedClipStream(torch.utils.data.IterableDataset):
 
     @property
     def skipped_files(self) -> int:
-        """Distinct files (shards) of this process's consumed stream that yielded no clip."""
-        return len({b for p in self._positions.values() for b in p.get("bad_shards", [])})
+        """Distinct videos of this process's consumed stream that were skipped (named by the shard reader), plus the
+        shards that yielded no clip without naming what they skipped."""
+        shards = {b for p in self._positions.values() for b in p.get("bad_shards", [])}
+        return len(shards) + len({b for p in self._positions.values() for b in p.get("bad_files", [])})
 
     def local_state_dict(self) -> dict[str, Any]:
         return {
@@ -227,7 +266,7 @@ class ShardedClipStream(torch.utils.data.IterableDataset):
             next_epoch,
         )
         self._positions = {
-            self.stream_id(w): {"epoch": next_epoch, "shard_pos": 0, "offset": 0, "bad_shards": []}
+            self.stream_id(w): {"epoch": next_epoch, "shard_pos": 0, "offset": 0, "bad_shards": [], "bad_files": []}
             for w in range(self._workers)
         }
         self._next_logical_worker = 0

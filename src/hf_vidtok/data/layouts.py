@@ -1,4 +1,8 @@
-"""Listing the videos of a dataset on disk: ``folder``, ``ucf101`` and ``csv`` layouts.
+"""Listing the videos of a dataset: ``folder``, ``ucf101`` and ``csv`` layouts of video files.
+
+``folder`` and ``csv`` also list remote data (a Hub dataset repo, ``hf://`` or other fsspec URLs, see
+:mod:`hf_vidtok.data.locations`): the same files give the same entries and keys, with URLs as paths. The shard
+layouts ``webdataset`` and ``parquet`` are listed by :mod:`hf_vidtok.data.shards` (:func:`list_videos` hands them on).
 
 Every problem found here (wrong layout, missing directory, split file or ``path`` column) raises
 ``ValueError`` before any video is read; problems with individual video files are left to the
@@ -27,15 +31,21 @@ from __future__ import annotations
 
 import csv
 import os
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
 from .video_reader import VIDEO_EXTENSIONS
 
-__all__ = ["LAYOUTS", "VideoEntry", "VideoListing", "canonical_split", "list_videos"]
+__all__ = ["FILE_LAYOUTS", "LAYOUTS", "SHARD_LAYOUTS", "VideoEntry", "VideoListing", "canonical_split", "label_index",
+           "label_scheme", "list_videos"]
 
-LAYOUTS = ("folder", "ucf101", "csv")
+#: Layouts of video files (``FILE_LAYOUTS``) and of shards holding the videos' bytes (``SHARD_LAYOUTS``,
+#: see :mod:`hf_vidtok.data.shards`).
+FILE_LAYOUTS = ("folder", "ucf101", "csv")
+SHARD_LAYOUTS = ("webdataset", "parquet")
+LAYOUTS = FILE_LAYOUTS + SHARD_LAYOUTS
 _SPLIT_ALIASES = {
     "train": ("train", "training"),
     "validation": ("validation", "val", "valid"),
@@ -55,13 +65,16 @@ def canonical_split(split: str) -> str:
 
 @dataclass(frozen=True)
 class VideoEntry:
-    """One video to read: absolute ``path``, ``label`` (-1: none), ``key`` (its path relative to the
-    dataset root, independent of where the data lies; seeds the clip sampling) and ``caption`` ("" when none)."""
+    """One video to read: absolute ``path`` (or URL of a remote file), ``label`` (-1: none), ``key`` (its path
+    relative to the dataset root, independent of where the data lies; seeds the clip sampling), ``caption`` (""
+    when none), and for a remote file the ``size`` and ``version`` its listing gave (None: unknown)."""
 
     path: str
     label: int
     key: str
     caption: str = ""
+    size: Optional[int] = None
+    version: Optional[str] = None
 
 
 @dataclass
@@ -98,9 +111,15 @@ def _relative_key(path: str, root: str) -> Optional[str]:
 
 
 def _common_root_keys(paths: list) -> list:
-    """Keys of absolute ``paths`` relative to the deepest folder that holds all of them."""
+    """Keys of absolute ``paths`` (or URLs) relative to the deepest folder that holds all of them."""
     if not paths:
         return []
+    if any("://" in p for p in paths):  # URLs: POSIX paths after the protocol (a file per protocol at worst)
+        parts = [p.split("://", 1)[-1].split("/") for p in paths]
+        common = 0
+        while all(len(q) > common + 1 and q[common] == parts[0][common] for q in parts):
+            common += 1
+        return ["/".join(q[common:]) for q in parts]
     try:
         root = os.path.commonpath(paths)
     except ValueError:  # different drives (Windows): nothing in common
@@ -248,6 +267,78 @@ def _int_or_none(value: str):
         return int(f) if f.is_integer() else None
 
 
+def _read_csv_rows(f, name: str) -> tuple:
+    """``(rows, has_caption)`` of an open CSV (rows: stripped str dicts with a non-empty ``path``)."""
+    reader = csv.DictReader(f)
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    if "path" not in header:
+        raise ValueError(f"csv layout: {name!r} has no 'path' column (columns: {header})")
+    rows = []
+    for row in reader:
+        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+        if row.get("path"):
+            rows.append(row)
+    return rows, "caption" in header
+
+
+def label_scheme(rows: list) -> tuple:
+    """``(class_names, mode)`` of label rows (dicts with optional ``label`` and ``action``/``class``/``class_name``):
+    integer labels (``mode="int"``; names from the class column, else ``"0"``, ``"1"``, ...) or, when any label
+    is not an integer, the sorted strings of the ``label`` column (else the class column) as class names (``mode``:
+    that column; None when no row has a label)."""
+    raw_labels = [r.get("label", "") for r in rows]
+    names_col = next((c for c in ("action", "class", "class_name") if any(c in r for r in rows)), None)
+    int_labels = [_int_or_none(v) for v in raw_labels if v != ""]
+    if raw_labels and any(v != "" for v in raw_labels) and all(v is not None for v in int_labels):
+        names = {}
+        for r in rows:
+            lab = _int_or_none(r.get("label", "")) if r.get("label", "") != "" else None
+            if lab is None or lab < 0:
+                continue
+            name = r.get(names_col, "") if names_col else ""
+            if name and names.get(lab, name) != name:
+                raise ValueError(f"label {lab} is used for both {names[lab]!r} and {name!r}")
+            if name:
+                names[lab] = name
+            names.setdefault(lab, "")
+        top = max(names) + 1 if names else 0
+        class_names = [names.get(i) or str(i) for i in range(top)]
+        if len(set(class_names)) != len(class_names):
+            class_names = [f"{i}:{n}" for i, n in enumerate(class_names)]
+        return class_names, "int"
+    col = "label" if any(v != "" for v in raw_labels) else names_col
+    return (sorted({r.get(col, "") for r in rows} - {""}) if col else []), col
+
+
+def label_index(row: dict, class_names: list, mode: Optional[str]) -> int:
+    """The label of one row under :func:`label_scheme`'s ``(class_names, mode)``; -1 when it has none."""
+    if mode == "int":
+        v = row.get("label", "")
+        return -1 if v == "" else max(_int_or_none(v), -1)
+    value = row.get(mode, "") if mode else ""
+    return class_names.index(value) if value in class_names else -1
+
+
+def _csv_listing(rows_by_split: dict, has_caption: bool, sources: dict) -> VideoListing:
+    """The listing of CSV rows that hold ``_abs`` (the video's path or URL) and ``_key`` (None: outside the root)."""
+    all_rows = [r for rows in rows_by_split.values() for r in rows]
+    outside = [r for r in all_rows if r["_key"] is None]  # files outside the CSV's folder / video_root
+    for r, key in zip(outside, _common_root_keys([r["_abs"] for r in outside])):
+        r["_key"] = key
+    try:
+        class_names, mode = label_scheme(all_rows)
+    except ValueError as e:
+        raise ValueError(f"csv layout: {e}") from None
+    splits = {}
+    for split, rows in rows_by_split.items():
+        splits[split] = [
+            VideoEntry(r["_abs"], label_index(r, class_names, mode), r["_key"], r.get("caption", ""),
+                       r.get("_size"), r.get("_version"))
+            for r in rows
+        ]
+    return VideoListing(class_names, splits, has_caption, sources)
+
+
 def _list_csv(data_dir, video_root, requested_split: Optional[str]) -> VideoListing:
     files = _csv_files(os.fspath(data_dir))
     if None in files:
@@ -258,58 +349,95 @@ def _list_csv(data_dir, video_root, requested_split: Optional[str]) -> VideoList
         rows = []
         for path in paths:
             with open(path, newline="", encoding="utf-8-sig") as f:
-                reader = csv.DictReader(f)
-                header = [h.strip() for h in (reader.fieldnames or [])]
-                if "path" not in header:
-                    raise ValueError(f"csv layout: {str(path)!r} has no 'path' column (columns: {header})")
-                has_caption |= "caption" in header
-                base = vroot or Path(_abs(path.parent))
-                for row in reader:
-                    row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-                    if row.get("path"):
-                        row["_abs"] = _abs(base / row["path"])
-                        row["_key"] = _relative_key(row["_abs"], _abs(base))
-                        rows.append(row)
+                file_rows, caption = _read_csv_rows(f, str(path))
+            has_caption |= caption
+            base = vroot or Path(_abs(path.parent))
+            for row in file_rows:
+                row["_abs"] = _abs(base / row["path"])
+                row["_key"] = _relative_key(row["_abs"], _abs(base))
+            rows.extend(file_rows)
         rows_by_split[split] = rows
-    all_rows = [r for rows in rows_by_split.values() for r in rows]
-    outside = [r for r in all_rows if r["_key"] is None]  # files outside the CSV's folder / video_root
-    for r, key in zip(outside, _common_root_keys([r["_abs"] for r in outside])):
-        r["_key"] = key
-    raw_labels = [r.get("label", "") for r in all_rows]
-    names_col = next((c for c in ("action", "class", "class_name") if any(c in r for r in all_rows)), None)
-    int_labels = [_int_or_none(v) for v in raw_labels if v != ""]
-    if raw_labels and any(v != "" for v in raw_labels) and all(v is not None for v in int_labels):
-        # integer labels; names from the action/class column when there is one
-        names = {}
-        for r in all_rows:
-            lab = _int_or_none(r.get("label", "")) if r.get("label", "") != "" else None
-            if lab is None or lab < 0:
-                continue
-            name = r.get(names_col, "") if names_col else ""
-            if name and names.get(lab, name) != name:
-                raise ValueError(f"csv layout: label {lab} is used for both {names[lab]!r} and {name!r}")
-            if name:
-                names[lab] = name
-            names.setdefault(lab, "")
-        top = max(names) + 1 if names else 0
-        class_names = [names.get(i) or str(i) for i in range(top)]
-        if len(set(class_names)) != len(class_names):
-            class_names = [f"{i}:{n}" for i, n in enumerate(class_names)]
+    return _csv_listing(rows_by_split, has_caption, {s: "+".join(map(str, p)) for s, p in files.items()})
 
-        def label_of(r):
-            v = r.get("label", "")
-            return -1 if v == "" else max(_int_or_none(v), -1)
-    else:
-        col = "label" if any(v != "" for v in raw_labels) else names_col
-        class_names = sorted({r.get(col, "") for r in all_rows} - {""}) if col else []
-        index = {c: i for i, c in enumerate(class_names)}
 
-        def label_of(r):
-            return index.get(r.get(col, ""), -1) if col else -1
+# ------------------------------------------------------------------------- remote (fsspec) layouts
+def _split_roots(top_dirs) -> dict:
+    """split -> folder name, for the split folders among ``top_dirs`` (``{"train": ""}`` when there are none)."""
+    roots = {}
+    for name, aliases in _SPLIT_ALIASES.items():
+        for alias in aliases:
+            if alias in top_dirs:
+                roots[name] = alias
+                break
+    return roots or {"train": ""}
+
+
+def _list_folder_remote(loc, extensions) -> VideoListing:
+    """The ``folder`` layout of a remote root: what :func:`_list_folder` lists for the same files on disk."""
+    files = loc.files()
+    parts = [(f, f.rel.split("/")) for f in files]
+    roots = _split_roots({p[0] for _, p in parts if len(p) > 1})
+    depth = {s: (1 if r else 0) for s, r in roots.items()}
+    class_dirs = {
+        s: sorted({p[depth[s]] for _, p in parts if (not r or p[0] == r) and len(p) > depth[s] + 1
+                   and not p[depth[s]].startswith(".")})
+        for s, r in roots.items()
+    }
+    class_names = sorted(set().union(*class_dirs.values()))
+    if not class_names:
+        raise ValueError(f"folder layout: {loc.url!r} has no class sub-folders (expected data_dir/<class>/<video>)")
+    label_of = {c: i for i, c in enumerate(class_names)}
     splits = {}
-    for split, rows in rows_by_split.items():
-        splits[split] = [VideoEntry(r["_abs"], label_of(r), r["_key"], r.get("caption", "")) for r in rows]
-    return VideoListing(class_names, splits, has_caption, {s: "+".join(map(str, p)) for s, p in files.items()})
+    for s, r in roots.items():
+        d = depth[s]
+        splits[s] = [
+            VideoEntry(loc.url_of(f.rel), label_of[p[d]], f.rel, "", f.size, f.version)
+            for f, p in parts
+            if (not r or p[0] == r) and len(p) > d + 1 and p[d] in label_of and p[d] in class_dirs[s]
+            and not p[-1].startswith(".") and posixpath.splitext(p[-1])[1].lower() in extensions
+        ]
+    return VideoListing(class_names, splits, sources={s: loc.url_of(r) for s, r in roots.items()})
+
+
+def _list_csv_remote(loc, video_root, requested_split: Optional[str]) -> VideoListing:
+    """The ``csv`` layout of a remote CSV file (or a remote folder of ``<split>.csv``); relative ``path`` values
+    are taken from the CSV's folder (or ``video_root``, a URL or path), URLs as they are."""
+    from .locations import resolve_location
+
+    if loc.is_file():
+        csv_files = {requested_split or "train": ""}
+    else:
+        names = {f.rel for f in loc.files() if "/" not in f.rel}
+        csv_files = {}
+        for name, aliases in _SPLIT_ALIASES.items():
+            alias = next((a for a in aliases if f"{a}.csv" in names), None)
+            if alias is not None:
+                csv_files[name] = f"{alias}.csv"
+        if not csv_files:
+            raise ValueError(f"csv layout: {loc.url!r} holds no train.csv / validation.csv (val.csv) / test.csv")
+    base = resolve_location(video_root, loc.storage_options) if video_root is not None else None
+    known = {}  # sizes and versions of the files below the base folders (one listing each)
+    rows_by_split, has_caption = {}, False
+    for split, rel in csv_files.items():
+        with loc.open(rel, "rt") as f:
+            rows, caption = _read_csv_rows(f, loc.url_of(rel))
+        has_caption |= caption
+        folder = base or resolve_location(posixpath.dirname(loc.url_of(rel)), loc.storage_options)
+        if folder.url not in known:
+            try:
+                known[folder.url] = {folder.url_of(g.rel): g for g in folder.files()}
+            except ValueError:
+                known[folder.url] = {}
+        for row in rows:
+            url = row["path"] if "://" in row["path"] else folder.url_of(posixpath.normpath(row["path"]))
+            row["_abs"] = url
+            inside = url.startswith(folder.url.rstrip("/") + "/")
+            row["_key"] = url[len(folder.url.rstrip("/")) + 1:] if inside else None
+            info = known[folder.url].get(url)
+            if info is not None:
+                row["_size"], row["_version"] = info.size, info.version
+        rows_by_split[split] = rows
+    return _csv_listing(rows_by_split, has_caption, {s: loc.url_of(r) for s, r in csv_files.items()})
 
 
 def list_videos(
@@ -321,16 +449,34 @@ def list_videos(
     split_dir=None,
     video_root=None,
     extensions=None,
+    storage_options: Optional[dict] = None,
 ) -> VideoListing:
     """List the videos and class names of ``data_dir`` in ``layout`` (see the module docstring).
 
     ``split`` (canonical name) only matters for a ``csv`` layout given as a single CSV file, whose
-    rows then form that split. Raises ``ValueError`` for a bad layout, directory or split file.
+    rows then form that split. ``data_dir`` may be remote (a Hub dataset repo id, ``hf://`` or other fsspec
+    URL, see :mod:`hf_vidtok.data.locations`; ``folder`` and ``csv`` layouts, ``storage_options`` for fsspec). For
+    the shard layouts (``webdataset``, ``parquet``) the splits list :class:`~hf_vidtok.data.shards.ShardEntry`
+    items, one per shard file (see :func:`hf_vidtok.data.shards.list_shards`).
+    Raises ``ValueError`` for a bad layout, directory or split file.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     if data_dir is None:
         raise ValueError("data_dir must be given (a directory, or a CSV file for layout='csv')")
+    if layout in SHARD_LAYOUTS:
+        from .shards import list_shards
+
+        return list_shards(layout, data_dir, split=split, storage_options=storage_options)
+    from .locations import is_remote_location, resolve_location
+
+    if is_remote_location(data_dir):
+        loc = resolve_location(data_dir, storage_options)
+        if layout == "folder":
+            return _list_folder_remote(loc, _norm_ext(extensions))
+        if layout == "csv":
+            return _list_csv_remote(loc, video_root, split)
+        raise ValueError(f"the ucf101 layout needs a local folder (got {data_dir!r}); use the folder or csv layout")
     if layout == "csv":
         return _list_csv(data_dir, video_root, split)
     root = _dir(data_dir, "data_dir")

@@ -21,8 +21,12 @@ wanted frame); when a check fails the file is re-indexed by a full decode, and r
 decoding from the start, counting frames. Frames are returned as ``uint8`` arrays ``(T, H, W, 3)``
 (RGB).
 
+Besides local paths, every reader takes in-memory bytes or a :class:`~hf_vidtok.data.VideoSource` (bytes, or a
+file behind an fsspec URL such as ``hf://datasets/...``): PyAV decodes from a file object, nothing is written.
+
 Probe cache: what a probe learns is kept in process (keyed by the file's real path, size and
-modification time) and in a small JSON file per video under :func:`probe_cache_dir`
+modification time; a :class:`~hf_vidtok.data.VideoSource` by its ``cache_key``: a hash of the bytes, or the
+URL, size and version of a remote file) and in a small JSON file per video under :func:`probe_cache_dir`
 (``$HF_VIDTOK_PROBE_CACHE``, default ``<datasets cache>/hf_vidtok_probes``; set the variable to
 ``0`` to turn the disk cache off), so later epochs, DataLoader workers and runs neither demux nor
 decode a file again until it changes. Files that cannot give frames are cached too.
@@ -43,6 +47,8 @@ from fractions import Fraction
 from typing import Optional, Sequence, Union
 
 import numpy as np
+
+from .video_source import VideoSource
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -69,6 +75,8 @@ PROBE_CACHE_ENV = "HF_VIDTOK_PROBE_CACHE"
 _PROBE_VERSION = 2
 
 RngLike = Union[None, int, np.random.Generator]
+#: What the readers take: a local path, the bytes of a video file, or a :class:`VideoSource`.
+VideoLike = Union[str, os.PathLike, bytes, bytearray, memoryview, VideoSource]
 
 
 def _import_av():
@@ -139,7 +147,62 @@ def _frame_rate(stream) -> float:
     return 25.0
 
 
-def _open(path: str):
+def _as_source(video: VideoLike) -> Union[str, VideoSource]:
+    """A local path (str) or a :class:`VideoSource`; TypeError for anything else."""
+    if isinstance(video, VideoSource):
+        return video
+    if isinstance(video, (bytes, bytearray, memoryview)):
+        return VideoSource.from_bytes(video)
+    if isinstance(video, (str, os.PathLike)):
+        return os.fspath(video)
+    raise TypeError(f"video must be a path, bytes or a VideoSource, got {type(video).__name__}")
+
+
+def _name(src: Union[str, VideoSource]) -> str:
+    return src.name if isinstance(src, VideoSource) else src
+
+
+class _SourceContainer:
+    """A PyAV container over a file object it opened: ``close`` closes both (PyAV leaves the file open)."""
+
+    def __init__(self, container, fileobj):
+        self._container, self._fileobj = container, fileobj
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+    def close(self) -> None:
+        try:
+            self._container.close()
+        finally:
+            self._fileobj.close()
+
+
+def _open_source(src: VideoSource):
+    av = _import_av()
+    if src.size == 0:
+        raise BrokenVideoError(src.name, "empty file (0 bytes)")
+    try:
+        fileobj = src.open()
+    except Exception as e:  # noqa: BLE001 - a missing remote file, a refused connection, ...
+        raise BrokenVideoError(src.name, f"cannot be opened ({type(e).__name__}: {e})") from e
+    try:
+        container = av.open(fileobj, mode="r", metadata_errors="ignore")
+    except Exception as e:  # noqa: BLE001 - any open failure means "not a readable video"
+        fileobj.close()
+        raise BrokenVideoError(
+            src.name, f"not a readable video: truncated, corrupt or not a video ({type(e).__name__}: {e})"
+        ) from e
+    return _SourceContainer(container, fileobj)
+
+
+def _open(path: Union[str, VideoSource]):
+    if isinstance(path, VideoSource):
+        container = _open_source(path)
+        if not container.streams.video:
+            container.close()
+            raise BrokenVideoError(path.name, "no video stream (not a video file)")
+        return container
     av = _import_av()
     if not os.path.exists(path):
         raise BrokenVideoError(path, "file not found")
@@ -159,7 +222,7 @@ def _open(path: str):
     return container
 
 
-def _open_single_threaded(path: str):
+def _open_single_threaded(path: Union[str, VideoSource]):
     """``_open`` with one decoding thread: the frames a damaged file gives do not depend on threads."""
     container = _open(path)
     stream = container.streams.video[0]
@@ -215,7 +278,7 @@ class _PacketScan:
     short: str  # "" or how the data stops before the header's duration
 
 
-def _scan_packets(path: str) -> _PacketScan:
+def _scan_packets(path: Union[str, VideoSource]) -> _PacketScan:
     container = _open(path)
     try:
         stream = container.streams.video[0]
@@ -274,7 +337,7 @@ def _scan_packets(path: str) -> _PacketScan:
             key_arr = arr[:1]
         ctx = stream.codec_context
         index = VideoIndex(
-            path=path,
+            path=_name(path),
             pts=arr,
             keyframe_pts=key_arr,
             time_base=Fraction(tb) if tb is not None else None,
@@ -289,9 +352,10 @@ def _scan_packets(path: str) -> _PacketScan:
         container.close()
 
 
-def _index_by_decoding(index: VideoIndex) -> VideoIndex:
-    """``index`` rebuilt from the timestamps a full (tolerant, single-threaded) decode outputs."""
-    container, stream = _open_single_threaded(index.path)
+def _index_by_decoding(index: VideoIndex, src: Union[str, VideoSource, None] = None) -> VideoIndex:
+    """``index`` rebuilt from the timestamps a full (tolerant, single-threaded) decode outputs (of ``src``, default
+    the file at ``index.path``)."""
+    container, stream = _open_single_threaded(index.path if src is None else src)
     try:
         pts = [frame.pts for frame in _decode(container, stream)]
     finally:
@@ -310,10 +374,10 @@ def _index_by_decoding(index: VideoIndex) -> VideoIndex:
 _NO_SEEK = "the file cannot be seeked"
 
 
-def _tail_damage(index: VideoIndex) -> Optional[str]:
+def _tail_damage(index: VideoIndex, src: Union[str, VideoSource]) -> Optional[str]:
     """None when the last group of pictures decodes exactly as the packets list it, else why not
     (:data:`_NO_SEEK` when the demuxer refuses to seek)."""
-    video = VideoFile._from_index(index)
+    video = VideoFile._from_index(index, src)
     try:
         result = video._read_by_seeking([index.num_frames - 1])
     except Exception as e:  # noqa: BLE001 - FFmpeg errors on damaged data
@@ -327,8 +391,9 @@ def _tail_damage(index: VideoIndex) -> Optional[str]:
     return None
 
 
-def probe_video(path: Union[str, os.PathLike], *, use_cache: bool = True) -> VideoIndex:
-    """Index the frames of ``path`` that decode (see the module docstring) as a :class:`VideoIndex`.
+def probe_video(path: VideoLike, *, use_cache: bool = True) -> VideoIndex:
+    """Index the frames of ``path`` (a local path, bytes or a :class:`VideoSource`) that decode (see the module
+    docstring) as a :class:`VideoIndex`.
 
     Cheap: a demux plus the decode of the last group of pictures (a full decode only for damaged
     files), cached in process and on disk (``use_cache=False`` probes afresh and stores nothing).
@@ -336,22 +401,22 @@ def probe_video(path: Union[str, os.PathLike], *, use_cache: bool = True) -> Vid
     INFO and recorded in ``partial``. Raises :class:`BrokenVideoError` for a missing, empty or
     unreadable file, one without a video stream, or one where no frame decodes.
     """
-    path = os.fspath(path)
+    path = _as_source(path)
     if use_cache:
         return _cached_probe(path)
     scan = _scan_packets(path)
     index = scan.index
     if index.num_frames == 0 and scan.damage is None:
-        raise BrokenVideoError(path, "no frames: the video stream holds no frames")
+        raise BrokenVideoError(_name(path), "no frames: the video stream holds no frames")
     damage = scan.damage
     if damage is None and index.exact_seek:
-        damage = _tail_damage(index)
+        damage = _tail_damage(index, path)
         if damage == _NO_SEEK:
             index = dataclasses.replace(index, seekable=False)
     if damage is not None or not index.exact_seek:
         if damage is not None:
-            logger.debug("%s: %s; indexing the frames that decode by a full decode", path, damage)
-        index = _index_by_decoding(index)
+            logger.debug("%s: %s; indexing the frames that decode by a full decode", _name(path), damage)
+        index = _index_by_decoding(index, path)
     usable = index.num_frames
     if index.declared_frames:
         partial = f"the header declares {index.declared_frames} frames, {usable} decode" if index.declared_frames != usable else ""
@@ -360,7 +425,7 @@ def probe_video(path: Union[str, os.PathLike], *, use_cache: bool = True) -> Vid
     else:
         partial = scan.short
     if partial:
-        logger.info("%s: %s; using the %d frames that decode", path, partial, usable)
+        logger.info("%s: %s; using the %d frames that decode", _name(path), partial, usable)
     return dataclasses.replace(index, partial=partial)
 
 
@@ -384,7 +449,10 @@ def probe_cache_dir() -> Optional[str]:
     return os.path.join(os.path.expanduser(base), "hf_vidtok_probes")
 
 
-def _file_key(path: str) -> Optional[tuple]:
+def _file_key(path: Union[str, VideoSource]) -> Optional[tuple]:
+    """``(identity, size, version)`` of a video for the probe cache (version None: not cached on disk)."""
+    if isinstance(path, VideoSource):
+        return path.cache_key
     try:
         st = os.stat(path)
     except OSError:
@@ -413,7 +481,7 @@ def _from_runs(obj) -> np.ndarray:
 
 def _sidecar_path(key: tuple) -> Optional[str]:
     folder = probe_cache_dir()
-    if folder is None:
+    if folder is None or key[2] is None:
         return None
     digest = hashlib.blake2b(f"{_PROBE_VERSION}\0{key[0]}\0{key[1]}\0{key[2]}".encode(), digest_size=16).hexdigest()
     return os.path.join(folder, digest[:2], digest + ".json")
@@ -494,13 +562,13 @@ def _store(key: tuple, value: Union[VideoIndex, str]) -> None:
         logger.debug("could not write the probe cache file %s (%s)", sidecar, e)
 
 
-def _cached_probe(path: str) -> VideoIndex:
+def _cached_probe(path: Union[str, VideoSource]) -> VideoIndex:
     key = _file_key(path)
     if key is None:
         return probe_video(path, use_cache=False)  # raises the right BrokenVideoError
-    hit = _load(key, path)
+    hit = _load(key, _name(path))
     if isinstance(hit, str):
-        raise BrokenVideoError(path, hit)
+        raise BrokenVideoError(_name(path), hit)
     if hit is not None:
         return hit
     try:
@@ -576,23 +644,26 @@ def clip_frame_indices(
 class VideoFile:
     """An open video file that reads frames by index, frame-exactly (see the module docstring).
 
+    ``path``: a local path, the bytes of a video file or a :class:`VideoSource` (``.path`` is then its name).
     ``num_threads``: FFmpeg decoding threads (0 lets FFmpeg choose; 1, the default, suits
     DataLoader workers). ``len(video)`` is the number of frames that decode. Use as a context
     manager, or call :meth:`close`.
     """
 
-    def __init__(self, path: Union[str, os.PathLike], *, num_threads: int = 1):
-        self.path = os.fspath(path)
+    def __init__(self, path: VideoLike, *, num_threads: int = 1):
+        self.source = _as_source(path)
+        self.path = _name(self.source)
         if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0:
             raise ValueError(f"num_threads must be an int >= 0, got {num_threads!r}")
         self.num_threads = num_threads
-        self.index = _cached_probe(self.path)
+        self.index = _cached_probe(self.source)
         self._container = None
 
     @classmethod
-    def _from_index(cls, index: VideoIndex) -> "VideoFile":
-        """A single-threaded reader over ``index`` as given (no probe, no cache)."""
+    def _from_index(cls, index: VideoIndex, src: Union[str, VideoSource, None] = None) -> "VideoFile":
+        """A single-threaded reader over ``index`` as given (no probe, no cache) of ``src`` (default ``index.path``)."""
         video = cls.__new__(cls)
+        video.source = index.path if src is None else src
         video.path, video.num_threads, video.index, video._container = index.path, 1, index, None
         return video
 
@@ -614,7 +685,7 @@ class VideoFile:
     # -- decoding -----------------------------------------------------------------------------
     def _stream(self):
         if self._container is None:
-            self._container = _open(self.path)
+            self._container = _open(self.source)
             stream = self._container.streams.video[0]
             stream.thread_type = "AUTO" if self.num_threads != 1 else "SLICE"
             stream.codec_context.thread_count = self.num_threads
@@ -646,7 +717,7 @@ class VideoFile:
                     frames = None
                 if frames is None:  # the timestamps do not describe what the decoder outputs
                     logger.debug("%s: seek verification failed, indexing by a full decode", self.path)
-                    self._update_index(_index_by_decoding(self.index))
+                    self._update_index(_index_by_decoding(self.index, self.source))
                     if self.index.num_frames < n:  # fewer frames decode than the index listed: pad
                         idx = np.minimum(idx, self.index.num_frames - 1)
                         wanted = sorted(set(int(i) for i in idx))
@@ -734,7 +805,7 @@ class VideoFile:
 
     def _update_index(self, index: VideoIndex) -> None:
         self.index = index
-        key = _file_key(self.path)
+        key = _file_key(self.source)
         if key is not None:
             _store(key, index)
 
@@ -753,7 +824,7 @@ class VideoFile:
 
 
 def read_video_clip(
-    path: Union[str, os.PathLike],
+    path: VideoLike,
     num_frames: int,
     *,
     frame_stride: int = 1,
@@ -762,7 +833,8 @@ def read_video_clip(
     rng: RngLike = None,
     num_threads: int = 1,
 ) -> np.ndarray:
-    """Read a clip of ``num_frames`` frames from ``path`` as uint8 ``(num_frames, H, W, 3)`` RGB.
+    """Read a clip of ``num_frames`` frames from ``path`` (a local path, the bytes of a video file or a
+    :class:`VideoSource`) as uint8 ``(num_frames, H, W, 3)`` RGB.
 
     ``frame_stride`` takes every n-th frame; ``fps`` resamples to that frame rate (``None``: native
     frames); ``start`` is the first source frame (``None``: uniformly random from ``rng``, an int

@@ -15,6 +15,7 @@ clips of the per-clip PSNR (from each clip's mean MSE). matplotlib is imported o
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Optional, Sequence
 
@@ -41,6 +42,8 @@ __all__ = [
     "quality_cost_curves",
     "write_quality_cost_curves",
 ]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_W_Q = tuple(round(0.4 + 0.2 * i, 1) for i in range(9))  # the paper's search curve: 0.4 .. 2.0
 
@@ -199,9 +202,15 @@ def plot_quality_cost_curves(curves: dict, path) -> str:
 
 
 def write_quality_cost_curves(curves: dict, output_dir, name: str = "quality_cost") -> tuple:
-    """Write ``<output_dir>/<name>.json`` and ``<name>.png``; returns both paths."""
+    """Write ``<output_dir>/<name>.json`` and ``<name>.png``; returns both paths. Without matplotlib (the ``plot``
+    extra) the JSON is still written and the PNG path is None, with a warning: a run never dies on its plot."""
     os.makedirs(output_dir, exist_ok=True)
     json_path = os.path.join(os.fspath(output_dir), f"{name}.json")
     with open(json_path, "w", encoding="utf-8") as f:
         json.dump(curves, f, indent=1)
-    return json_path, plot_quality_cost_curves(curves, os.path.join(os.fspath(output_dir), f"{name}.png"))
+    try:
+        png_path = plot_quality_cost_curves(curves, os.path.join(os.fspath(output_dir), f"{name}.png"))
+    except ImportError as err:
+        logger.warning("%s; wrote %s without its plot", err, json_path)
+        png_path = None
+    return json_path, png_path

@@ -5,12 +5,16 @@
   configuration (facts). Needs Jinja2: ``pip install "hf_vidtok[hub]"``.
 - Publishing, one path: :func:`save_pretrained_with_card` writes a folder, :func:`publish_folder` uploads a
   folder (``HfApi.upload_folder``), :func:`push_to_hub` does both for an object.
+- Datasets: :func:`video_dataset_card` (the card of shards packed by ``hf-vidtok pack``) and
+  :func:`publish_dataset_folder` (a folder -> a Hub dataset repo).
 - Loading: :func:`resolve_file` (one weights file from a path or repo id) and :class:`PipelineHubMixin`
-  (pipelines from Hub repo ids, which diffusers refuses for custom components).
+  (pipelines from Hub repo ids, which diffusers refuses for custom components; their ``save_pretrained`` /
+  ``push_to_hub`` write the hf_vidtok card, as the models' do through ``hf_vidtok.models.hub_mixin``).
 """
 
+from .dataset_card import publish_dataset_folder, video_dataset_card
 from .eval_results import METRICS, load_eval_results, normalize_eval_results
-from .loading import PipelineHubMixin, resolve_file, resolve_pipeline_folder
+from .loading import resolve_file, resolve_pipeline_folder
 from .model_card import (
     AUTO_CARD_MARKER,
     KINDS,
@@ -23,6 +27,7 @@ from .model_card import (
     model_kind,
     template_path,
 )
+from .pipeline_mixin import PipelineHubMixin
 from .publishing import (
     check_repo_id,
     check_safetensors_only,
@@ -30,6 +35,7 @@ from .publishing import (
     push_to_hub,
     save_pretrained_with_card,
     save_weights_file,
+    write_model_card,
 )
 
 __all__ = [
@@ -48,6 +54,7 @@ __all__ = [
     "load_training_config",
     "model_kind",
     "normalize_eval_results",
+    "publish_dataset_folder",
     "publish_folder",
     "push_to_hub",
     "resolve_file",
@@ -55,4 +62,6 @@ __all__ = [
     "save_pretrained_with_card",
     "template_path",
     "save_weights_file",
+    "video_dataset_card",
+    "write_model_card",
 ]

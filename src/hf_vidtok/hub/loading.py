@@ -2,24 +2,22 @@
 
 - :func:`resolve_file`: one file (a metric's weights): a file path as it is, else transformers'
   ``cached_file`` (a local folder, or the Hub download cache, also offline with ``HF_HUB_OFFLINE=1``).
-- :func:`resolve_pipeline_folder` / :class:`PipelineHubMixin`: a pipeline folder. diffusers'
+- :func:`resolve_pipeline_folder` (used by :class:`~hf_vidtok.hub.pipeline_mixin.PipelineHubMixin`): a pipeline folder. diffusers'
   ``DiffusionPipeline.from_pretrained("user/repo")`` refuses repos whose ``model_index.json`` names
   components from a library other than diffusers/transformers (``ValueError: generator/hf_vidtok....py as
   defined in model_index.json does not exist ...``), although it loads the same folder from disk. So a repo
   id is first fetched with ``snapshot_download`` (safetensors and JSON only) and the snapshot folder loaded.
 
 Models (tokenizers, generators) need none of this: ``AutoModel.from_pretrained(path_or_repo_id,
-subfolder=...)`` resolves them.
+subfolder=...)`` resolves them (official LARP exports: :mod:`hf_vidtok.models.hub_mixin`).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
-
 from huggingface_hub import constants, snapshot_download
 
-__all__ = ["PIPELINE_FILE_PATTERNS", "PipelineHubMixin", "resolve_file", "resolve_pipeline_folder"]
+__all__ = ["PIPELINE_FILE_PATTERNS", "resolve_file", "resolve_pipeline_folder"]
 
 # What a pipeline folder needs (never pickled weights).
 PIPELINE_FILE_PATTERNS = ["model_index.json", "*/config.json", "*/*.safetensors", "*/*.safetensors.index.json", "*.md"]
@@ -83,21 +81,3 @@ def resolve_pipeline_folder(
         force_download=force_download,
         allow_patterns=PIPELINE_FILE_PATTERNS,
     )
-
-
-class PipelineHubMixin:
-    """For hf_vidtok ``DiffusionPipeline`` subclasses: ``from_pretrained`` accepts Hub repo ids (see the module
-    docstring). Put it first in the bases: ``class ClassToVideoPipeline(PipelineHubMixin, DiffusionPipeline)``.
-    Publish with :func:`hf_vidtok.hub.push_to_hub` (writes the hf_vidtok model card)."""
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any):
-        folder = resolve_pipeline_folder(
-            pretrained_model_name_or_path,
-            revision=kwargs.pop("revision", None),
-            cache_dir=kwargs.pop("cache_dir", None),
-            token=kwargs.pop("token", None),
-            local_files_only=kwargs.pop("local_files_only", False),
-            force_download=kwargs.pop("force_download", False),
-        )
-        return super().from_pretrained(folder, **kwargs)

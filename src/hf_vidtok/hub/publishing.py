@@ -5,15 +5,17 @@ One path: :func:`save_pretrained_with_card` writes a folder (the object's own ``
 folder with ``HfApi.upload_folder`` (one commit; training leftovers excluded by ``ignore_patterns``, pickled
 weights refused), and :func:`push_to_hub` is the two in a row through a temporary folder.
 
-Why not the objects' own ``push_to_hub``: transformers' ``PreTrainedModel.push_to_hub`` and diffusers'
-``DiffusionPipeline.push_to_hub`` write a generic card (``library_name: transformers`` / ``diffusers``) over
-the one a model folder carries, and the diffusers one has no ``revision``. The model classes themselves do
-not depend on this module.
+The models' and pipelines' own ``save_pretrained`` / ``push_to_hub`` come here too
+(:class:`hf_vidtok.models.hub_mixin.HubMixin`, :class:`hf_vidtok.hub.pipeline_mixin.PipelineHubMixin`):
+transformers' and diffusers' versions would write a generic card (``library_name: transformers`` /
+``diffusers``), found from the working directory or the remote repo. :func:`write_model_card` is what their
+``save_pretrained`` adds.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import json
 import logging
 import os
@@ -36,6 +38,9 @@ __all__ = [
     "push_to_hub",
     "save_pretrained_with_card",
     "save_weights_file",
+    "write_model_card",
+    "card_and_publish",
+    "pop_push_kwargs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -130,10 +135,12 @@ def save_pretrained_with_card(
         raise TypeError(f"expected a model or pipeline with save_pretrained, got {type(obj).__name__}")
     save_directory = Path(save_directory)
     save_directory.mkdir(parents=True, exist_ok=True)
+    # the card is written below (with the results); hf_vidtok objects would otherwise write one first
+    card_off = {"model_card": False} if "model_card" in inspect.signature(obj.save_pretrained).parameters else {}
     if _is_pipeline(obj):
-        obj.save_pretrained(save_directory, safe_serialization=True)
+        obj.save_pretrained(save_directory, safe_serialization=True, **card_off)
     else:
-        obj.save_pretrained(save_directory)
+        obj.save_pretrained(save_directory, **card_off)
     check_safetensors_only(save_directory)
     results = train = None
     if eval_results is not None:
@@ -147,6 +154,45 @@ def save_pretrained_with_card(
     else:
         card = _load_card(model_card)
     card.save(save_directory / "README.md")
+    return card
+
+
+# ``save_pretrained(..., push_to_hub=True, **kwargs)`` arguments that go to the upload, not to the save
+PUSH_KWARGS = ("commit_message", "private", "token", "create_pr", "revision")
+
+
+def pop_push_kwargs(save_directory: str | os.PathLike, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Remove the upload arguments of ``save_pretrained(..., push_to_hub=True, **kwargs)`` from ``kwargs`` and return
+    them, with ``repo_id`` (default: the folder's name)."""
+    hub = {k: kwargs.pop(k) for k in PUSH_KWARGS if k in kwargs}
+    hub["repo_id"] = kwargs.pop("repo_id", os.path.basename(os.path.normpath(os.fspath(save_directory))))
+    return hub
+
+
+def card_and_publish(save_directory: str | os.PathLike, hub: dict[str, Any] | None, model_card: bool = True):
+    """What the models' and pipelines' ``save_pretrained`` do after saving: the hf_vidtok card (when ``model_card`` or
+    publishing) and, with ``hub`` (from :func:`pop_push_kwargs`), the upload. Returns ``CommitInfo`` or None."""
+    hub = dict(hub or {})
+    if model_card or hub:
+        write_model_card(save_directory, repo_id=hub.get("repo_id"))
+    if not hub:
+        return None
+    return publish_folder(save_directory, hub.pop("repo_id"), **hub)
+
+
+def write_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> ModelCard | None:
+    """Write the hf_vidtok card of the saved model or pipeline in ``folder`` to ``folder/README.md`` (results from
+    an ``eval_results.json`` in the folder or its parent) and return it. A ``README.md`` that hf_vidtok did not
+    generate is the user's: it is kept and None is returned (also, with a warning, when Jinja2 is missing)."""
+    readme = Path(folder) / "README.md"
+    if readme.is_file() and AUTO_CARD_MARKER not in readme.read_text(encoding="utf-8"):
+        return None
+    try:
+        card = create_model_card(folder, repo_id=repo_id)
+    except ImportError as err:  # Jinja2 (the `hub` extra) is missing
+        logger.warning("no model card written to %s: %s", folder, err)
+        return None
+    card.save(readme)
     return card
 
 

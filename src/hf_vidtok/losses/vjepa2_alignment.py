@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..modules.input_checks import check_pixel_values
+
 __all__ = ["VJepa2Alignment", "IMAGENET_DEFAULT_MEAN", "IMAGENET_DEFAULT_STD", "normalize_video", "resize_video"]
 
 #: ``VJEPA2VideoProcessor`` normalises with the ImageNet *default* mean / std.
@@ -39,11 +41,9 @@ def normalize_video(pixel_values: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 def check_video(pixel_values, channels: int = 3) -> None:
-    """Raise unless ``pixel_values`` is a floating ``(B, channels, T, H, W)`` tensor."""
-    if not torch.is_tensor(pixel_values) or not pixel_values.is_floating_point():
-        raise TypeError("`pixel_values` must be a floating-point torch.Tensor (B, C, T, H, W) in [0, 1]")
-    if pixel_values.dim() != 5 or pixel_values.shape[1] != channels:
-        raise ValueError(f"`pixel_values` must have shape (B, {channels}, T, H, W), got {tuple(pixel_values.shape)}")
+    """Raise unless ``pixel_values`` is a floating ``(B, channels, T, H, W)`` tensor (the models' check,
+    :func:`hf_vidtok.modules.input_checks.check_pixel_values`, without the range: reconstructions are unclamped)."""
+    check_pixel_values(pixel_values, shape=(channels, None, None, None), check_range=False)
 
 
 class _FrozenBackboneMixin:

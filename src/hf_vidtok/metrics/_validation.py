@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..modules.input_checks import check_pixel_values
+
 __all__ = ["check_video", "check_video_pair"]
 
 # Float round-off allowance for the [0, 1] range check (a clamped fp16 decode stays inside it).
@@ -11,22 +13,10 @@ _RANGE_TOL = 1e-4
 
 
 def check_video(name: str, video, *, num_channels: int | None = None, check_range: bool = True) -> torch.Tensor:
-    """Validate one ``(B, C, T, H, W)`` float video tensor in ``[0, 1]`` and return it."""
-    if not isinstance(video, torch.Tensor):
-        raise TypeError(f"`{name}` must be a torch.Tensor of shape (B, C, T, H, W), got {type(video).__name__}")
-    if video.dim() != 5:
-        raise ValueError(f"`{name}` must have shape (B, C, T, H, W) (5 dims), got shape {tuple(video.shape)}")
-    if not video.is_floating_point():
-        raise TypeError(f"`{name}` must be a floating point tensor in [0, 1], got dtype {video.dtype}")
-    if num_channels is not None and video.shape[1] != num_channels:
-        raise ValueError(f"`{name}` must have {num_channels} channels in dim 1, got shape {tuple(video.shape)}")
-    if video.numel() == 0:
-        raise ValueError(f"`{name}` is empty: shape {tuple(video.shape)}")
-    if check_range:
-        lo, hi = float(video.min()), float(video.max())
-        if not (lo >= -_RANGE_TOL and hi <= 1 + _RANGE_TOL):
-            raise ValueError(f"`{name}` must hold values in [0, 1], got min {lo:.4g} and max {hi:.4g}")
-    return video
+    """Validate one ``(B, C, T, H, W)`` float video tensor in ``[0, 1]`` and return it (the models' check,
+    :func:`hf_vidtok.modules.input_checks.check_pixel_values`, with a round-off allowance on the range)."""
+    shape = None if num_channels is None else (num_channels, None, None, None)
+    return check_pixel_values(video, name=name, shape=shape, check_range=check_range, range_tolerance=_RANGE_TOL)
 
 
 def check_video_pair(pred, target, *, num_channels: int | None = None, check_range: bool = True):

@@ -5,8 +5,13 @@ Every converter module exposes the same API:
 - ``load_original_files(path_or_repo_id, revision=None) -> (official_config: dict, state_dict)``
 - ``convert_config(official_config, ...) -> <Model>Config``
 - ``convert_state_dict(state_dict, model) -> dict`` (renamed keys; raises :class:`ConversionError`)
-- ``load_original_model(path_or_repo_id, revision=None, ...) -> <Model>`` in eval mode, loaded strictly
+- ``load_original_model(path_or_repo_id, revision=None, ..., **download_kwargs) -> <Model>`` in eval mode, loaded
+  strictly (``download_kwargs``: ``subfolder``, ``cache_dir``, ``token``, ``local_files_only``, ``force_download``)
 - ``main(argv)``: ``--input --output [--revision] [--push_to_hub REPO]``
+
+:func:`official_export_kind` tells an official export's ``config.json`` from an hf_vidtok one; the models'
+``from_pretrained`` use it to load official exports through these converters
+(:mod:`hf_vidtok.models.hub_mixin`).
 
 and raises :class:`ConversionError` (a ``ValueError``) for anything it cannot convert exactly: an
 unsupported setting, an official key that is not consumed, a parameter that is not filled, a shape or a
@@ -28,6 +33,7 @@ __all__ = [
     "check_coverage",
     "conversion_parser",
     "load_official_export",
+    "official_export_kind",
     "load_strict",
     "run_conversion",
     "save_converted",
@@ -41,26 +47,72 @@ class ConversionError(ValueError):
     """An official checkpoint that cannot be converted exactly (unsupported setting, key coverage, shapes)."""
 
 
-def load_official_export(path_or_repo_id: str | os.PathLike, revision: str | None = None) -> tuple[dict, dict]:
+# ``model_type`` of the official LARP_AR ``ModelArgs`` (a field of its config.json, not a transformers model type).
+OFFICIAL_AR_MODEL_TYPES = ("class_cond",)
+
+
+def official_export_kind(config: Mapping) -> str | None:
+    """``"tokenizer"`` (official ``LARPTokenizer``: no ``model_type``, a ``bottleneck``), ``"ar"`` (official
+    ``LARP_AR``: ``asdict(ModelArgs)``, with ``n_layer`` / ``dim`` and a ``model_type`` of ``class_cond`` or none) or
+    None (an hf_vidtok or other ``config.json``) for the dict of a ``config.json``."""
+    if not isinstance(config, Mapping):
+        return None
+    model_type = config.get("model_type")
+    if model_type is None and ("bottleneck" in config or "bottleneck_token_num" in config):
+        return "tokenizer"
+    if (model_type is None or model_type in OFFICIAL_AR_MODEL_TYPES) and ("n_layer" in config or "dim" in config):
+        return "ar"
+    return None
+
+
+def _read_config(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        try:
+            config = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ConversionError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(config, dict):
+        raise ConversionError(f"{path} must hold a JSON object")
+    return config
+
+
+def load_official_export(
+    path_or_repo_id: str | os.PathLike,
+    revision: str | None = None,
+    *,
+    subfolder: str = "",
+    cache_dir: str | os.PathLike | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+    force_download: bool = False,
+) -> tuple[dict, dict]:
     """``(config.json as a dict, state dict)`` of an official export: a local folder or a Hub repo id
-    (downloaded with ``snapshot_download``, JSON and weights only). ``model.safetensors`` is preferred;
-    ``pytorch_model.bin`` is read with ``torch.load(weights_only=True)``."""
+    (downloaded with ``snapshot_download``, JSON and weights only; ``subfolder`` inside either). ``model.safetensors``
+    is preferred; ``pytorch_model.bin`` is read with ``torch.load(weights_only=True)``."""
     path = os.fspath(path_or_repo_id)
+    subfolder = subfolder or ""
     if os.path.isdir(path):
-        folder = path
+        folder = os.path.join(path, subfolder) if subfolder else path
     elif os.path.exists(path):
         raise ConversionError(f"`path_or_repo_id` must be a folder or a Hub repo id, got the file {path!r}")
     else:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import constants, snapshot_download
 
-        folder = snapshot_download(path, revision=revision, allow_patterns=list(OFFICIAL_EXPORT_FILES))
+        prefix = f"{subfolder.strip('/')}/" if subfolder else ""
+        root = snapshot_download(
+            path,
+            revision=revision,
+            allow_patterns=[prefix + name for name in OFFICIAL_EXPORT_FILES],
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=local_files_only or constants.is_offline_mode(),
+            force_download=force_download,
+        )
+        folder = os.path.join(root, subfolder) if subfolder else root
     config_path = os.path.join(folder, "config.json")
     if not os.path.isfile(config_path):
         raise ConversionError(f"no config.json in {folder!r}: not an official export")
-    with open(config_path, encoding="utf-8") as f:
-        config = json.load(f)
-    if not isinstance(config, dict):
-        raise ConversionError(f"{config_path} must hold a JSON object")
+    config = _read_config(config_path)
     safetensors_path = os.path.join(folder, "model.safetensors")
     bin_path = os.path.join(folder, "pytorch_model.bin")
     if os.path.isfile(safetensors_path):

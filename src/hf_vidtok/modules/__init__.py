@@ -1,6 +1,7 @@
 """Shared building blocks (torch + einops only)."""
 
 from .attention import Attention, Mlp, QueryTransformer, TransformerBlock
+from .input_checks import check_pixel_values
 from .kv_cache import StaticKVCache
 from .llama_block import CausalSelfAttention, DropPath, LlamaBlock, SwiGLU, swiglu_hidden_size
 from .masks import PackedBlockLayout, block_causal_mask, packed_block_layout
@@ -13,6 +14,7 @@ from .vector_quantizer import VectorQuantizer, VectorQuantizerOutput, sample_cat
 
 __all__ = [
     "Attention",
+    "check_pixel_values",
     "Mlp",
     "TransformerBlock",
     "QueryTransformer",

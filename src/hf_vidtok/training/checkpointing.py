@@ -19,6 +19,7 @@ and reload it with ``weights_only=False`` (a downloaded checkpoint could run cod
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -54,6 +55,7 @@ __all__ = [
     "clean_partial_checkpoints",
     "write_json_atomic",
     "find_unsafe_pickles",
+    "quiet_hf_progress",
 ]
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -188,11 +190,13 @@ class CheckpointState:
             json.dump(values, f)
         if not acc.is_main_process:
             return
-        for folder, model in self.models.items():
-            bare_model(acc, model).save_pretrained(os.path.join(output_dir, folder))
+        with quiet_hf_progress():  # no "Writing model shards" bar inside the training bar
+            for folder, model in self.models.items():
+                bare_model(acc, model).save_pretrained(os.path.join(output_dir, folder))
+            for folder, (ema, source) in self.emas.items():
+                model = bare_model(acc, self.models[source])
+                model.save_pretrained(os.path.join(output_dir, folder), state_dict=self._ema_state_dict(ema, model))
         for folder, (ema, source) in self.emas.items():
-            model = bare_model(acc, self.models[source])
-            model.save_pretrained(os.path.join(output_dir, folder), state_dict=self._ema_state_dict(ema, model))
             scalars = {k: v for k, v in ema.state_dict().items() if k != "shadow_params"}
             with open(os.path.join(output_dir, folder, EMA_STATE_FILE), "w", encoding="utf-8") as f:
                 json.dump(scalars, f, indent=2)
@@ -237,6 +241,32 @@ class CheckpointState:
         else:  # resumed by more processes than wrote the checkpoint: this one keeps its seeded RNG
             logger.info("no RNG state for process %d in %s (fewer processes wrote it); its RNG keeps its seed",
                         acc.process_index, input_dir)
+
+
+@contextlib.contextmanager
+def quiet_hf_progress():
+    """transformers' and diffusers' progress bars ("Loading weights", "Writing model shards", "Loading pipeline
+    components") off for the duration of a save or load inside a training loop; the previous switches come back on
+    exit, so the user's own bars and later calls are untouched."""
+    import transformers
+
+    was_on = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()
+    diffusers_logging = None
+    try:
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_was_on = diffusers_logging.is_progress_bar_enabled()
+        diffusers_logging.disable_progress_bar()
+    except ImportError:  # diffusers is optional here
+        diffusers_logging = None
+    try:
+        yield
+    finally:
+        if was_on:
+            transformers.utils.logging.enable_progress_bar()
+        if diffusers_logging is not None and diffusers_was_on:
+            diffusers_logging.enable_progress_bar()
 
 
 def find_unsafe_pickles(folder: str | os.PathLike) -> list[str]:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import shutil
-import tempfile
+
+from ..data.lossless_video import write_lossless_video, write_text_atomic, written_once
 
 __all__ = ["SAMPLE_CLASS_COLUMN", "SAMPLE_DATA_MANIFEST", "sample_video_csv", "sample_video_splits", "write_lossless_video"]
 
@@ -34,79 +32,8 @@ def sample_video_csv(folder: str, names: list[str] | None = None) -> str:
         videos = [v for v in videos if v.stem in names]
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "sample_videos.csv")
-    _write_text_atomic(path, f"path,{SAMPLE_CLASS_COLUMN}\n" + "".join(f"{v},{v.stem}\n" for v in videos))
+    write_text_atomic(path, f"path,{SAMPLE_CLASS_COLUMN}\n" + "".join(f"{v},{v.stem}\n" for v in videos))
     return path
-
-
-def write_lossless_video(frames, path: str, fps: int = 25) -> str:
-    """Write uint8 ``(T, H, W, 3)`` frames losslessly and byte-reproducibly: FFV1 in Matroska with FFmpeg's
-    ``bitexact`` flags (no random segment id, no library version, one encoder thread).
-
-    Decoding gives back exactly ``frames``; the same frames give the same bytes on every run and machine (with the
-    same FFmpeg build, which PyAV bundles). H.264 is neither: libx264's multi-threaded output changes from one
-    encode to the next, and it is lossy, so the decoded pixels change too.
-    """
-    import av
-    import numpy as np
-
-    frames = np.ascontiguousarray(frames)
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"`frames` must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
-    with av.open(path, mode="w", format="matroska", options={"fflags": "+bitexact"}) as container:
-        stream = container.add_stream("ffv1", rate=int(fps))
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "bgr0"  # lossless RGB
-        stream.thread_count = 1
-        stream.codec_context.flags |= av.codec.context.Flags.bitexact
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
-def _write_text_atomic(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _existing(folder: str, settings: dict) -> tuple[str, str] | None:
-    """The CSVs of a complete sample-data folder written with ``settings`` (None when there is none yet);
-    ``ValueError`` when the folder holds sample data of other settings or files that changed since."""
-    manifest_path = os.path.join(folder, SAMPLE_DATA_MANIFEST)
-    csvs = (os.path.join(folder, "train.csv"), os.path.join(folder, "validation.csv"))
-    if not os.path.isfile(manifest_path):
-        if all(os.path.isfile(p) for p in csvs):  # written by an earlier version: keep what the run trained on
-            logger.warning("%s holds sample data without %s (an earlier version wrote it); it is used as it is",
-                           folder, SAMPLE_DATA_MANIFEST)
-            return csvs
-        return None
-    with open(manifest_path, encoding="utf-8") as f:
-        manifest = json.load(f)
-    if manifest.get("settings") != settings:
-        raise ValueError(
-            f"{folder!r} already holds sample data written with {manifest.get('settings')}, not {settings}: "
-            "use another `--output_dir` (the data a run trained on is never rewritten)"
-        )
-    changed = [name for name, digest in manifest["files"].items()
-               if not os.path.isfile(os.path.join(folder, name)) or _sha256(os.path.join(folder, name)) != digest]
-    if changed:
-        raise ValueError(
-            f"the sample data in {folder!r} changed since it was written ({changed}); remove the folder to write it "
-            "again"
-        )
-    return csvs
 
 
 def sample_video_splits(
@@ -136,12 +63,16 @@ def sample_video_splits(
         raise ValueError(f"`--sample_validation_fraction` must be in (0, 1), got {frac}")
     settings = {"version": _SAMPLE_DATA_VERSION, "resolution": int(resolution), "num_frames": int(num_frames),
                 "validation_fraction": None if validation_video else frac, "validation_video": validation_video or None}
-    found = _existing(folder, settings)
-    if found is not None:
-        return found
-    os.makedirs(folder, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=".tmp-sample-data-", dir=folder)
-    try:
+    csvs = (os.path.join(folder, "train.csv"), os.path.join(folder, "validation.csv"))
+    legacy = os.path.isdir(os.path.join(folder, "train")) and any(
+        name.endswith(".mp4") for name in os.listdir(os.path.join(folder, "train")))
+    if legacy and not os.path.isfile(os.path.join(folder, SAMPLE_DATA_MANIFEST)) and all(map(os.path.isfile, csvs)):
+        # written by an earlier version (H.264, no manifest): keep what the run trained on
+        logger.warning("%s holds sample data without %s (an earlier version wrote it); it is used as it is",
+                       folder, SAMPLE_DATA_MANIFEST)
+        return csvs
+
+    def write(scratch: str) -> dict:
         splits: dict[str, list[str]] = {"train": [], "validation": []}
         for video, name in zip(videos, names):
             with VideoFile(video) as vf:
@@ -161,17 +92,9 @@ def sample_video_splits(
                 os.makedirs(os.path.join(scratch, split), exist_ok=True)
                 write_lossless_video(part, os.path.join(scratch, rel), fps=25)
                 splits[split].append(rel)
-        files = {}
-        for split in ("train", "validation"):
-            os.makedirs(os.path.join(folder, split), exist_ok=True)
-            for rel in splits[split]:
-                os.replace(os.path.join(scratch, rel), os.path.join(folder, rel))
-                files[rel] = _sha256(os.path.join(folder, rel))
-            csv = f"{split}.csv"
-            _write_text_atomic(os.path.join(folder, csv), "path\n" + "".join(f"{rel}\n" for rel in splits[split]))
-            files[csv] = _sha256(os.path.join(folder, csv))
-        _write_text_atomic(os.path.join(folder, SAMPLE_DATA_MANIFEST),
-                           json.dumps({"settings": settings, "files": files}, indent=1, sort_keys=True))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return os.path.join(folder, "train.csv"), os.path.join(folder, "validation.csv")
+        for split, rels in splits.items():
+            write_text_atomic(os.path.join(scratch, f"{split}.csv"), "path\n" + "".join(f"{rel}\n" for rel in rels))
+        return {}
+
+    written_once(folder, SAMPLE_DATA_MANIFEST, settings, write, flag="`--output_dir`")
+    return csvs

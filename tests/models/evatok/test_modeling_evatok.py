@@ -89,10 +89,17 @@ def test_decode_paths_agree():
     torch.testing.assert_close(rec_latents, out.reconstruction, rtol=0, atol=1e-12)
 
 
+# decoder query starts: the paper's first token, the block's own pyramid cells, and those with the temporal carry
+QUERY_INITS = {"first_token": dict(decoder_query_init="first_token"),
+               "pyramid_cell": dict(decoder_query_init="pyramid_cell"),
+               "carry_query": dict(decoder_query_init="pyramid_cell", decoder_carry="query"),
+               "carry_output": dict(decoder_query_init="pyramid_cell", decoder_carry="output")}
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("query_init", ["first_token", "pyramid_cell"])
+@pytest.mark.parametrize("query_init", sorted(QUERY_INITS))
 def test_block_causality_is_bit_identical(dtype, query_init):
-    model = make(dtype, decoder_query_init=query_init)
+    model = make(dtype, **QUERY_INITS[query_init])
     x = clips(2, dtype)
     nb = model.config.num_blocks
     max_len = model.config.max_tokens
@@ -118,9 +125,9 @@ def test_block_causality_is_bit_identical(dtype, query_init):
                                atol=1e-12 if dtype == torch.float64 else 1e-5)
 
 
-@pytest.mark.parametrize("query_init", ["first_token", "pyramid_cell"])
+@pytest.mark.parametrize("query_init", sorted(QUERY_INITS))
 def test_padded_mixed_batch_equals_per_clip_runs(query_init):
-    model, x = make(decoder_query_init=query_init), clips()
+    model, x = make(**QUERY_INITS[query_init]), clips()
     with torch.no_grad():
         batch = model(x, MIXED)
         for i in range(3):
@@ -165,10 +172,10 @@ def test_vq_losses_ignore_padding():
     assert model.eval()(x, MIXED).entropy_loss == 0
 
 
-@pytest.mark.parametrize("query_init", ["first_token", "pyramid_cell"])
+@pytest.mark.parametrize("query_init", sorted(QUERY_INITS))
 def test_prefix_state_paths_equal_full_forward_fp64_and_fp32(query_init):
     for dtype, atol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
-        model, x = make(dtype, decoder_query_init=query_init), clips(2, dtype)
+        model, x = make(dtype, **QUERY_INITS[query_init]), clips(2, dtype)
         checked = []
 
         def dfs(state, path, outs):
@@ -224,6 +231,41 @@ def test_pyramid_cell_queries_start_from_their_cell_token():
     expect = torch.zeros_like(changed)
     expect[1, :2, :3] = True  # the 4x5 patch map's top-left cell: rows 0-1, columns 0-2
     assert torch.equal(changed, expect)
+
+
+def test_temporal_carry_reaches_later_blocks_only():
+    """The decoder's input queries (layer 0): with ``decoder_carry="query"`` block t's carry the same patches'
+    queries of blocks < t, so changing one cell's token of block 0 changes that cell's patches in blocks 0, 1 and 2
+    (and only them); with ``"output"`` block t starts from block t - 1's decoded features, so the change reaches
+    every patch of the later blocks; with ``"none"`` only block 0 changes. Later blocks never reach earlier ones."""
+    from hf_vidtok.modules.masks import packed_block_layout
+
+    counts = torch.tensor([[8, 8, 8]])
+    tokens = torch.randn(1, 24, TINY["hidden_size"], dtype=torch.float64)
+    layout = packed_block_layout(counts, 24)
+    cell = torch.zeros(3, 4, 5, dtype=torch.bool)
+    cell[:, :2, :3] = True  # the 4x5 patch map's top-left cell of the 2x2 grid: rows 0-1, columns 0-2
+    for carry, expect in (("query", cell), ("none", cell & (torch.arange(3) == 0)[:, None, None]),
+                          ("output", cell | (torch.arange(3) > 0)[:, None, None])):
+        model = make(decoder_query_init="pyramid_cell", decoder_carry=carry)
+        with torch.no_grad():
+            ref = model._decode_tokens(tokens, layout, counts, align_layer=0)[1]  # (1, blocks, 4, 5, D)
+            # (a random change: a constant shift of a token would vanish in the LayerNorms)
+            changed_tokens = tokens.clone()
+            changed_tokens[0, 4] += torch.randn(tokens.shape[-1], dtype=tokens.dtype)  # block 0's top-left 2x2 cell
+            out = model._decode_tokens(changed_tokens, layout, counts, align_layer=0)[1]
+            later = tokens.clone()
+            later[0, 16 + 4] += torch.randn(tokens.shape[-1], dtype=tokens.dtype)  # the same cell in block 2
+            back, video = model._decode_tokens(later, layout, counts, align_layer=0)[::-1]
+            ref_video = model._decode_tokens(tokens, layout, counts)[0]
+        assert torch.equal(((out - ref).abs() > 1e-9).any(-1)[0], expect), carry
+        assert torch.equal(back[0, :2], ref[0, :2]), carry  # blocks 0 and 1 never see block 2
+        assert torch.equal(video[:, :, :4], ref_video[:, :, :4]), carry
+
+
+def test_decoder_carry_is_validated():
+    with pytest.raises(ValueError, match="decoder_carry"):
+        make(decoder_carry="previous")
 
 
 def test_random_assignment_in_training_mode():

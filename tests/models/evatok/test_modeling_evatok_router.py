@@ -90,6 +90,25 @@ def test_candidate_buffers_and_class_round_trip(router, classifier):
     assert torch.equal(assignment_to_class(chosen, LEVELS), ids)
 
 
+def test_listwise_loss_is_minimal_at_the_true_quality():
+    """The quality head's listwise term is a KL divergence between the table's and the predicted reward
+    distributions: zero when the prediction is the target up to a per-clip shift (the regression's optimum too),
+    positive otherwise, and its gradient never pushes an assignment above its true quality (a hard-label
+    cross-entropy made the shortest assignment, the label of most clips at small w_q, look like the best one)."""
+    torch.manual_seed(0)
+    model = EvatokRouter(tiny_config(head_type="quality", listwise_loss_weight=1.0))
+    targets = torch.randn(5, model.config.num_assignments, dtype=torch.float64)
+    shifted = targets + torch.randn(5, 1, dtype=torch.float64)
+    _, listwise = model._quality_losses(shifted, targets)
+    assert abs(float(listwise)) < 1e-6  # the losses run in float32
+    for wrong in (targets + 0.3 * torch.randn_like(targets), targets * 2.0):
+        assert float(model._quality_losses(wrong, targets)[1]) > 1e-4
+    # at the optimum the gradient vanishes: nothing keeps growing
+    q = shifted.clone().requires_grad_(True)
+    model._quality_losses(q, targets)[1].backward()
+    assert q.grad.abs().max() < 1e-6
+
+
 @pytest.mark.parametrize("head", ["classifier", "quality"])
 def test_head_shapes_and_losses(head):
     torch.manual_seed(0)

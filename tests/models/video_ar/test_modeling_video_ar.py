@@ -1,5 +1,6 @@
 """VideoARGenerator: official fixture parity, forward/loss semantics, KV-cache generation, bad inputs."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -277,7 +278,6 @@ def test_generate_compiled_step_has_no_graph_break():
         (dict(class_labels=[6]), "class_labels"),
         (dict(class_labels=[-1]), "class_labels"),
         (dict(class_labels=torch.tensor([[0]])), "class_labels"),
-        (dict(class_labels=torch.tensor([0.5])), "class_labels"),
         (dict(class_labels=None), "class_labels"),
         (dict(class_labels=[0], cond_ids=torch.zeros(1, 4, dtype=torch.long)), "cond_ids"),
         (dict(class_labels=[0], cfg_scale=0.5), "cfg_scale"),
@@ -326,3 +326,27 @@ def test_forward_bad_inputs():
         model(ids, class_labels=[0])
     with pytest.raises(ValueError, match="labels"):
         model(ids, class_labels=[0, 1], labels=ids[:, :5])
+
+
+def test_class_labels_of_the_wrong_type_are_refused():
+    """generate(class_labels=[2.9]) / [True] silently became classes 2 / 1; names need to be classes of id2label."""
+    from hf_vidtok.models.video_ar import class_label_ids
+
+    model = tiny_model()
+    config = model.config
+    for bad, message in (([2.9], "float 2.9"), ([True], "bool True"), (torch.tensor([1.0, 2.0]), "dtype torch.float32"),
+                         (torch.tensor([True]), "dtype torch.bool"), ([None], "NoneType")):  # fmt: skip
+        with pytest.raises(TypeError, match=message):
+            model.generate(class_labels=bad, top_k=1)
+    with pytest.raises(ValueError, match=r"unknown class name 'Biking' in `class_labels`"):
+        model.generate(class_labels=["Biking"], top_k=1)
+    names = [config.id2label[i] for i in range(config.num_classes)]
+    assert class_label_ids([names[2], 0, np.int64(1), torch.tensor(3)], config) == [2, 0, 1, 3]
+    assert class_label_ids(names[1].upper(), config) == [1]
+    by_name = model.generate(class_labels=[names[2], names[0]], top_k=1)
+    assert torch.equal(by_name, model.generate(class_labels=[2, 0], top_k=1))
+    with pytest.raises(ValueError, match="out of range"):
+        class_label_ids([config.num_classes], config)
+    assert class_label_ids([config.num_classes, -1], config, allow_null=True, allow_negative=True) == [config.num_classes, -1]
+    with pytest.raises(ValueError, match="empty"):
+        class_label_ids([], config)

@@ -77,6 +77,16 @@ class EvatokTokenizerConfig(PretrainedConfig):
             ``"first_token"`` (the paper: the block's first token for all of the block's patches) or
             ``"pyramid_cell"`` (the token of the finest pyramid cell of the block's level that contains the
             patch; still a token of the block itself, so block causality holds). See "Decoder queries".
+        decoder_carry (`str`): (not in the paper) a path for temporal reuse, like a codec's P-frames: every decoder
+            query of block ``t > 0`` also starts from a learned linear map (after a LayerNorm) of the same patch's
+            features in block ``t - 1``, and every query gets a learned embedding of its block's level, so a block of
+            static content coded with few tokens can take the detail of the earlier blocks at the same place.
+            ``"none"`` (the paper), ``"query"`` (block ``t - 1``'s starting query, which carries ``t - 2``'s, and so
+            on: all blocks decode in one pass) or ``"output"`` (block ``t - 1``'s decoded features, the output of the
+            last decoder layer: the blocks decode one after the other, with the same attention as in one pass).
+            Block causality holds either way (only blocks ``<= t`` reach block ``t``). Without it the decoder can
+            only find an earlier block's detail through attention, which the small recipes did not learn: still
+            clips gained nothing from their earlier blocks.
         initializer_range (`float`): std of the truncated-normal init of linear layers and tables.
 
     Example:
@@ -113,6 +123,7 @@ class EvatokTokenizerConfig(PretrainedConfig):
         entropy_loss_temperature: float = 0.1,
         align_decoder_layer: int | None = None,
         decoder_query_init: str = "first_token",
+        decoder_carry: str = "none",
         initializer_range: float = 0.02,
         **kwargs,
     ):
@@ -147,6 +158,9 @@ class EvatokTokenizerConfig(PretrainedConfig):
         if decoder_query_init not in ("first_token", "pyramid_cell"):
             raise ValueError(f"`decoder_query_init` must be 'first_token' or 'pyramid_cell', got {decoder_query_init!r}")
         self.decoder_query_init = decoder_query_init
+        if decoder_carry not in ("none", "query", "output"):
+            raise ValueError(f"`decoder_carry` must be 'none', 'query' or 'output', got {decoder_carry!r}")
+        self.decoder_carry = decoder_carry
         self.initializer_range = float(initializer_range)
         super().__init__(**kwargs)
         self._validate_sizes()

@@ -52,9 +52,10 @@ class EvatokRouterConfig(PretrainedConfig):
         quality_loss (`str`): ``"mse"`` or ``"huber"`` (delta ``huber_delta``) regression loss of the quality head,
             applied to the clip mean and, scaled by the batch's within-clip target spread, to the deviations of
             the clip's assignments from it (both parts weigh alike; see ``EvatokRouter._regression_loss``).
-        listwise_loss_weight (`float`): weight of the quality head's auxiliary listwise cross-entropy: per
-            sample ``w_q ~ U[listwise_w_q_min, listwise_w_q_max]``, target = argmax of the table's reward for
-            that ``w_q``, prediction = ``softmax((w_q * Q^ - (2 - w_q) * L~) / listwise_temperature)``.
+        listwise_loss_weight (`float`): weight of the quality head's auxiliary listwise loss (ListNet): per
+            sample ``w_q ~ U[listwise_w_q_min, listwise_w_q_max]``, the KL divergence from the table's reward
+            distribution ``softmax((w_q * Q - (2 - w_q) * L~) / listwise_temperature)`` to the same distribution
+            of the predicted ``Q^``; minimal when ``Q^`` is the table's quality up to a per-clip shift.
         default_w_q (`float`): preference used by ``select()`` of a quality head when no other objective is
             given (paper default 1.2, ``w_l = 2 - w_q``).
         label_w_q (`float`, optional): preference the classifier's labels were computed with (recorded by

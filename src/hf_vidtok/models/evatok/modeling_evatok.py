@@ -20,7 +20,9 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ..hub_mixin import HubMixin
 from ...modules.initialization import init_vit_module
+from ...modules.input_checks import check_pixel_values
 from ...modules.masks import block_causal_mask, packed_block_layout
 from ...modules.patch_embed import PatchEmbed3D
 from ...modules.pooling import multilevel_pool, pyramid_grids
@@ -123,13 +125,14 @@ class EvatokPrefixState:
     encoder_kv: list = field(default_factory=list)
     decoder_kv: list = field(default_factory=list)
     decoder_token_kv: list = field(default_factory=list)
+    decoder_carry: torch.Tensor | None = None  # (B, patches_per_block, D): the last block's carried queries
 
 
 def _not_compiling() -> bool:
     return not torch.compiler.is_compiling()
 
 
-class EvatokPreTrainedModel(PreTrainedModel):
+class EvatokPreTrainedModel(HubMixin, PreTrainedModel):
     config_class = EvatokTokenizerConfig
     config: EvatokTokenizerConfig
     base_model_prefix = "evatok"
@@ -212,6 +215,10 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         self.token_block_embed = nn.Parameter(torch.zeros(nb, d))
         self.token_level_embed = nn.Parameter(torch.zeros(nl, d))
         self.decoder_query_pos = nn.Parameter(torch.zeros(1, num_patches, d))
+        if c.decoder_carry != "none":  # temporal reuse path (see EvatokTokenizerConfig.decoder_carry)
+            self.decoder_carry_norm = nn.LayerNorm(d, eps=c.layer_norm_eps)
+            self.decoder_carry_proj = nn.Linear(d, d)
+            self.decoder_query_level_embed = nn.Parameter(torch.zeros(nl, d))
         self.decoder_layers = nn.ModuleList(
             [QFormerLayer(d, c.num_attention_heads, c.mlp_ratio, c.layer_norm_eps, c.qkv_bias) for _ in range(c.decoder_layers)]
         )
@@ -227,38 +234,18 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         table = torch.from_numpy(sincos_3d(c.hidden_size, gh, c.num_blocks, gw)).float().unsqueeze(0)
         for p in (self.reference_pos, self.decoder_query_pos):
             init.copy_(p, table.to(p.device, p.dtype))
-        for p in (
-            self.query_index_embed, self.query_block_embed, self.query_level_embed,
-            self.token_index_embed, self.token_block_embed, self.token_level_embed,
-        ):
+        tables = [self.query_index_embed, self.query_block_embed, self.query_level_embed,
+                  self.token_index_embed, self.token_block_embed, self.token_level_embed]
+        if c.decoder_carry != "none":
+            tables.append(self.decoder_query_level_embed)
+        for p in tables:
             init.trunc_normal_(p, std=c.initializer_range)
 
     # ------------------------------------------------------------------ input checks
     def _check_pixel_values(self, pixel_values) -> torch.Tensor:
         c = self.config
-        hh, ww = c.image_hw
-        if not torch.is_tensor(pixel_values):
-            raise TypeError(f"`pixel_values` must be a torch.Tensor, got {type(pixel_values).__name__}")
-        if not pixel_values.is_floating_point():
-            raise TypeError(
-                f"`pixel_values` must be a floating-point tensor with values in [0, 1], got dtype {pixel_values.dtype} "
-                "(convert uint8 frames with `x.float() / 255`)"
-            )
-        expected = (c.in_channels, c.num_frames, hh, ww)
-        if pixel_values.dim() != 5 or tuple(pixel_values.shape[1:]) != expected:
-            raise ValueError(
-                f"`pixel_values` must have shape (B, C, T, H, W) = (B, {', '.join(map(str, expected))}), "
-                f"got {tuple(pixel_values.shape)}"
-            )
-        if pixel_values.shape[0] == 0:
-            raise ValueError("`pixel_values` must hold at least one clip (batch size 0)")
-        if pixel_values.device.type == "cpu" and _not_compiling():
-            lo, hi = float(pixel_values.min()), float(pixel_values.max())
-            if not (lo >= 0.0 and hi <= 1.0):
-                raise ValueError(f"`pixel_values` must lie in [0, 1], got values in [{lo}, {hi}]")
-        else:  # no host read: an accelerator tensor, or any tensor while torch.compile traces
-            torch._assert_async(((pixel_values >= 0) & (pixel_values <= 1)).all(), "`pixel_values` must lie in [0, 1]")
-        return pixel_values.to(self.patch_embed.proj.weight.dtype)
+        shape = (c.in_channels, c.num_frames, *c.image_hw)
+        return check_pixel_values(pixel_values, shape=shape).to(self.patch_embed.proj.weight.dtype)
 
     def _levels(self, device) -> torch.Tensor:
         """``token_levels`` as a long tensor on ``device``, cached (a fresh host-to-device copy would sync)."""
@@ -509,21 +496,66 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         # must enter the residual stream, not only the attention q/k, or every patch of a block starts
         # identical and only attention weights can tell them apart (extra tokens then go unused)
         source = layout.starts.unsqueeze(-1) + self._query_source_offsets(block_levels)
-        h = tokens.gather(1, source.reshape(b, num_patches, 1).expand(-1, -1, d)) + query_pos
+        h = tokens.gather(1, source.reshape(b, num_patches, 1).expand(-1, -1, d))
+        ref_kv = [layer.reference_kv(refs, token_pos) for layer in self.decoder_layers]
         patch_blocks = self._patch_block_ids(h.device)[None]
-        self_mask = block_causal_mask(patch_blocks, patch_blocks)
-        cross_mask = block_causal_mask(patch_blocks, layout.block_ids, layout.valid)
-        hidden = h if align_layer == 0 else None
-        for i, layer in enumerate(self.decoder_layers):
-            ref_kv = layer.reference_kv(refs, token_pos)
-            h = self._run_layer(layer, h, ref_kv, self_mask=self_mask, cross_mask=cross_mask, query_pos=query_pos)
-            if align_layer == i + 1:
-                hidden = h
+        if c.decoder_carry == "output":
+            h, hidden = self._decode_blocks_in_turn(h, ref_kv, block_levels, layout, query_pos, align_layer)
+        else:
+            if c.decoder_carry == "query":
+                carried, previous = [], None
+                for t in range(nb):
+                    previous = self._carry_block(h[:, t * c.patches_per_block : (t + 1) * c.patches_per_block],
+                                                 block_levels[:, t], previous)
+                    carried.append(previous)
+                h = torch.cat(carried, dim=1)
+            h = h + query_pos
+            self_mask = block_causal_mask(patch_blocks, patch_blocks)
+            cross_mask = block_causal_mask(patch_blocks, layout.block_ids, layout.valid)
+            hidden = h if align_layer == 0 else None
+            for i, layer in enumerate(self.decoder_layers):
+                h = self._run_layer(layer, h, ref_kv[i], self_mask=self_mask, cross_mask=cross_mask, query_pos=query_pos)
+                if align_layer == i + 1:
+                    hidden = h
         video = self.unpatchify(self.head(self.decoder_norm(h)))
         if hidden is not None:
             gh, gw = c.patch_grid
             hidden = hidden.view(b, nb, gh, gw, d)
         return video, hidden
+
+    def _decode_blocks_in_turn(self, starts, ref_kv, block_levels, layout, query_pos, align_layer):
+        """``decoder_carry="output"``: decode block after block, each starting from its own tokens plus the map of
+        the previous block's decoded features (:meth:`_carry_block`). Every block attends to the cached
+        self-attention keys/values of the blocks before it and to the tokens of the blocks up to it: the attention
+        of the one-pass decoder, block-causal. Returns the decoded features ``(B, num_blocks * P, D)`` and the
+        ``align_layer`` output (or None)."""
+        c = self.config
+        n = c.patches_per_block
+        past = [None] * len(self.decoder_layers)
+        outputs, aligned, previous = [], [], None
+        for t in range(c.num_blocks):
+            pos = query_pos[:, t * n : (t + 1) * n]
+            h = self._carry_block(starts[:, t * n : (t + 1) * n], block_levels[:, t], previous) + pos
+            cross_mask = block_causal_mask(torch.full((1, n), t, device=h.device), layout.block_ids, layout.valid)
+            if align_layer == 0:
+                aligned.append(h)
+            for i, layer in enumerate(self.decoder_layers):
+                h, past[i] = self._run_layer(layer, h, ref_kv[i], cross_mask=cross_mask, query_pos=pos,
+                                             past_kv=past[i], return_kv=True)
+                if align_layer == i + 1:
+                    aligned.append(h)
+            outputs.append(h)
+            previous = h
+        return torch.cat(outputs, dim=1), (torch.cat(aligned, dim=1) if aligned else None)
+
+    def _carry_block(self, start: torch.Tensor, levels: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
+        """Block ``t``'s starting decoder queries with the temporal carry: its own ``start (B, P, D)`` + the learned
+        embedding of its level (``levels (B,)``) + the map of block ``t - 1``'s ``previous`` features (its carried
+        starting queries, or its decoded features: ``config.decoder_carry``)."""
+        out = start + self.decoder_query_level_embed[levels].unsqueeze(1).to(start.dtype)
+        if previous is not None:
+            out = out + self.decoder_carry_proj(self.decoder_carry_norm(previous))
+        return out
 
     def _query_source_offsets(self, level_ids):
         """Which token of its block every decoder query starts from: ``level_ids`` (any shape, index into
@@ -778,7 +810,12 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         ).to(refs.dtype)[None]
         b, d = tokens.shape[0], tokens.shape[-1]
         query_pos = self.decoder_query_pos[:, t * n : (t + 1) * n].to(tokens.dtype)
-        h = tokens[:, self._query_source_offsets(level)] + query_pos
+        h = tokens[:, self._query_source_offsets(level)]
+        carry = None
+        if c.decoder_carry != "none":
+            h = self._carry_block(h, torch.full((b,), level, dtype=torch.long, device=h.device), state.decoder_carry)
+            carry = h  # "query": the next block carries these starting queries
+        h = h + query_pos
         decoder_kv, decoder_token_kv = [], []
         for i, layer in enumerate(self.decoder_layers):
             tk, tv = layer.reference_kv(refs, token_pos)
@@ -788,6 +825,8 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             decoder_token_kv.append((tk, tv))
             h, kv = layer(h, (tk, tv), query_pos=query_pos, past_kv=state.decoder_kv[i], return_kv=True)
             decoder_kv.append(kv)
+        if c.decoder_carry == "output":
+            carry = h  # the next block carries these decoded features
         block = self.unpatchify(self.head(self.decoder_norm(h)))
         child = EvatokPrefixState(
             num_blocks_done=t + 1,
@@ -797,5 +836,6 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             encoder_kv=encoder_kv,
             decoder_kv=decoder_kv,
             decoder_token_kv=decoder_token_kv,
+            decoder_carry=carry,
         )
         return EvatokBlockOutput(block_index=t, reconstruction=block, indices=vq.indices, quantized=vq.quantized), child

@@ -26,8 +26,10 @@ from transformers.utils import ModelOutput
 
 from ...evatok.assignments import candidate_assignments, prefix_class_range
 from ...evatok.reward import HIGHER_IS_BETTER, best_assignment
+from ..hub_mixin import HubMixin
 from ...modules.attention import TransformerBlock
 from ...modules.initialization import init_vit_module
+from ...modules.input_checks import check_pixel_values
 from ...modules.patch_embed import PatchEmbed3D
 from ...modules.position_embeddings import sincos_3d, sincos_table
 from .configuration_evatok_router import EvatokRouterConfig
@@ -76,7 +78,7 @@ class EvatokRouterOutput(ModelOutput):
         return self.logits if self.logits is not None else self.quality
 
 
-class EvatokRouterPreTrainedModel(PreTrainedModel):
+class EvatokRouterPreTrainedModel(HubMixin, PreTrainedModel):
     config_class = EvatokRouterConfig
     config: EvatokRouterConfig
     base_model_prefix = "router"
@@ -170,13 +172,8 @@ class EvatokRouter(EvatokRouterPreTrainedModel):
 
     def _prepare_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
         c = self.config
-        if not isinstance(pixel_values, torch.Tensor):
-            raise TypeError(f"`pixel_values` must be a tensor (B, C, T, H, W), got {type(pixel_values).__name__}")
-        if pixel_values.dim() != 5 or pixel_values.shape[1] != c.in_channels:
-            raise ValueError(
-                f"`pixel_values` must be (B, {c.in_channels}, T, H, W) in [0, 1], got shape {tuple(pixel_values.shape)}"
-            )
         size = (c.num_frames, c.image_size, c.image_size)
+        check_pixel_values(pixel_values, shape=(c.in_channels, None, None, None))  # other sizes: see below
         if tuple(pixel_values.shape[2:]) != size:
             if not c.resize_input:
                 raise ValueError(
@@ -279,9 +276,13 @@ class EvatokRouter(EvatokRouterPreTrainedModel):
         w_q = torch.rand(q.shape[0], 1, device=q.device, dtype=q.dtype)
         w_q = c.listwise_w_q_min + (c.listwise_w_q_max - c.listwise_w_q_min) * w_q
         ln = self.normalized_lengths(q.dtype)
-        target = best_assignment(w_q * t - (2.0 - w_q) * ln, self.assignment_lengths)  # the table's label for w_q
-        logits = (w_q * q - (2.0 - w_q) * ln) / c.listwise_temperature
-        return reg, F.cross_entropy(logits, target)
+        # ListNet: the table's reward distribution for w_q against the predicted one (KL). Its minimum is the true
+        # quality up to a per-clip shift, the regression's own optimum; a hard argmax target (cross-entropy to the
+        # table's label) instead pushes the label's predicted quality up without bound, and the shortest
+        # assignment, the label of most clips at small w_q, ended up predicted as the best one at every w_q
+        target = F.softmax((w_q * t - (2.0 - w_q) * ln) / c.listwise_temperature, dim=-1)
+        log_pred = F.log_softmax((w_q * q - (2.0 - w_q) * ln) / c.listwise_temperature, dim=-1)
+        return reg, (target * (target.clamp_min(1e-30).log() - log_pred)).sum(-1).mean()
 
     # -------------------------------------------------------------------------------------- selection
 

@@ -269,16 +269,20 @@ def convert_state_dict(official_sd: dict[str, torch.Tensor], model: LarpTokenize
     return converted
 
 
-def load_original_files(path_or_repo_id: str, revision: str | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
-    """``config.json`` and the weights of an official export (local folder or Hub repo id)."""
-    return load_official_export(path_or_repo_id, revision=revision)
+def load_original_files(
+    path_or_repo_id: str, revision: str | None = None, **download_kwargs
+) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``config.json`` and the weights of an official export (local folder or Hub repo id; ``download_kwargs``:
+    ``subfolder``, ``cache_dir``, ``token``, ``local_files_only``, ``force_download``)."""
+    return load_official_export(path_or_repo_id, revision=revision, **download_kwargs)
 
 
 def load_original_model(
-    path_or_repo_id: str, revision: str | None = None, drop_prior: bool = False
+    path_or_repo_id: str, revision: str | None = None, drop_prior: bool = False, **download_kwargs
 ) -> LarpTokenizer:
-    """A :class:`LarpTokenizer` from an official export, loaded strictly, in eval mode (deterministic VQ)."""
-    official_config, official_sd = load_original_files(path_or_repo_id, revision=revision)
+    """A :class:`LarpTokenizer` from an official export, loaded strictly, in eval mode (deterministic VQ).
+    ``LarpTokenizer.from_pretrained`` calls this for official exports."""
+    official_config, official_sd = load_original_files(path_or_repo_id, revision=revision, **download_kwargs)
     config = convert_config(official_config, drop_prior=drop_prior)
     if drop_prior:
         official_sd = {k: v for k, v in official_sd.items() if not k.startswith("prior_model.")}

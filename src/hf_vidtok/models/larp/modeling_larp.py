@@ -19,7 +19,9 @@ from transformers.utils import ModelOutput
 
 # absolute imports: ``register_for_auto_class`` copies this file and its sibling-relative imports next
 # to a saved config.json (auto_map), where a parent-relative import could not resolve
+from hf_vidtok.models.hub_mixin import HubMixin
 from hf_vidtok.modules.attention import QueryTransformer, TransformerBlock
+from hf_vidtok.modules.input_checks import check_pixel_values
 from hf_vidtok.modules.patch_embed import build_patch_embed
 from hf_vidtok.modules.position_embeddings import sincos_1d, sincos_3d, sincos_table
 from hf_vidtok.modules.vector_quantizer import VectorQuantizer, sample_categorical
@@ -135,7 +137,7 @@ class LarpOutputLayer(nn.Module):
         return self.linear(self.norm(x))
 
 
-class LarpPreTrainedModel(PreTrainedModel):
+class LarpPreTrainedModel(HubMixin, PreTrainedModel):
     config_class = LarpTokenizerConfig
     config: LarpTokenizerConfig
     base_model_prefix = "larp"
@@ -184,6 +186,8 @@ class LarpTokenizer(LarpPreTrainedModel):
     ``set_vq_eval_deterministic(False)`` to reproduce the official stochastic eval behaviour. Training mode
     samples with ``config.vq_stochastic_temperature``. Sampling takes an optional ``torch.Generator``.
     """
+
+    _official_export_kind = "tokenizer"  # from_pretrained also loads official LARP tokenizer exports
 
     def __init__(self, config: LarpTokenizerConfig):
         super().__init__(config)
@@ -355,27 +359,8 @@ class LarpTokenizer(LarpPreTrainedModel):
     # ------------------------------------------------------------------ checks
     def _check_pixel_values(self, pixel_values) -> torch.Tensor:
         c = self.config
-        if not torch.is_tensor(pixel_values):
-            raise TypeError(f"`pixel_values` must be a torch.Tensor, got {type(pixel_values).__name__}")
-        if not pixel_values.is_floating_point():
-            raise TypeError(
-                f"`pixel_values` must be a floating-point tensor with values in [0, 1], got dtype {pixel_values.dtype} "
-                "(convert uint8 frames with `x.float() / 255`)"
-            )
-        expected = (c.in_channels, c.frame_num, c.input_size, c.input_size)
-        if pixel_values.dim() != 5:
-            raise ValueError(
-                f"`pixel_values` must have 5 dims (B, C, T, H, W) = (B, {', '.join(map(str, expected))}), "
-                f"got shape {tuple(pixel_values.shape)}"
-            )
-        _, ch, fr, hh, ww = pixel_values.shape
-        if ch != c.in_channels:
-            raise ValueError(f"`pixel_values` must have {c.in_channels} channels in dim 1, got {ch} (shape {tuple(pixel_values.shape)})")
-        if fr != c.frame_num:
-            raise ValueError(f"`pixel_values` must have {c.frame_num} frames in dim 2, got {fr}")
-        if (hh, ww) != (c.input_size, c.input_size):
-            raise ValueError(f"`pixel_values` frames must be {c.input_size}x{c.input_size}, got {hh}x{ww}")
-        return pixel_values.to(self.patch_embed.proj.weight.dtype)
+        shape = (c.in_channels, c.frame_num, c.input_size, c.input_size)
+        return check_pixel_values(pixel_values, shape=shape).to(self.patch_embed.proj.weight.dtype)
 
     def _check_indices(self, indices) -> torch.Tensor:
         c = self.config

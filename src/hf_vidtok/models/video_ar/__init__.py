@@ -12,7 +12,7 @@ from .length_tokens_video_ar import (
     build_length_token_sequence,
     parse_length_token_sequence,
 )
-from .modeling_video_ar import VideoARGenerator, VideoARPreTrainedModel
+from .modeling_video_ar import VideoARGenerator, VideoARPreTrainedModel, class_label_ids
 from .sampling_video_ar import logits_to_probs, sample_from_logits, top_k_top_p_filtering
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "LengthTokenLogitsMask",
     "LengthTokenSequence",
     "build_length_token_sequence",
+    "class_label_ids",
     "parse_length_token_sequence",
     "VideoARGeneratorConfig",
     "VideoARGenerator",

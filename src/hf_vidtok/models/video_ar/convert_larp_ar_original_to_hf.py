@@ -172,13 +172,16 @@ def convert_state_dict(official: dict[str, torch.Tensor], model: VideoARGenerato
     return converted
 
 
-def load_original_files(path_or_repo_id: str, revision: str | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+def load_original_files(
+    path_or_repo_id: str, revision: str | None = None, **download_kwargs
+) -> tuple[dict, dict[str, torch.Tensor]]:
     """Official ``ModelArgs`` fields and state dict of an export folder / Hub repo id (``config.json`` +
     weights) or of an official training checkpoint ``.pth`` (``{"model": {"name", "args", "sd"}}``, read
-    with ``weights_only=True``; sizes from the registry name)."""
+    with ``weights_only=True``; sizes from the registry name). ``download_kwargs`` (``subfolder``, ``cache_dir``,
+    ``token``, ``local_files_only``, ``force_download``) go to :func:`load_official_export`."""
     path = str(path_or_repo_id)
     if not os.path.isfile(path):
-        return load_official_export(path, revision=revision)
+        return load_official_export(path, revision=revision, **download_kwargs)
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     spec = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(spec, dict) or "sd" not in spec or "name" not in spec:
@@ -193,11 +196,11 @@ def load_original_files(path_or_repo_id: str, revision: str | None = None) -> tu
 
 
 def load_original_model(
-    path_or_repo_id: str, revision: str | None = None, id2label: dict | None = None
+    path_or_repo_id: str, revision: str | None = None, id2label: dict | None = None, **download_kwargs
 ) -> VideoARGenerator:
     """A :class:`VideoARGenerator` from an official export or training checkpoint, loaded strictly, in
-    eval mode."""
-    args, official = load_original_files(path_or_repo_id, revision=revision)
+    eval mode. ``VideoARGenerator.from_pretrained`` calls this for official exports."""
+    args, official = load_original_files(path_or_repo_id, revision=revision, **download_kwargs)
     model = VideoARGenerator(convert_config(args, id2label=id2label))
     return load_strict(model, convert_state_dict(official, model))
 

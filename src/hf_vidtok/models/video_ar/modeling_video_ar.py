@@ -17,6 +17,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutput
 
+from hf_vidtok.models.hub_mixin import HubMixin
 from hf_vidtok.modules.kv_cache import StaticKVCache
 from hf_vidtok.modules.llama_block import LlamaBlock
 from hf_vidtok.modules.position_embeddings import sincos_1d
@@ -25,10 +26,61 @@ from .configuration_video_ar import VideoARGeneratorConfig
 from .length_tokens_video_ar import LengthTokenLogitsMask, parse_length_token_sequence
 from .sampling_video_ar import decode_with_cache, decode_without_cache
 
-__all__ = ["VideoARPreTrainedModel", "VideoARGenerator"]
+__all__ = ["VideoARPreTrainedModel", "VideoARGenerator", "class_label_ids"]
 
 
-class VideoARPreTrainedModel(PreTrainedModel):
+def class_label_ids(
+    labels, config: VideoARGeneratorConfig, *, name: str = "class_labels", allow_null: bool = False,
+    allow_negative: bool = False,
+) -> list[int]:
+    """Class ids for one label or a sequence of them: ints (or 0-dim integer tensors) in ``[0, num_classes)`` and
+    class names of ``config.id2label`` (exact, else any case). ``allow_null`` also accepts the null class id
+    ``config.num_classes``, ``allow_negative`` negative ids (both unconditional). Bools, floats and other types raise ``TypeError`` (a
+    float would otherwise be truncated to a class silently), unknown names and ids out of range ``ValueError``."""
+    import difflib
+    import numbers
+
+    if isinstance(labels, (str, numbers.Number)) or (torch.is_tensor(labels) and labels.dim() == 0):
+        labels = [labels]
+    if not isinstance(labels, (Sequence, torch.Tensor)) and not hasattr(labels, "__iter__"):
+        raise TypeError(f"`{name}` must be a class id, a class name or a list of them, got {type(labels).__name__}")
+    names = {str(v): int(k) for k, v in (config.id2label or {}).items()}
+    lower = {k.lower(): v for k, v in names.items()}
+    ids = []
+    for item in labels:
+        if torch.is_tensor(item) or type(item).__module__ == "numpy":
+            if getattr(item, "ndim", 0) != 0:
+                raise TypeError(f"`{name}` must hold single class ids or names, got an array of shape {tuple(item.shape)}")
+            item = item.item()
+        if isinstance(item, bool):
+            raise TypeError(f"`{name}` must hold class ids (ints) or class names, got the bool {item!r}")
+        if isinstance(item, numbers.Integral):
+            idx = int(item)
+            top = config.num_classes if allow_null else config.num_classes - 1
+            if idx > top or (idx < 0 and not allow_negative):
+                null = f" or the null class {config.num_classes}" if allow_null else ""
+                raise ValueError(
+                    f"class id {idx} is out of range: `{name}` must be in [0, {config.num_classes - 1}]{null}"
+                )
+            ids.append(idx)
+        elif isinstance(item, str):
+            key = item.strip()
+            if key in names or key.lower() in lower:
+                ids.append(names.get(key, lower.get(key.lower())))
+            else:
+                close = difflib.get_close_matches(key, list(names), n=3)
+                hint = f"; did you mean {close}?" if close else f"; known classes: {list(names)[:10]}"
+                raise ValueError(f"unknown class name {item!r} in `{name}`{hint}")
+        elif isinstance(item, numbers.Real):
+            raise TypeError(f"`{name}` must hold class ids (ints) or class names, got the float {item!r}")
+        else:
+            raise TypeError(f"`{name}` must hold class ids (ints) or class names, got {type(item).__name__}")
+    if not ids:
+        raise ValueError(f"`{name}` is empty")
+    return ids
+
+
+class VideoARPreTrainedModel(HubMixin, PreTrainedModel):
     """Base class: config class, weight init (official: N(0, initializer_range) for Linear and
     Embedding weights, learned positions N(0, 0.02), zero output head), checkpointing flags."""
 
@@ -72,6 +124,8 @@ class VideoARGenerator(VideoARPreTrainedModel):
 
     :meth:`generate` samples ``(B, max_seq_len)`` token ids with a static KV cache.
     """
+
+    _official_export_kind = "ar"  # from_pretrained also loads official LARP AR exports
 
     def __init__(self, config: VideoARGeneratorConfig):
         super().__init__(config)
@@ -124,14 +178,13 @@ class VideoARGenerator(VideoARPreTrainedModel):
     def _check_class_labels(self, class_labels, *, allow_negative: bool, name: str = "class_labels") -> torch.Tensor:
         if self.config.frame_prediction:
             raise ValueError(f"`{name}` is not used by a frame-prediction model; pass `cond_ids`")
-        if isinstance(class_labels, int) or (isinstance(class_labels, Sequence) and not isinstance(class_labels, str)):
-            class_labels = torch.as_tensor(class_labels, dtype=torch.long).reshape(-1)
-        if not isinstance(class_labels, torch.Tensor):
-            raise TypeError(f"`{name}` must be an int, a list of ints or a LongTensor (B,), got {type(class_labels)}")
-        if class_labels.dtype.is_floating_point or class_labels.dtype == torch.bool or class_labels.dim() != 1:
-            raise ValueError(
-                f"`{name}` must be an integer tensor of shape (B,), got {tuple(class_labels.shape)} {class_labels.dtype}"
-            )
+        if not torch.is_tensor(class_labels) or class_labels.dim() == 0:  # Python ints / names: checked one by one
+            ids = class_label_ids(class_labels, self.config, name=name, allow_null=True, allow_negative=allow_negative)
+            class_labels = torch.tensor(ids)
+        if class_labels.dtype.is_floating_point or class_labels.dtype.is_complex or class_labels.dtype == torch.bool:
+            raise TypeError(f"`{name}` must be an integer tensor of class ids (B,), got dtype {class_labels.dtype}")
+        if class_labels.dim() != 1:
+            raise ValueError(f"`{name}` must be an integer tensor of shape (B,), got shape {tuple(class_labels.shape)}")
         if not torch.compiler.is_compiling() and class_labels.numel():
             low = -(2**62) if allow_negative else 0
             if bool(((class_labels > self.config.num_classes) | (class_labels < low)).any()):

@@ -3,15 +3,13 @@ an EvatokTokenizer (adaptive length, one length token per block) decodes them.""
 
 from __future__ import annotations
 
-import difflib
-
 import torch
 from diffusers import DiffusionPipeline
 
-from ...hub.loading import PipelineHubMixin
+from ...hub.pipeline_mixin import PipelineHubMixin
 from ...models.evatok.modeling_evatok import EvatokTokenizer
 from ...models.larp.modeling_larp import LarpTokenizer
-from ...models.video_ar.modeling_video_ar import VideoARGenerator
+from ...models.video_ar.modeling_video_ar import VideoARGenerator, class_label_ids
 from ..token_decoding import check_components, decode_generated, pipeline_output
 from ..video_processing import postprocess_video
 
@@ -50,36 +48,10 @@ class ClassToVideoPipeline(PipelineHubMixin, DiffusionPipeline):
         return {str(name): int(i) for i, name in self.generator.config.id2label.items()}
 
     def get_label_ids(self, label) -> list[int]:
-        """Map class names and/or ids (a single one or a list) to ids; raises ``ValueError`` on unknown ones."""
-        items = [label] if isinstance(label, (str, int)) or torch.is_tensor(label) and label.dim() == 0 else list(label)
-        num_classes = self.generator.config.num_classes
-        names = self.labels
-        lower = {k.lower(): v for k, v in names.items()}
-        ids = []
-        for item in items:
-            if torch.is_tensor(item):
-                item = int(item)
-            if isinstance(item, bool):
-                raise TypeError(f"`class_labels` must hold ints or class names, got {item!r}")
-            if isinstance(item, int):
-                if not 0 <= item < num_classes:
-                    raise ValueError(f"class id {item} is out of range: `class_labels` must be in [0, {num_classes - 1}]")
-                ids.append(item)
-            elif isinstance(item, str):
-                key = item.strip()
-                if key in names:
-                    ids.append(names[key])
-                elif key.lower() in lower:
-                    ids.append(lower[key.lower()])
-                else:
-                    close = difflib.get_close_matches(key, list(names), n=3)
-                    hint = f"; did you mean {close}?" if close else ""
-                    raise ValueError(f"unknown class name {item!r} in `class_labels`{hint}")
-            else:
-                raise TypeError(f"`class_labels` must hold ints or class names, got {type(item).__name__}")
-        if not ids:
-            raise ValueError("`class_labels` is empty")
-        return ids
+        """Map class names and/or ids (a single one or a list) to ids
+        (:func:`~hf_vidtok.models.video_ar.class_label_ids`): ``ValueError`` for unknown names and ids out of range,
+        ``TypeError`` for bools, floats and other types."""
+        return class_label_ids(label, self.generator.config, name="class_labels")
 
     @torch.no_grad()
     def __call__(

@@ -10,7 +10,8 @@ import torch
 from diffusers import DiffusionPipeline
 
 from ...data.transforms import repeat_to_num_frames
-from ...hub.loading import PipelineHubMixin
+from ...hub.pipeline_mixin import PipelineHubMixin
+from ...modules.input_checks import check_pixel_values
 from ...models.evatok.modeling_evatok import EvatokTokenizer
 from ...models.larp.modeling_larp import LarpTokenizer
 from ...models.video_ar.modeling_video_ar import VideoARGenerator
@@ -81,9 +82,7 @@ class FramePredictionPipeline(PipelineHubMixin, DiffusionPipeline):
             video = video.float() / 255.0
         elif not video.is_floating_point():
             raise TypeError(f"`video` must be float in [0, 1] or uint8, got dtype {video.dtype}")
-        if video.shape[1] != channels or tuple(video.shape[3:]) != (height, width):
-            raise ValueError(f"`video` must be (B, {channels}, T, {height}, {width}), got {tuple(video.shape)}")
-        return video
+        return check_pixel_values(video, name="video", shape=(channels, None, height, width))
 
     def _condition_ids(self, context: torch.Tensor, num_cond_frames: int, condition_token_counts):
         """``(cond tokens (B, n), forced_prefix list | None)`` for the context clip (deterministic VQ)."""

@@ -1,0 +1,426 @@
+#!/usr/bin/env python
+"""EVATok's promise on mixed-complexity video: the final adaptive tokenizer with its router against fixed-length
+tokenizers of the same recipe, at equal mean tokens, on held-out clips (issue "EVATok's promise, measured").
+
+    python bench/bench_evatok_mixed.py --seed 0 --output_dir outputs/evatok-mixed/seed0
+    python bench/bench_evatok_mixed.py --report outputs/evatok-mixed/seed0 outputs/evatok-mixed/seed1 ... \\
+        --output_dir outputs/evatok-mixed
+
+One seed runs every stage's real script in a subprocess, ``--jobs`` at a time in dependency order (one intra-op
+thread each), and times it:
+
+* ``data``: :mod:`hf_vidtok.data.mixed_complexity` (shared by the seeds: ``--data_dir``, written once);
+* ``proxy`` (stage 1, random assignments) and ``fixed_K`` for every ``--fixed_levels`` K (``uniform:K``), all with
+  ``training/configs/evatok_mixed.yaml`` and the same steps;
+* ``score_train`` / ``score_held_out`` (stage 2, SSIM reward), ``labels``, ``router`` (stage 3,
+  ``evatok_mixed_router.yaml``);
+* ``calibrate``: the preference w_q at which the router gives the *training* clips ``--target_mean_tokens`` tokens
+  per clip on average (bisection; the held-out clips are not used);
+* ``final`` (stage 4): the same tokenizer recipe on the router's assignments at that w_q;
+* ``evaluate_proxy`` / ``evaluate_final`` / ``evaluate_fixed_K``: ``evaluate_adaptive.py --per_clip`` on the held-out
+  clips.
+
+Then it writes ``results.json`` and prints its figures as JSON lines:
+
+* ``final_vs_fixed``: the final tokenizer + router at the calibrated w_q (and at every w_q / budget evaluated) against
+  the fixed-length tokenizers at equal mean tokens (the fixed-length curve interpolated linearly in tokens between the
+  two bracketing lengths: a realisable baseline, each clip coded by one of the two tokenizers), PSNR / SSIM gaps and
+  the tokens saved at equal PSNR / SSIM;
+* ``proxy``: router vs max-reward oracle vs uniform on the proxy (gaps at equal tokens, Eq. 8 percentile);
+* ``categories``: mean tokens the final tokenizer's router gives each category (still / slow / fast / cut / video) and
+  each block, on the held-out clips.
+
+``--report DIRS`` aggregates seeds: ``report.json`` (every figure per seed, mean and spread), ``quality_cost.png``
+(PSNR against mean tokens: fixed-length, final + router, proxy uniform / router / oracle, every seed) and
+``held_out_grid.png`` (held-out clips of each category with the counts per block the router gives them).
+``--smoke`` runs the same stages on a tiny data set and tiny step counts (CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+TOKENIZER_RECIPE = "training/configs/evatok_mixed.yaml"
+ROUTER_RECIPE = "training/configs/evatok_mixed_router.yaml"
+CATEGORIES = ("still", "slow", "fast", "cut", "video")
+SMOKE_DATA = dict(clips_per_photograph=1, train_clips_per_video=1, held_out_clips_per_video=1,
+                  photographs=("astronaut", "brick", "coffee", "grass", "moon", "rocket"))
+
+
+# ----------------------------------------------------------------------------------------------- stages
+
+
+def stage_commands(args, out: str) -> dict[str, tuple[list[str], tuple[str, ...]]]:
+    """Every stage: (command, the stages it needs). ``final`` and the evaluations read ``calibrate``'s w_q at run
+    time (``{w_q}`` in the command)."""
+    py, data = sys.executable, args.data_dir
+    smoke = ["--max_train_steps", "4", "--validation_steps", "4", "--checkpointing_steps", "1000",
+             "--num_validation_clips", "4", "--skip_initial_validation"] if args.smoke else []
+    steps = ["--max_train_steps", str(args.steps)] if args.steps and not args.smoke else []
+    tok = [py, "training/train_tokenizer.py", "--config", args.tokenizer_recipe, "--train_data_dir", data,
+           "--seed", str(args.seed), *steps, *smoke, *args.tokenizer_args]
+    score = [py, "training/score_assignments.py", "--train_data_dir", data, "--dataset_layout", "csv",
+             "--tokenizer_name_or_path", f"{out}/proxy", "--quality_metric", "ssim", "--batch_size", "8",
+             "--torch_num_threads", "1"]
+    evaluate = [py, "training/evaluate_adaptive.py", "--score_table", f"{out}/scores_held_out", "--per_clip",
+                "--w_q", *map(str, args.eval_w_q), "{w_q}", "--target_mean_tokens", *map(str, args.budgets)]
+    stages = {
+        "proxy": (tok + ["--output_dir", f"{out}/proxy"], ()),
+        "score_train": (score + ["--split", "train", "--output_dir", f"{out}/scores_train"], ("proxy",)),
+        "score_held_out": (score + ["--split", "validation", "--output_dir", f"{out}/scores_held_out"], ("proxy",)),
+        "labels": ([py, "training/label_assignments.py", "--score_table", f"{out}/scores_train",
+                    "--output_dir", f"{out}/labels"], ("score_train",)),
+        "router": ([py, "training/train_router.py", "--config", args.router_recipe, "--train_data_dir", data,
+                    "--score_table", f"{out}/scores_train", "--validation_score_table", f"{out}/scores_held_out",
+                    "--reward_stats", f"{out}/labels/reward_stats.json", "--seed", str(args.seed),
+                    *(["--max_train_steps", "4", "--validation_steps", "4", "--train_batch_size", "2"] if args.smoke else []),
+                    "--output_dir", f"{out}/router"], ("labels", "score_held_out")),
+        "calibrate": (["calibrate"], ("router",)),
+        "final": (tok + ["--router", f"{out}/router", "--router_w_q", "{w_q}", "--output_dir", f"{out}/final"],
+                  ("router", "calibrate")),
+        "evaluate_proxy": (evaluate + ["--tokenizer_name_or_path", f"{out}/proxy", "--router_name_or_path",
+                                       f"{out}/router", "--output_dir", f"{out}/eval_proxy"], ("router", "calibrate")),
+        "evaluate_final": (evaluate + ["--tokenizer_name_or_path", f"{out}/final", "--output_dir", f"{out}/eval_final"],
+                           ("final", "score_held_out")),
+    }
+    for k in args.fixed_levels:
+        stages[f"fixed_{k}"] = (tok + ["--assignment_sampling", f"uniform:{k}", "--output_dir", f"{out}/fixed_{k}"], ())
+        stages[f"evaluate_fixed_{k}"] = (
+            [py, "training/evaluate_adaptive.py", "--tokenizer_name_or_path", f"{out}/fixed_{k}", "--no_router",
+             "--data_dir", data, "--dataset_layout", "csv", "--split", "validation", "--per_clip",
+             "--output_dir", f"{out}/eval_fixed_{k}"], (f"fixed_{k}",))
+    return stages
+
+
+def calibrate_w_q(router_dir: str, data_dir: str, target: float) -> dict:
+    """The preference w_q in [0, 2] at which the router gives the *training* clips ``target`` tokens per clip on
+    average (bisection: the mean grows with w_q). Calibrated on the router's own predictions, not on the oracle:
+    a quality head trained on a few hundred clips predicts compressed quality differences, so the oracle's w_q
+    makes it pick far fewer tokens (the held-out clips are not used)."""
+    import numpy as np
+    import torch
+
+    from hf_vidtok.data import load_video_dataset
+    from hf_vidtok.models.evatok import EvatokRouter
+
+    router = EvatokRouter.from_pretrained(router_dir).eval()
+    c = router.config
+    size = c.image_size if isinstance(c.image_size, int) else c.image_size[0]
+    ds = load_video_dataset(data_dir, layout="csv", split="train", num_frames=c.num_frames, resolution=size, streaming=True)
+    videos = [np.asarray(ex["video"]) for ex in ds]
+    with torch.no_grad():
+        scores = torch.cat([router(torch.from_numpy(np.stack(videos[i : i + 32])).permute(0, 4, 1, 2, 3).float() / 255).scores
+                            for i in range(0, len(videos), 32)])
+
+    def mean_tokens(w):
+        return float(router.select_from_scores(scores, w_q=w).sum(1).double().mean())
+
+    lo, hi = 0.0, 2.0
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if mean_tokens(mid) < target else (lo, mid)
+    w = round(hi, 4)
+    return {"w_q": w, "target_mean_tokens": target, "train_router_mean_tokens": mean_tokens(w), "train_clips": len(videos)}
+
+
+def run_stages(args, out: str) -> dict:
+    """Run every stage not yet done (``<out>/stages.json`` records the done ones), ``--jobs`` at a time."""
+    stages = stage_commands(args, out)
+    done_path = Path(out) / "stages.json"
+    done = json.loads(done_path.read_text()) if done_path.is_file() else {}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    def launch(name):
+        cmd, _ = stages[name]
+        t0 = time.perf_counter()
+        if cmd == ["calibrate"]:
+            result = calibrate_w_q(f"{out}/router", args.data_dir, args.target_mean_tokens)
+            Path(out, "calibration.json").write_text(json.dumps(result, indent=1))
+            return name, 0, time.perf_counter() - t0, json.dumps(result)
+        w_q = json.loads(Path(out, "calibration.json").read_text())["w_q"] if any("{w_q}" in c for c in cmd) else None
+        cmd = [c.replace("{w_q}", str(w_q)) for c in cmd]
+        with open(Path(out) / f"{name}.log", "w") as log:
+            rc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        return name, rc, time.perf_counter() - t0, " ".join(cmd)
+
+    pending = [s for s in stages if s not in done]
+    running = {}
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        while pending or running:
+            ready = [s for s in pending if all(d in done for d in stages[s][1])]
+            for name in ready[: args.jobs - len(running)]:
+                pending.remove(name)
+                running[pool.submit(launch, name)] = name
+            if not running:
+                raise RuntimeError(f"stages {pending} wait on stages that did not finish")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                del running[future]
+                name, rc, seconds, command = future.result()
+                print(json.dumps({"stage": name, "seconds": round(seconds, 1), "returncode": rc}), flush=True)
+                if rc != 0:
+                    raise RuntimeError(f"stage {name} failed (exit {rc}); see {out}/{name}.log")
+                done[name] = {"seconds": round(seconds, 1), "command": command}
+                done_path.write_text(json.dumps(done, indent=1))
+    return done
+
+
+# ---------------------------------------------------------------------------------------------- figures
+
+
+def _curve(points, key="mean_psnr"):
+    pts = sorted((p["avg_tokens"], p[key]) for p in points)
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def _interp(xs, ys, x):
+    """Linear interpolation inside ``xs`` (None outside)."""
+    if not xs or x < xs[0] - 1e-9 or x > xs[-1] + 1e-9:
+        return None
+    import numpy as np
+
+    return float(np.interp(x, xs, ys))
+
+
+def _tokens_at(xs, ys, y):
+    """The fewest tokens at which the (increasing) curve reaches ``y`` (None outside its range)."""
+    for i in range(1, len(xs)):
+        if ys[i - 1] <= y <= ys[i] and ys[i] > ys[i - 1]:
+            return float(xs[i - 1] + (y - ys[i - 1]) / (ys[i] - ys[i - 1]) * (xs[i] - xs[i - 1]))
+    return None
+
+
+def figures(args, out: str) -> dict:
+    """The seed's figures from the evaluation outputs (see the module docstring)."""
+    import numpy as np
+
+    def load(name):
+        return json.loads(Path(out, name, "adaptive_quality_cost.json").read_text())
+
+    calibration = json.loads(Path(out, "calibration.json").read_text())
+    w_q = calibration["w_q"]
+    fixed = []
+    for k in args.fixed_levels:
+        point = next(p for p in load(f"eval_fixed_{k}")["curves"]["uniform"] if p["level"] == k)
+        fixed.append({"level": k, "tokenizer": f"fixed_{k}", **{m: point[m] for m in ("avg_tokens", "mean_psnr", "mean_ssim")}})
+    final = load("eval_final")
+    comparisons = []
+    for p in final["curves"].get("router", []):
+        row = {k: p[k] for k in ("w_q", "target_mean_tokens") if k in p}
+        row.update(avg_tokens=p["avg_tokens"], mean_block_tokens=p["mean_block_tokens"], psnr=p["mean_psnr"], ssim=p["mean_ssim"])
+        for metric in ("psnr", "ssim"):
+            xs, ys = _curve(fixed, f"mean_{metric}")
+            at = _interp(xs, ys, p["avg_tokens"])
+            row[f"fixed_{metric}_at_equal_tokens"] = at
+            row[f"gap_{metric}"] = None if at is None else p[f"mean_{metric}"] - at
+            tokens = _tokens_at(xs, ys, p[f"mean_{metric}"])
+            row[f"fixed_tokens_at_equal_{metric}"] = tokens
+            row[f"saving_at_equal_{metric}"] = None if tokens is None else 1.0 - p["avg_tokens"] / tokens
+        row["headline"] = row.get("w_q") == w_q
+        comparisons.append(row)
+    proxy = load("eval_proxy")
+    proxy_rows = []
+    uniform = proxy["curves"]["uniform"]
+    for curve in ("router", "max_reward"):
+        for p in proxy["curves"].get(curve, []):
+            xs, ys = _curve(uniform)
+            at = _interp(xs, ys, p["avg_tokens"])
+            proxy_rows.append({"curve": curve, **{k: p[k] for k in ("w_q", "target_mean_tokens") if k in p},
+                               "avg_tokens": p["avg_tokens"], "psnr": p["mean_psnr"], "ssim": p["mean_ssim"],
+                               "uniform_psnr_at_equal_tokens": at, "gap_psnr": None if at is None else p["mean_psnr"] - at})
+    per_clip = json.loads(Path(out, "eval_final", "adaptive_per_clip.json").read_text())
+    headline = next(p for p in per_clip["points"] if p["curve"] == "router" and p.get("w_q") == w_q)
+    labels = np.asarray(per_clip["labels"])
+    counts = np.asarray(headline["block_tokens"], dtype=np.float64)
+    categories = {}
+    for c, name in enumerate(CATEGORIES):
+        m = labels == c
+        if m.any():
+            categories[name] = {"clips": int(m.sum()), "mean_tokens": float(counts[m].sum(1).mean()),
+                                "mean_block_tokens": counts[m].mean(0).round(3).tolist(),
+                                "psnr": float(np.mean(np.asarray(headline["psnr"])[m]))}
+    times = json.loads(Path(out, "stages.json").read_text())
+    return {
+        "seed": args.seed,
+        "data_dir": args.data_dir,
+        "calibration": calibration,
+        "fixed": fixed,
+        "final_vs_fixed": comparisons,
+        "final_uniform": final["curves"]["uniform"],
+        "proxy_uniform": [{"level": p["level"], "avg_tokens": p["avg_tokens"], "psnr": p["mean_psnr"], "ssim": p["mean_ssim"]} for p in uniform],
+        "proxy": proxy_rows,
+        "categories": categories,
+        "num_held_out_clips": final["num_clips"],
+        "stage_seconds": {k: v["seconds"] for k, v in times.items()},
+        "total_seconds": round(sum(v["seconds"] for v in times.values()), 1),
+    }
+
+
+# ----------------------------------------------------------------------------------------------- report
+
+
+def report(dirs: list[str], output_dir: str) -> dict:
+    """Aggregate the seeds' ``results.json``: mean and spread of the headline figures, two PNGs."""
+    import numpy as np
+
+    runs = [json.loads(Path(d, "results.json").read_text()) for d in dirs]
+    heads = [next(r for r in run["final_vs_fixed"] if r["headline"]) for run in runs]
+
+    def spread(values):
+        v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+        return {"values": [None if x is None else round(float(x), 4) for x in values],
+                "mean": None if not v.size else float(v.mean()), "min": None if not v.size else float(v.min()),
+                "max": None if not v.size else float(v.max())}
+
+    summary = {"seeds": [r["seed"] for r in runs]}
+    for key in ("avg_tokens", "psnr", "ssim", "fixed_psnr_at_equal_tokens", "gap_psnr", "fixed_ssim_at_equal_tokens",
+                "gap_ssim", "saving_at_equal_psnr", "saving_at_equal_ssim"):
+        summary[key] = spread([h[key] for h in heads])
+    summary["at_or_above_fixed_psnr"] = sum(h["gap_psnr"] is not None and h["gap_psnr"] >= 0 for h in heads)
+    summary["categories"] = {c: spread([r["categories"].get(c, {}).get("mean_tokens") for r in runs]) for c in CATEGORIES}
+    summary["category_blocks"] = {c: np.mean([r["categories"][c]["mean_block_tokens"] for r in runs if c in r["categories"]], 0).round(2).tolist()
+                                  for c in CATEGORIES if any(c in r["categories"] for r in runs)}
+    proxy = {}
+    for r in runs:
+        for row in r["proxy"]:
+            tag = f"{row['curve']} " + (f"w_q {row['w_q']:g}" if "w_q" in row else f"budget {row['target_mean_tokens']:g}")
+            proxy.setdefault(tag, []).append(row["gap_psnr"])
+    summary["proxy_gap_psnr"] = {tag: spread(v) for tag, v in proxy.items()}
+    os.makedirs(output_dir, exist_ok=True)
+    summary["quality_cost_png"] = _plot_curves(runs, os.path.join(output_dir, "quality_cost.png"))
+    summary["held_out_grid_png"] = _plot_grid(dirs[0], runs[0], os.path.join(output_dir, "held_out_grid.png"))
+    Path(output_dir, "report.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=1))
+    return summary
+
+
+def _plot_curves(runs, path: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, run in enumerate(runs):
+        alpha = 1.0 if i == 0 else 0.55
+        label = (lambda s: s) if i == 0 else (lambda s: None)
+        for ax, metric in zip(axes, ("psnr", "ssim")):
+            f = sorted(run["fixed"], key=lambda p: p["avg_tokens"])
+            ax.plot([p["avg_tokens"] for p in f], [p[f"mean_{metric}"] for p in f], "s-", color="tab:gray", alpha=alpha,
+                    label=label("fixed-length tokenizers"))
+            rows = sorted((r for r in run["final_vs_fixed"] if "w_q" in r), key=lambda r: r["avg_tokens"])
+            ax.plot([r["avg_tokens"] for r in rows], [r[metric] for r in rows], "o-", color="tab:red", alpha=alpha,
+                    label=label("final tokenizer + router (w_q)"))
+            head = next(r for r in run["final_vs_fixed"] if r["headline"])
+            ax.plot([head["avg_tokens"]], [head[metric]], "*", ms=14, color="tab:red", alpha=alpha,
+                    label=label("final, calibrated w_q"))
+            u = run["proxy_uniform"]
+            ax.plot([p["avg_tokens"] for p in u], [p[metric] for p in u], "^:", color="tab:blue", alpha=alpha * 0.8,
+                    label=label("proxy, uniform"))
+            for curve, style, color in (("router", "v--", "tab:green"), ("max_reward", "x--", "tab:purple")):
+                pts = sorted((r for r in run["proxy"] if r["curve"] == curve and "w_q" in r), key=lambda r: r["avg_tokens"])
+                ax.plot([r["avg_tokens"] for r in pts], [r[metric] for r in pts], style, color=color, alpha=alpha * 0.8,
+                        label=label(f"proxy, {curve.replace('_', '-')}"))
+            ax.set_xlabel("mean tokens per clip")
+            ax.set_ylabel(metric.upper())
+            ax.grid(alpha=0.3)
+    axes[0].set_title(f"held-out clips, {len(runs)} seeds")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_grid(out: str, run: dict, path: str, per_category: int = 3) -> str:
+    """Held-out clips (frames 0, 5, 10, 15) of each category with the counts per block the router gives them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from hf_vidtok.data import VideoFile
+
+    per_clip = json.loads(Path(out, "eval_final", "adaptive_per_clip.json").read_text())
+    w_q = run["calibration"]["w_q"]
+    head = next(p for p in per_clip["points"] if p["curve"] == "router" and p.get("w_q") == w_q)
+    data_dir = run["data_dir"]
+    rows = []
+    for c, name in enumerate(CATEGORIES):
+        idx = [i for i, label in enumerate(per_clip["labels"]) if label == c][:per_category]
+        rows += [(name, i) for i in idx]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(6.4, 0.95 * len(rows) + 0.4))
+    for ax, (name, i) in zip(np.atleast_1d(axes), rows):
+        key = per_clip["keys"][i].rsplit("#", 1)[0]
+        with VideoFile(os.path.join(data_dir, key)) as vf:
+            frames = vf.read_frames(range(len(vf)))
+        ax.imshow(np.concatenate([frames[t] for t in range(0, len(frames), max(1, len(frames) // 4))], axis=1))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+        counts = head["block_tokens"][i]
+        ax.set_title(f"tokens per block {counts} (total {sum(counts)}), PSNR {head['psnr'][i]:.1f} dB", fontsize=7, pad=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--seed", type=int, default=0, help="training seed of every stage (the data is the same for all seeds)")
+    p.add_argument("--data_dir", default="data/mixed-complexity", help="the benchmark (built here when missing)")
+    p.add_argument("--jobs", type=int, default=2, help="stages run at once (one thread each)")
+    p.add_argument("--steps", type=int, default=None, help="tokenizer training steps (default: the recipe's)")
+    p.add_argument("--fixed_levels", type=int, nargs="+", default=[8, 16], help="fixed-length baselines: tokens per block")
+    p.add_argument("--target_mean_tokens", type=float, default=48.0,
+                   help="the final tokenizer's preference is calibrated to this mean on the training table")
+    p.add_argument("--eval_w_q", type=float, nargs="+", default=[1.0, 1.2, 1.4, 1.6], help="more router preferences evaluated")
+    p.add_argument("--budgets", type=float, nargs="+", default=[32, 48, 64], help="router average budgets evaluated")
+    p.add_argument("--tokenizer_recipe", default=TOKENIZER_RECIPE, help="YAML of every tokenizer (proxy, fixed, final)")
+    p.add_argument("--router_recipe", default=ROUTER_RECIPE, help="YAML of the router")
+    p.add_argument("--tokenizer_args", nargs=argparse.REMAINDER, default=[], help="flags added to every tokenizer training")
+    p.add_argument("--report", nargs="+", default=None, help="aggregate these seed folders instead of running")
+    p.add_argument("--smoke", action="store_true", help="tiny data and step counts (CI)")
+    args = p.parse_args(argv)
+    if args.report:
+        summary = report(args.report, args.output_dir)
+        print(json.dumps(summary), flush=True)
+        return summary
+    from hf_vidtok.data.mixed_complexity import build_mixed_complexity_dataset
+
+    os.makedirs(args.output_dir, exist_ok=True)
+    out = os.path.abspath(args.output_dir)
+    args.data_dir = os.path.abspath(args.data_dir)
+    t0 = time.perf_counter()
+    manifest = build_mixed_complexity_dataset(args.data_dir, **(SMOKE_DATA if args.smoke else {}))
+    print(json.dumps({"stage": "data", "seconds": round(time.perf_counter() - t0, 1), "counts": manifest["counts"]}), flush=True)
+    if args.smoke:
+        args.target_mean_tokens, args.budgets, args.eval_w_q, args.fixed_levels = 32.0, [32.0], [1.2], args.fixed_levels[:2]
+    run_stages(args, out)
+    results = figures(args, out)
+    Path(out, "results.json").write_text(json.dumps(results, indent=1))
+    head = next(r for r in results["final_vs_fixed"] if r["headline"])
+    print(json.dumps({"figure": "final_vs_fixed", "seed": args.seed, **{k: head[k] for k in head if k != "mean_block_tokens"}}))
+    print(json.dumps({"figure": "categories", "seed": args.seed, **{c: v["mean_tokens"] for c, v in results["categories"].items()}}))
+    print(json.dumps({"figure": "total_seconds", "seed": args.seed, "seconds": results["total_seconds"]}))
+    return results
+
+
+if __name__ == "__main__":
+    main()
