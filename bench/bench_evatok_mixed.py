@@ -387,7 +387,7 @@ def main(argv=None) -> dict:
     p.add_argument("--data_dir", default="data/mixed-complexity", help="the benchmark (built here when missing)")
     p.add_argument("--jobs", type=int, default=2, help="stages run at once (one thread each)")
     p.add_argument("--steps", type=int, default=None, help="tokenizer training steps (default: the recipe's)")
-    p.add_argument("--fixed_levels", type=int, nargs="+", default=[8, 16], help="fixed-length baselines: tokens per block")
+    p.add_argument("--fixed_levels", type=int, nargs="+", default=[4, 8, 16], help="fixed-length baselines: tokens per block")
     p.add_argument("--target_mean_tokens", type=float, default=48.0,
                    help="the final tokenizer's preference is calibrated to this mean on the training table")
     p.add_argument("--eval_w_q", type=float, nargs="+", default=[1.0, 1.2, 1.4, 1.6], help="more router preferences evaluated")
@@ -411,7 +411,7 @@ def main(argv=None) -> dict:
     manifest = build_mixed_complexity_dataset(args.data_dir, **(SMOKE_DATA if args.smoke else {}))
     print(json.dumps({"stage": "data", "seconds": round(time.perf_counter() - t0, 1), "counts": manifest["counts"]}), flush=True)
     if args.smoke:
-        args.target_mean_tokens, args.budgets, args.eval_w_q, args.fixed_levels = 32.0, [32.0], [1.2], args.fixed_levels[:2]
+        args.target_mean_tokens, args.budgets, args.eval_w_q, args.fixed_levels = 32.0, [32.0], [1.2], [8, 16]
     run_stages(args, out)
     results = figures(args, out)
     Path(out, "results.json").write_text(json.dumps(results, indent=1))

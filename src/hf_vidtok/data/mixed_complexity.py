@@ -5,6 +5,8 @@ construction and varies across clips and within them. Every clip (``num_frames``
 one of five categories:
 
 * ``still``: a window of a real photograph held for the whole clip (everything after the first frame is a copy);
+  every category draws its window from the same sizes (25-40% of the photograph's short side), so the categories
+  differ in motion, not in spatial detail;
 * ``slow``: the window pans (0.2-0.6 px per output frame) or zooms (total scale change 1.1-1.25x) slowly;
 * ``fast``: the window pans (1.5-3 px per frame) or zooms (1.6-2.2x) fast;
 * ``cut``: a still or slowly moving window of one photograph, then, at a random frame, of another one;
@@ -60,7 +62,7 @@ HELD_OUT_PHOTOGRAPHS = ("chelsea", "gravel", "moon", "rocket", "text")
 TRAIN_VIDEOS = ("bigbuckbunny", "bikes")
 HELD_OUT_VIDEOS = ("carphone_pristine",)
 MANIFEST = "mixed_complexity.json"
-_VERSION = 1
+_VERSION = 2  # 2: one window-size distribution for every category
 
 
 def skimage_data_dir() -> str:
@@ -170,7 +172,10 @@ def _window(rng, shape, num_frames: int, resolution: int, speed: float, zoom_tot
         angle = rng.uniform(0, 2 * np.pi)
         direction = np.array([np.cos(angle), np.sin(angle)])
     travel = speed * steps / resolution  # pan distance in window sizes
-    size = min(w / (grow + abs(direction[0]) * travel), h / (grow + abs(direction[1]) * travel)) * rng.uniform(0.6, 0.95)
+    # the same spatial scale for every category (a window of 25-40% of the photograph's short side), so that
+    # categories differ in motion only; smaller only where the whole path would not fit
+    fits = min(w / (grow + abs(direction[0]) * travel), h / (grow + abs(direction[1]) * travel))
+    size = min(rng.uniform(0.25, 0.4) * min(h, w), 0.98 * fits)
     vx, vy = direction * speed * size / resolution  # source pixels per frame
     x_lo, x_hi = size * grow / 2 + max(-vx, 0.0) * steps, w - size * grow / 2 - max(vx, 0.0) * steps
     y_lo, y_hi = size * grow / 2 + max(-vy, 0.0) * steps, h - size * grow / 2 - max(vy, 0.0) * steps

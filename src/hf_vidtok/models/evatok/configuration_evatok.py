@@ -86,7 +86,9 @@ class EvatokTokenizerConfig(PretrainedConfig):
             last decoder layer: the blocks decode one after the other, with the same attention as in one pass).
             Block causality holds either way (only blocks ``<= t`` reach block ``t``). Without it the decoder can
             only find an earlier block's detail through attention, which the small recipes did not learn: still
-            clips gained nothing from their earlier blocks.
+            clips gained nothing from their earlier blocks. The linear map starts as the identity (zero bias): at
+            initialisation a block reuses the earlier block's features as they are, and moving content learns to
+            change them.
         initializer_range (`float`): std of the truncated-normal init of linear layers and tables.
 
     Example:

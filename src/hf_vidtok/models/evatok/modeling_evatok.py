@@ -238,6 +238,10 @@ class EvatokTokenizer(EvatokPreTrainedModel):
                   self.token_index_embed, self.token_block_embed, self.token_level_embed]
         if c.decoder_carry != "none":
             tables.append(self.decoder_query_level_embed)
+            # the carry starts as a copy of the previous block's (normalised) features: static content needs
+            # nothing more, moving content learns to change it
+            init.eye_(self.decoder_carry_proj.weight)
+            init.zeros_(self.decoder_carry_proj.bias)
         for p in tables:
             init.trunc_normal_(p, std=c.initializer_range)
 
