@@ -13,10 +13,12 @@ Modes (``--modes``, comma list):
 * ``official_style``: our restatement of the official loop's per-step work on the same weights (full-
   length cache + (B, L, L) mask, cache copied by ``repeat_interleave`` each step, math SDPA,
   ``torch.multinomial``) — an in-process stand-in for the official implementation;
-* ``kv_cache_bf16``: ``kv_cache`` on a bf16 copy of the same weights (CPU: only where the CPU multiplies bf16
-  natively, AVX512-BF16 or AMX; detected from /proc/cpuinfo). It comes with an ``ar_generate_bf16_quality``
-  record: the per-token NLL of the fp32 model's samples under the bf16 model and under the fp32 model (and of the
-  bf16 samples under the fp32 model), so the speed is only taken with samples that are as good.
+* ``kv_cache_bf16``: ``kv_cache`` with ``generate(matmul_dtype=torch.bfloat16)``: the decode step's matrix
+  products on bf16 copies of the weights, everything else (norms, attention, KV cache, logits) in fp32 (CPU: only
+  where the CPU multiplies bf16 natively, AVX512-BF16 or AMX; detected from /proc/cpuinfo). It comes with an
+  ``ar_generate_bf16_quality`` record: the per-token NLL of the fp32 path's samples under the bf16 path and under
+  the fp32 path (teacher-forced through the same decode step), and of the bf16 samples under the fp32 path, so the
+  speed is only taken with samples that are as good.
 
 CPU default (issue 16): a 28.5M model (width 512, 8 layers, 8 heads, codebook 1024) at batch 4, CFG 1.25,
 fp32, 2 threads, at 64, 256 and 1024 tokens, modes ``kv_cache,kv_cache_unfused,official_style`` (plus
@@ -210,25 +212,44 @@ def matmul_floor(model, rows: int, device, repeats: int = 10) -> dict:
 
 
 @torch.no_grad()
-def sample_nll(model, cond, sequences) -> tuple[float, float]:
-    """Teacher-forced mean NLL per token (nats) of ``sequences (B, n)`` under ``model`` (unguided, as trained) and the
-    mean entropy of its next-token distributions (how peaked they are: an untrained head is near-uniform)."""
-    logits = model(input_ids=sequences, **cond).logits.float()
-    logp = torch.log_softmax(logits, dim=-1)
-    nll = -logp.gather(-1, sequences.unsqueeze(-1)).mean()
-    entropy = -(logp.exp() * logp).sum(-1).mean()
-    return float(nll), float(entropy)
+def stepwise_nll(model, class_labels, sequences, matmul_dtype=None) -> tuple[float, float]:
+    """Mean NLL per token (nats) of ``sequences (B, n)`` under the decode path ``generate`` samples with (prefill,
+    then the fused step fed the sequence token by token, unguided as trained, ``matmul_dtype`` as in ``generate``),
+    and the mean entropy of its next-token distributions (how peaked they are: an untrained head is near-uniform)."""
+    from hf_vidtok.models.video_ar.fused_step_video_ar import FusedDecodeStep
+    from hf_vidtok.modules.kv_cache import StaticKVCache
+
+    cfg = model.config
+    rows, n = sequences.shape
+    cond = model._condition_embeddings(class_labels).to(model.embed_tokens.weight.dtype)
+    t_cond = cond.shape[1]
+    cache = StaticKVCache(cfg.num_hidden_layers, rows, cfg.num_key_value_heads, t_cond + n, cfg.head_dim,
+                          dtype=cond.dtype, device=cond.device)
+    step = FusedDecodeStep(model, rows, cache, matmul_dtype=matmul_dtype)
+    nll = entropy = 0.0
+    logits = model._prefill(cond, cache)
+    for i in range(n):
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        nll += float(-logp.gather(-1, sequences[:, i : i + 1]).sum())
+        entropy += float(-(logp.exp() * logp).sum())
+        if i + 1 < n:
+            p = t_cond + i
+            logits = step(sequences[:, i].contiguous(), p, p + 1)
+    return nll / (rows * n), entropy / (rows * n)
 
 
-def bf16_quality(model, model_bf16, cond, kwargs, num_tokens, device) -> dict:
-    """NLL of fp32 samples under the bf16 and fp32 models, and of bf16 samples under the fp32 model (same seed)."""
+def bf16_quality(model, cond, kwargs, device) -> dict:
+    """NLL of the fp32 path's samples under the bf16-matmul and fp32 paths, and of the bf16 samples under the fp32
+    path (the same seed for both samplings)."""
+    fp32_kwargs = {k: v for k, v in kwargs.items() if k != "matmul_dtype"}
     gen = torch.Generator(device=device).manual_seed(1)
-    fp32_samples = model.generate(**cond, generator=gen, **kwargs)
+    fp32_samples = model.generate(**cond, generator=gen, **fp32_kwargs)
     gen = torch.Generator(device=device).manual_seed(1)
-    bf16_samples = model_bf16.generate(**cond, generator=gen, **kwargs)
-    nll_32, entropy = sample_nll(model, cond, fp32_samples)
-    nll_16, _ = sample_nll(model_bf16, cond, fp32_samples)
-    nll_bf16_samples, _ = sample_nll(model, cond, bf16_samples)
+    bf16_samples = model.generate(**cond, generator=gen, **kwargs)
+    labels = cond["class_labels"]
+    nll_32, entropy = stepwise_nll(model, labels, fp32_samples)
+    nll_16, _ = stepwise_nll(model, labels, fp32_samples, matmul_dtype=torch.bfloat16)
+    nll_bf16_samples, _ = stepwise_nll(model, labels, bf16_samples)
     return dict(
         nll_fp32_samples_under_fp32=round(nll_32, 5), nll_fp32_samples_under_bf16=round(nll_16, 5),
         nll_bf16_samples_under_fp32=round(nll_bf16_samples, 5),
@@ -266,11 +287,8 @@ def run_length(args, device, dtype, num_tokens):
     graph_default = cuda and not args.no_cuda_graph
     runs = []
     modes = args.modes.split(",")
-    model_bf16 = None
-    if "kv_cache_bf16" in modes:
-        if dtype != torch.float32:
-            raise ValueError("kv_cache_bf16 compares against the fp32 model: run it with --dtype float32")
-        model_bf16 = build_model(args, device, torch.bfloat16, num_tokens)  # the same seed: the same weights, cast
+    if "kv_cache_bf16" in modes and (dtype != torch.float32 or config.frame_prediction):
+        raise ValueError("kv_cache_bf16 compares against the fp32 class-conditional model: --dtype float32, no --frame_prediction")
     for mode in modes:
         kwargs = dict(cfg_scale=cfg_scale, temperature=1.0, top_k=args.top_k, top_p=args.top_p)
         generate = model.generate
@@ -287,8 +305,7 @@ def run_length(args, device, dtype, num_tokens):
         elif mode == "kv_cache_eager":
             kwargs.update(kv_block_size=args.kv_block_size)
         elif mode == "kv_cache_bf16":
-            generate = model_bf16.generate
-            kwargs.update(compile=compile_default, cuda_graph=graph_default, kv_block_size=args.kv_block_size)
+            kwargs.update(kv_block_size=args.kv_block_size, matmul_dtype=torch.bfloat16)
         elif mode == "kv_cache_unfused":
 
             def generate(*a, _generate=model.generate, **kw):
@@ -332,7 +349,8 @@ def run_length(args, device, dtype, num_tokens):
             mode=run_["mode"],
             device=str(device),
             device_name=device_name(device),
-            dtype="bfloat16" if run_["mode"] == "kv_cache_bf16" else str(dtype).replace("torch.", ""),
+            dtype=str(dtype).replace("torch.", ""),
+            matmul_dtype="bfloat16" if run_["mode"] == "kv_cache_bf16" else None,
             params=params,
             hidden_size=config.hidden_size,
             layers=config.num_hidden_layers,
@@ -364,8 +382,8 @@ def run_length(args, device, dtype, num_tokens):
                 summary[f"{mode}_speedup_vs_official_style"] = round(statistics.median(ratios), 3)
     if len(runs) > 1:
         print(json.dumps(summary), flush=True)
-    if model_bf16 is not None:
-        quality = bf16_quality(model, model_bf16, cond, by_mode["kv_cache_bf16"]["kwargs"], num_tokens, device)
+    if "kv_cache_bf16" in by_mode:
+        quality = bf16_quality(model, cond, by_mode["kv_cache_bf16"]["kwargs"], device)
         print(json.dumps(dict(bench="ar_generate_bf16_quality", device=str(device), device_name=device_name(device),
                               batch=args.batch, tokens=num_tokens, **quality)), flush=True)
     if args.profile and "kv_cache" in by_mode:

@@ -192,6 +192,7 @@ def decode_with_cache(
     step_callback: Callable[[int], None] | None = None,
     stop_fn: StopFn | None = None,
     stop_every: int = 64,
+    matmul_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Prefill the condition prefix ``cond_embeds (R, Tc, D)`` into a preallocated cache, then
     decode ``num_tokens - 1`` single-token steps; returns ``(B, n)`` LongTensor with ``B = R / 2``
@@ -202,6 +203,9 @@ def decode_with_cache(
     CUDA graphs). Default: 1 (exact length, no mask) in eager mode, 128 when compiling/graphing.
     Eager exact-length decoding runs :class:`~.fused_step_video_ar.FusedDecodeStep` (bit-identical
     to the module path, fewer ops and no per-step allocations in the model).
+
+    ``matmul_dtype``: the fused eager step's matrix products on weights of that dtype (``torch.bfloat16``; see
+    :class:`~.fused_step_video_ar.FusedDecodeStep`); only with the fused step (eager, exact-length, eval).
 
     ``stop_fn``: optional ``fn() -> bool tensor`` (e.g. "every row finished"), read on the host every
     ``stop_every`` tokens (the only synchronisation of the loop); the loop ends after the first token
@@ -254,7 +258,12 @@ def decode_with_cache(
     step_fn = model._decode_step
     fused = None
     if not graphed and block == 1 and not model.training:
-        fused = FusedDecodeStep(model, rows, cache)
+        fused = FusedDecodeStep(model, rows, cache, matmul_dtype=matmul_dtype)
+    elif matmul_dtype is not None:
+        raise ValueError(
+            "`matmul_dtype` applies to the eager fused decode step: not with `compile`, `cuda_graph` or a "
+            f"`kv_block_size` > 1 (got compile={bool(compile)}, cuda_graph={cuda_graph}, kv_block_size={block})"
+        )
     ctx = contextlib.nullcontext()
     if compile:
         opts = dict(compile) if isinstance(compile, dict) else {}
