@@ -134,3 +134,44 @@ def test_fused_gate_up_weights_follow_weight_updates():
     second = fused_gate_up_weights(model)
     assert second is not first and torch.equal(second[0], torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]))
     assert "_fused_gate_up_cache" not in dict(model.named_buffers()) and "_fused_gate_up_cache" not in model.state_dict()
+
+
+def test_bf16_matmul_step_stays_close_to_fp32_and_is_deterministic():
+    """``matmul_dtype=torch.bfloat16``: bf16 operands (8-bit mantissa) in the matrix products only, so the logits
+    stay within bf16 rounding of the fp32 step; the weights' bf16 copies are cached outside the state dict."""
+    model = tiny(3, hidden_size=128, num_attention_heads=4, intermediate_size=352, codebook_size=300)
+    cfg = model.config
+    rows, steps = 4, 6
+    caches = [StaticKVCache(cfg.num_hidden_layers, rows, cfg.num_key_value_heads, 16, cfg.head_dim) for _ in range(3)]
+    cond = model.class_embedding(torch.tensor([0, 1, 2, 4])).unsqueeze(1)
+    tokens = torch.randint(0, cfg.codebook_size, (steps, rows), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for cache in caches:
+            model._prefill(cond, cache)
+        fp32 = FusedDecodeStep(model, rows, caches[0])
+        bf16 = [FusedDecodeStep(model, rows, caches[i], matmul_dtype=torch.bfloat16) for i in (1, 2)]
+        for i in range(steps):
+            p = 1 + i
+            ref = fp32(tokens[i], p, p + 1).clone()
+            out, again = (step(tokens[i], p, p + 1) for step in bf16)
+            assert out.dtype == torch.float32 and torch.equal(out, again), i
+            torch.testing.assert_close(out, ref, rtol=0.0, atol=0.05 * float(ref.abs().max()))
+            assert not torch.equal(out, ref)  # the products did run in bf16
+    assert not any("step_weights" in k for k in model.state_dict())
+    with pytest.raises(ValueError, match="matmul_dtype"):
+        FusedDecodeStep(model, rows, caches[0], matmul_dtype=torch.float16)
+
+
+def test_generate_with_bf16_matmuls():
+    model = tiny()
+    kw = dict(cfg_scale=1.5, generator=None)
+    a = model.generate([0, 1, 2], matmul_dtype=torch.bfloat16, **{**kw, "generator": torch.Generator().manual_seed(1)})
+    b = model.generate([0, 1, 2], matmul_dtype=torch.bfloat16, **{**kw, "generator": torch.Generator().manual_seed(1)})
+    assert a.shape == (3, model.config.max_seq_len) and torch.equal(a, b)
+    assert int(a.min()) >= 0 and int(a.max()) < model.config.codebook_size
+    with pytest.raises(ValueError, match="matmul_dtype"):
+        model.generate([0], matmul_dtype=torch.float16)
+    with pytest.raises(ValueError, match="matmul_dtype"):
+        model.generate([0], matmul_dtype=torch.bfloat16, use_cache=False)
+    with pytest.raises(ValueError, match="matmul_dtype"):
+        model.generate([0], matmul_dtype=torch.bfloat16, kv_block_size=4)
