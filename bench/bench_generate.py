@@ -305,7 +305,7 @@ def run_length(args, device, dtype, num_tokens):
         elif mode == "kv_cache_eager":
             kwargs.update(kv_block_size=args.kv_block_size)
         elif mode == "kv_cache_bf16":
-            kwargs.update(kv_block_size=args.kv_block_size, matmul_dtype=torch.bfloat16)
+            kwargs.update(matmul_dtype=torch.bfloat16)  # the fused exact-length step (no --kv_block_size): only it has bf16 products
         elif mode == "kv_cache_unfused":
 
             def generate(*a, _generate=model.generate, **kw):
