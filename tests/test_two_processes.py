@@ -1,8 +1,8 @@
 """Every training and scoring script under ``accelerate launch --multi_gpu --num_processes 2`` (CPU, gloo: the code
 paths of NCCL), on tiny generated videos and tiny models:
 
-* ``train_tokenizer.py`` (EVATok proxy) killed with ``kill -9`` of the whole process group after a checkpoint and
-  resumed, compared tensor by tensor with an uninterrupted two-process run;
+* ``train_tokenizer.py`` (EVATok proxy, and LARP) killed with ``kill -9`` of the whole process group after a
+  checkpoint and resumed, compared tensor by tensor with an uninterrupted two-process run;
 * ``score_assignments.py`` and ``extract_tokens.py`` at two processes give the one-process table / dataset (one clip
   per batch: the same arithmetic in both runs, so bit for bit), each process logging its share;
 * ``train_router.py``, the stage-4 ``train_tokenizer.py --router``, ``evaluate_adaptive.py`` and ``train_ar.py``
@@ -87,19 +87,42 @@ def work(tmp_path_factory):
     return root, videos, held_out, recipe
 
 
-def test_evatok_proxy_kill_and_resume_at_two_processes_is_exact(work):
-    root, _, _, recipe = work
-    full, killed = root / "proxy_full", root / "proxy"
+# the tokenizer of tests/training/test_train_tokenizer.py (LARP, 4x16x16 clips, a one-layer prior)
+TINY_LARP = dict(
+    frame_num=4, input_size=16, patch_size=8, temporal_patch_size=2, encoder_hidden_size=32, decoder_hidden_size=32,
+    encoder_num_heads=2, decoder_num_heads=2, encoder_depth=1, decoder_depth=1, bottleneck_token_num=8,
+    codebook_size=37, bottleneck_dim=8, prior_name="custom", prior_num_layers=1, prior_num_heads=2,
+    prior_hidden_size=16, prior_max_seq_len=8,
+)
+
+
+def _larp_recipe(root: Path, videos: Path, held_out: Path) -> str:
+    return _recipe(
+        root / "larp.yaml", model_config=TINY_LARP, train_data_dir=str(videos), validation_data_dir=str(held_out),
+        dataset_layout="folder", train_batch_size=2, clips_per_video=2, learning_rate=1e-3, lr_warmup_steps=1,
+        perceptual_weight=0.0, disc_weight=0.3, disc_hidden_size=16, disc_num_heads=2, disc_depth=1, disc_update_freq=2,
+        use_ema=True, ema_decay=0.9, num_validation_clips=2, dataloader_num_workers=1, torch_num_threads=1, seed=3,
+        report_to="none",
+    )
+
+
+@pytest.mark.parametrize("model", ["evatok", "larp"])
+def test_kill_and_resume_at_two_processes_is_exact(work, model):
+    root, videos, held_out, recipe = work
+    if model == "larp":
+        recipe = _larp_recipe(root, videos, held_out)
+    full, killed = root / f"{model}_full", root / model
     _run2("training/train_tokenizer.py", "--config", recipe, *STEP_FLAGS, "--output_dir", full)
     # the killed run pauses after its checkpoint of step 2 (both processes) so that the kill lands mid-run
-    pausing = root / "pausing_train_tokenizer.py"
+    pausing = root / f"pausing_train_tokenizer_{model}.py"
     pausing.write_text(
         "import importlib.util, sys, time\n"
         f"spec = importlib.util.spec_from_file_location('tt', {str(REPO / 'training' / 'train_tokenizer.py')!r})\n"
         "tt = sys.modules['tt'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(tt)\n"
         "tt.main(sys.argv[1:], on_checkpoint=lambda step, path: time.sleep(120) if step == 2 else None)\n"
     )
-    proc = subprocess.Popen(_launch(pausing, "--config", recipe, *STEP_FLAGS, "--output_dir", killed, port_offset=1),
+    port_offset = 1 if model == "evatok" else 3
+    proc = subprocess.Popen(_launch(pausing, "--config", recipe, *STEP_FLAGS, "--output_dir", killed, port_offset=port_offset),
                             env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 180
     while not ((killed / "latest").is_file() and (killed / "latest").read_text().strip() == "checkpoint-2"):
