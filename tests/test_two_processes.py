@@ -111,7 +111,8 @@ def test_kill_and_resume_at_two_processes_is_exact(work, model):
     root, videos, held_out, recipe = work
     if model == "larp":
         recipe = _larp_recipe(root, videos, held_out)
-    full, killed = root / f"{model}_full", root / model
+    prefix = "proxy" if model == "evatok" else model  # the later tests score and train on the EVATok proxy_full
+    full, killed = root / f"{prefix}_full", root / prefix
     _run2("training/train_tokenizer.py", "--config", recipe, *STEP_FLAGS, "--output_dir", full)
     # the killed run pauses after its checkpoint of step 2 (both processes) so that the kill lands mid-run
     pausing = root / f"pausing_train_tokenizer_{model}.py"
@@ -157,7 +158,7 @@ def test_scoring_and_extraction_at_two_processes_equal_one_process(work):
     root, videos, held_out, _ = work
     proxy = root / "proxy_full"
     if not proxy.is_dir():
-        pytest.skip("needs the proxy of test_evatok_proxy_kill_and_resume_at_two_processes_is_exact")
+        pytest.skip("needs the proxy of test_kill_and_resume_at_two_processes_is_exact[evatok]")
     common = ["--tokenizer_name_or_path", proxy, "--quality_metric", "mse", "--batch_size", "1", "--rows_per_shard", "3"]
     two = _run2("training/score_assignments.py", *common, "--train_data_dir", videos, "--clips_per_video", "2",
                 "--output_dir", root / "scores")
