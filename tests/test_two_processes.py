@@ -158,7 +158,7 @@ def test_scoring_and_extraction_at_two_processes_equal_one_process(work):
     root, videos, held_out, _ = work
     proxy = root / "proxy_full"
     if not proxy.is_dir():
-        pytest.skip("needs the proxy of test_kill_and_resume_at_two_processes_is_exact[evatok]")
+        pytest.fail("run the whole module: this test needs the proxy of test_kill_and_resume_at_two_processes_is_exact[evatok] (a skip here once hid two tests)")
     common = ["--tokenizer_name_or_path", proxy, "--quality_metric", "mse", "--batch_size", "1", "--rows_per_shard", "3"]
     two = _run2("training/score_assignments.py", *common, "--train_data_dir", videos, "--clips_per_video", "2",
                 "--output_dir", root / "scores")
@@ -195,7 +195,7 @@ def test_router_final_tokenizer_evaluation_and_ar_at_two_processes(work):
 
     root, videos, held_out, recipe = work
     if not (root / "scores_held").is_dir():
-        pytest.skip("needs the score tables of test_scoring_and_extraction_at_two_processes_equal_one_process")
+        pytest.fail("run the whole module: this test needs the score tables of test_scoring_and_extraction_at_two_processes_equal_one_process (a skip here once hid two tests)")
     router_recipe = _recipe(
         root / "router.yaml", head_type="quality", listwise_loss_weight=0.5, cache_clips=True,
         model_config=dict(hidden_size=16, num_attention_heads=2, num_hidden_layers=1, patch_size=8, temporal_patch_size=2),

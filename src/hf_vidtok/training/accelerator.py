@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from .unwrap import bare_model
+
 __all__ = [
     "AUTOCAST_DTYPES",
     "autocast_dtype",
@@ -32,12 +34,6 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 def autocast_dtype(mixed_precision: str | None) -> torch.dtype | None:
     return AUTOCAST_DTYPES.get(mixed_precision or "no")
-
-
-def bare_model(accelerator, model):
-    """``model`` without accelerate's wrappers, the ``torch.compile`` one included (``accelerator.unwrap_model``
-    keeps that by default): the model's own class, methods and state-dict keys (no ``_orig_mod.`` prefix)."""
-    return accelerator.unwrap_model(model, keep_torch_compile=False)
 
 
 def check_output_dir_writable(path: str | os.PathLike) -> str:

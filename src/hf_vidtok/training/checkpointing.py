@@ -37,7 +37,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .accelerator import bare_model
+from .unwrap import bare_model
 
 __all__ = [
     "CHECKPOINT_PREFIX",
