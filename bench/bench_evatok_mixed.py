@@ -385,6 +385,8 @@ def main(argv=None) -> dict:
     p.add_argument("--output_dir", required=True)
     p.add_argument("--seed", type=int, default=0, help="training seed of every stage (the data is the same for all seeds)")
     p.add_argument("--data_dir", default="data/mixed-complexity", help="the benchmark (built here when missing)")
+    p.add_argument("--window_fraction", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="the benchmark's photograph windows (hf_vidtok.data.mixed_complexity; default: its own)")
     p.add_argument("--jobs", type=int, default=2, help="stages run at once (one thread each)")
     p.add_argument("--steps", type=int, default=None, help="tokenizer training steps (default: the recipe's)")
     p.add_argument("--fixed_levels", type=int, nargs="+", default=[4, 8, 16], help="fixed-length baselines: tokens per block")
@@ -408,7 +410,10 @@ def main(argv=None) -> dict:
     out = os.path.abspath(args.output_dir)
     args.data_dir = os.path.abspath(args.data_dir)
     t0 = time.perf_counter()
-    manifest = build_mixed_complexity_dataset(args.data_dir, **(SMOKE_DATA if args.smoke else {}))
+    data_settings = dict(SMOKE_DATA) if args.smoke else {}
+    if args.window_fraction is not None:
+        data_settings["window_fraction"] = tuple(args.window_fraction)
+    manifest = build_mixed_complexity_dataset(args.data_dir, **data_settings)
     print(json.dumps({"stage": "data", "seconds": round(time.perf_counter() - t0, 1), "counts": manifest["counts"]}), flush=True)
     if args.smoke:
         args.target_mean_tokens, args.budgets, args.eval_w_q, args.fixed_levels = 32.0, [32.0], [1.2], [8, 16]

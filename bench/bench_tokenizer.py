@@ -10,6 +10,8 @@ batch 32, train (forward+backward+Adam, bf16 autocast) clips/s at batch 16, and 
 
     python bench/bench_tokenizer.py [--device cuda] [--configs small,larp_l] [--steps 5]
     python bench/bench_tokenizer.py --configs small --measure encode_decode --steps 10   # the CPU ratio only
+    python bench/bench_tokenizer.py --configs small --measure encode_decode --steps 20 --modes eager,compiled
+        # the CPU ratios of ours eager and ours compiled (inductor) against the official code, one interleaved run
 """
 
 from __future__ import annotations
@@ -119,9 +121,11 @@ def build(name, device):
 
 
 def bench_encode_decode(name, device, batch, steps, warmup, dtype, compile_model, official_style=False,
-                        compile_backend="inductor"):
+                        compile_backend="inductor", also_compiled=False):
     """Encode+decode clips/s (eval, deterministic VQ); with ``official_style`` also the official restatement,
-    timed interleaved with ours repeat by repeat, and a summary record with the median ratio."""
+    timed interleaved with ours repeat by repeat, and a summary record with the median ratio. ``also_compiled``
+    (eager runs only) adds ours under ``torch.compile(fullgraph=True)`` to the same interleaved loop (its token ids
+    checked against eager) and its ratio to the summary."""
     model, shape = build(name, device)
     infer = model.eval().to(dtype)
     encode, decode = infer.encode, infer.decode
@@ -135,6 +139,13 @@ def bench_encode_decode(name, device, batch, steps, warmup, dtype, compile_model
         return decode(encode(x).indices)
 
     fns = {"ours": ours}
+    if also_compiled and not compile_model:
+        c_encode = torch.compile(infer.encode, fullgraph=True, backend=compile_backend)
+        c_decode = torch.compile(infer.decode, fullgraph=True, backend=compile_backend)
+        with torch.no_grad():
+            if not torch.equal(c_encode(x).indices, infer.encode(x).indices):
+                raise RuntimeError("the compiled encode and the eager one disagree on the token ids")
+        fns["ours_compiled"] = torch.no_grad()(lambda: c_decode(c_encode(x).indices))
     if official_style:
         fns["official_style"] = lambda: official_style_roundtrip(infer, x)[0]
         if not torch.equal(official_style_roundtrip(infer, x)[1], infer.encode(x).indices):
@@ -156,14 +167,20 @@ def bench_encode_decode(name, device, batch, steps, warmup, dtype, compile_model
     out = []
     for k, ts in times.items():
         sec = statistics.median(ts)
-        out.append(_record("tokenizer_encode_decode", name, device, dtype, compile_model, batch, mode=k,
+        out.append(_record("tokenizer_encode_decode", name, device, dtype, compile_model or k == "ours_compiled", batch, mode=k,
                            seconds_per_batch=round(sec, 5), best_seconds_per_batch=round(min(ts), 5),
                            clips_per_s=round(batch / sec, 2), tokens=infer.config.bottleneck_token_num, params=params))
     if official_style:
         ratios = [o / t for o, t in zip(times["official_style"], times["ours"])]  # paired: same repeat, same load
-        out.append(dict(bench="tokenizer_encode_decode_summary", config=name, device=str(device), batch=batch,
-                        repeats=steps, speedup_vs_official_style=round(statistics.median(ratios), 3),
-                        speedup_min=round(min(ratios), 3), speedup_max=round(max(ratios), 3)))
+        summary = dict(bench="tokenizer_encode_decode_summary", config=name, device=str(device), batch=batch,
+                       repeats=steps, speedup_vs_official_style=round(statistics.median(ratios), 3),
+                       speedup_min=round(min(ratios), 3), speedup_max=round(max(ratios), 3))
+        if "ours_compiled" in times:
+            ratios = [o / t for o, t in zip(times["official_style"], times["ours_compiled"])]
+            summary.update(compiled_speedup_vs_official_style=round(statistics.median(ratios), 3),
+                           compiled_speedup_min=round(min(ratios), 3), compiled_speedup_max=round(max(ratios), 3),
+                           compile_backend=compile_backend)
+        out.append(summary)
     return out
 
 
@@ -229,10 +246,12 @@ def main(argv=None):
         for mode in modes:
             compiled = mode == "compiled"
             records = []
-            if "encode_decode" in measure:
+            # CPU with both modes: ours eager, ours compiled and the official code in one interleaved loop
+            together = not gpu and not args.no_official_style and {"eager", "compiled"} <= set(modes)
+            if "encode_decode" in measure and not (together and compiled):
                 official = not gpu and not compiled and not args.no_official_style
                 records += bench_encode_decode(name, device, batch_infer, steps, warmup, dtype, compiled, official,
-                                               args.compile_backend)
+                                               args.compile_backend, also_compiled=together)
             if "train" in measure:
                 records += bench_train(name, device, batch_train, steps, warmup, dtype, compiled, args.compile_backend)
             for rec in records:

@@ -114,3 +114,30 @@ def test_render_clip_pans_the_photograph():
     shifted = np.abs(frames[1:, :, :-1] - frames[:-1, :, 1:]).mean()  # frame t+1 = frame t moved left by 1 px
     unshifted = np.abs(frames[1:] - frames[:-1]).mean()
     assert shifted < 0.25 * unshifted
+
+
+def test_window_fraction_sets_the_scale_of_every_category(built):
+    """``window_fraction`` draws every photograph window's side in that share of the photograph's short side (the
+    same for every category), is recorded in the settings only when set, and is checked."""
+    from hf_vidtok.data.mixed_complexity import WINDOW_FRACTION, _load_photograph, clip_recipes
+
+    _, manifest = built
+    assert "window_fraction" not in json.loads(json.dumps(manifest["settings"]))  # the default: not recorded
+    photographs = ("astronaut", "camera", "chelsea", "moon")
+    kw = dict(num_frames=12, resolution=24, clips_per_photograph=2, clips_per_video=1, seed=0,
+              video_lengths={"bigbuckbunny": 100, "bikes": 100, "carphone_pristine": 100}, photographs=photographs)
+    short = {p: min(_load_photograph(p).shape[-2:]) for p in photographs}
+    for fraction in ((0.1, 0.16), WINDOW_FRACTION):
+        for split in ("train", "validation"):
+            shares = [r.size / short[r.source] for r in clip_recipes(split, window_fraction=fraction, **kw)
+                      if r.category != "video"]
+            assert len(shares) % 8 == 0 and shares and max(shares) <= fraction[1] + 1e-9
+            # smaller only where the whole path would not fit (fast pans); the still ones draw from the range
+            assert min(shares) >= 0.5 * fraction[0]
+    assert all(r1.size < r2.size for r1, r2 in zip(clip_recipes("train", window_fraction=(0.1, 0.16), **kw),
+                                                   clip_recipes("train", **kw)) if r1.category == "still")
+    for bad in ((0.2, 0.1), (0.0, 0.5), (0.5, 1.5), (0.3,)):
+        with pytest.raises(ValueError, match="window_fraction"):
+            build_mixed_complexity_dataset("unused", **SMALL, window_fraction=bad)
+    with pytest.raises(TypeError, match="window_fraction"):
+        build_mixed_complexity_dataset("unused", **SMALL, window_fraction="small")

@@ -57,3 +57,23 @@ def test_sample_categorical_matches_distribution():
     assert (draws != 1).all()
     # unnormalised rows, and a one-hot row is always hit
     assert torch.equal(sample_categorical(torch.tensor([[0.0, 0.0, 5.0]])), torch.tensor([2]))
+
+
+@pytest.mark.parametrize("l2_normalized", [True, False])
+def test_nearest_code_in_row_blocks_equals_the_full_argmax(l2_normalized):
+    """A large codebook's argmax runs a few rows at a time (2**21 // 8192 = 256 rows here, 700 rows in all: three
+    blocks, the last one short); ``return_logits=False`` skips the full similarity matrix, ``logits`` is then None,
+    and the losses and codes are those of the full path."""
+    torch.manual_seed(0)
+    vq = VectorQuantizer(8192, 6, l2_normalized=l2_normalized).eval()
+    z = torch.randn(2, 350, 6, requires_grad=True)
+    full, lean = vq(z), vq(z, return_logits=False)
+    assert full.logits.shape == (2, 350, 8192) and lean.logits is None
+    assert torch.equal(full.indices, full.logits.argmax(-1)) and torch.equal(lean.indices, full.indices)
+    for name in ("quantized", "loss", "commitment_loss", "codebook_loss"):
+        assert torch.equal(getattr(lean, name), getattr(full, name)), name
+    lean.quantized.sum().backward()
+    assert z.grad.abs().sum() > 0
+    # sampling (training) and the entropy loss need the similarities: return_logits=False does not drop them
+    assert vq.train()(z, return_logits=False).logits is not None
+    assert VectorQuantizer(64, 6, entropy_loss_weight=0.1).eval()(z, return_logits=False).logits is not None

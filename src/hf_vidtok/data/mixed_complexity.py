@@ -63,6 +63,7 @@ TRAIN_VIDEOS = ("bigbuckbunny", "bikes")
 HELD_OUT_VIDEOS = ("carphone_pristine",)
 MANIFEST = "mixed_complexity.json"
 _VERSION = 2  # 2: one window-size distribution for every category
+WINDOW_FRACTION = (0.25, 0.4)  # a window's side over its photograph's short side (the default benchmark)
 
 
 def skimage_data_dir() -> str:
@@ -155,10 +156,11 @@ def _rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")])
 
 
-def _window(rng, shape, num_frames: int, resolution: int, speed: float, zoom_total: float, motion: str):
+def _window(rng, shape, num_frames: int, resolution: int, speed: float, zoom_total: float, motion: str,
+            window_fraction: tuple = WINDOW_FRACTION):
     """A window (center, size, velocity, zoom) that stays inside an image of ``shape`` (H, W) for the whole clip.
     ``speed``: output pixels per frame of a pan; ``zoom_total``: the window's scale change over the clip (zoom in or
-    out at random)."""
+    out at random); ``window_fraction``: (low, high) of the first window's side over the photograph's short side."""
     h, w = shape
     steps = num_frames - 1
     zoom = 1.0
@@ -172,10 +174,10 @@ def _window(rng, shape, num_frames: int, resolution: int, speed: float, zoom_tot
         angle = rng.uniform(0, 2 * np.pi)
         direction = np.array([np.cos(angle), np.sin(angle)])
     travel = speed * steps / resolution  # pan distance in window sizes
-    # the same spatial scale for every category (a window of 25-40% of the photograph's short side), so that
-    # categories differ in motion only; smaller only where the whole path would not fit
+    # the same spatial scale for every category (by default a window of 25-40% of the photograph's short side), so
+    # that categories differ in motion only; smaller only where the whole path would not fit
     fits = min(w / (grow + abs(direction[0]) * travel), h / (grow + abs(direction[1]) * travel))
-    size = min(rng.uniform(0.25, 0.4) * min(h, w), 0.98 * fits)
+    size = min(rng.uniform(*window_fraction) * min(h, w), 0.98 * fits)
     vx, vy = direction * speed * size / resolution  # source pixels per frame
     x_lo, x_hi = size * grow / 2 + max(-vx, 0.0) * steps, w - size * grow / 2 - max(vx, 0.0) * steps
     y_lo, y_hi = size * grow / 2 + max(-vy, 0.0) * steps, h - size * grow / 2 - max(vy, 0.0) * steps
@@ -184,7 +186,8 @@ def _window(rng, shape, num_frames: int, resolution: int, speed: float, zoom_tot
 
 
 def clip_recipes(split: str, *, num_frames: int, resolution: int, clips_per_photograph: int, clips_per_video: int,
-                 seed: int, video_lengths: dict, photographs=PHOTOGRAPHS) -> list[ClipRecipe]:
+                 seed: int, video_lengths: dict, photographs=PHOTOGRAPHS,
+                 window_fraction: tuple = WINDOW_FRACTION) -> list[ClipRecipe]:
     """Every clip of ``split`` (``train`` / ``validation``), deterministic in ``seed``."""
     held = split == "validation"
     names = [p for p in photographs if (p in HELD_OUT_PHOTOGRAPHS) == held]
@@ -205,12 +208,13 @@ def clip_recipes(split: str, *, num_frames: int, resolution: int, clips_per_phot
                     speed, zoom_total = rng.uniform(1.5, 3.0), rng.uniform(1.6, 2.2)
                 else:  # cut: a still or slow window of this photograph, then one of another
                     speed, zoom_total, motion = (0.0, 1.0, "still") if rng.random() < 0.5 else (rng.uniform(0.2, 0.6), 1.0, "pan")
-                center, size, velocity, zoom = _window(rng, shapes[name], num_frames, resolution, speed, zoom_total, motion)
+                center, size, velocity, zoom = _window(rng, shapes[name], num_frames, resolution, speed, zoom_total, motion,
+                                                       window_fraction)
                 recipe = ClipRecipe(clip, category, name, center, size, velocity, zoom)
                 if category == "cut":
                     other = names[(names.index(name) + 1 + int(rng.integers(len(names) - 1))) % len(names)]
                     s2, z2, m2 = (0.0, 1.0, "still") if rng.random() < 0.5 else (rng.uniform(0.2, 0.6), 1.0, "pan")
-                    c2, size2, v2, zm2 = _window(rng, shapes[other], num_frames, resolution, s2, z2, m2)
+                    c2, size2, v2, zm2 = _window(rng, shapes[other], num_frames, resolution, s2, z2, m2, window_fraction)
                     recipe.cut_frame = int(rng.integers(3, num_frames - 2))
                     recipe.second = asdict(ClipRecipe(f"{clip}-second", "cut", other, c2, size2, v2, zm2))
                 recipes.append(recipe)
@@ -224,12 +228,15 @@ def clip_recipes(split: str, *, num_frames: int, resolution: int, clips_per_phot
 def build_mixed_complexity_dataset(
     output_dir: str, *, num_frames: int = 16, resolution: int = 32, clips_per_photograph: int = 4,
     train_clips_per_video: int = 24, held_out_clips_per_video: int = 20, seed: int = 0, photographs=None,
+    window_fraction=WINDOW_FRACTION,
 ) -> dict:
     """Write the benchmark to ``output_dir`` (once: an existing folder with the same settings is reused; other
     settings raise ``ValueError``) and return its manifest: ``settings``, ``files`` (SHA-256), ``clips`` (every
     clip's recipe, split and path) and ``counts`` (clips per split and category). ``photographs`` (default: all of
     :data:`PHOTOGRAPHS`) limits the sources, e.g. for a quick test; both parts need at least two (a cut needs a
-    second photograph)."""
+    second photograph). ``window_fraction`` ``(low, high)``: the side of every photograph window over the
+    photograph's short side, drawn uniformly in that range for every category (smaller windows: less detail per
+    pixel, e.g. ``(0.1, 0.16)`` for smooth content)."""
     from .lossless_video import write_lossless_video, write_text_atomic, written_once
     from .sample_videos import sample_videos
     from .video_reader import VideoFile
@@ -242,6 +249,12 @@ def build_mixed_complexity_dataset(
         raise ValueError(f"`num_frames` must be >= 6 (a cut needs room on both sides), got {num_frames}")
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"`seed` must be an int >= 0, got {seed!r}")
+    try:
+        window_fraction = tuple(float(v) for v in window_fraction)
+    except (TypeError, ValueError):
+        raise TypeError(f"`window_fraction` must be two numbers (low, high), got {window_fraction!r}") from None
+    if len(window_fraction) != 2 or not 0 < window_fraction[0] <= window_fraction[1] <= 1:
+        raise ValueError(f"`window_fraction` must be (low, high) with 0 < low <= high <= 1, got {window_fraction!r}")
     photographs = tuple(PHOTOGRAPHS if photographs is None else photographs)
     unknown = [p for p in photographs if p not in PHOTOGRAPHS]
     if unknown:
@@ -254,6 +267,8 @@ def build_mixed_complexity_dataset(
     settings = {"version": _VERSION, "num_frames": num_frames, "resolution": resolution,
                 "clips_per_photograph": clips_per_photograph, "train_clips_per_video": train_clips_per_video,
                 "held_out_clips_per_video": held_out_clips_per_video, "seed": seed, "photographs": list(photographs)}
+    if window_fraction != WINDOW_FRACTION:  # recorded only when set: folders written before the option stay valid
+        settings["window_fraction"] = list(window_fraction)
     lengths = {}
     for video in sample_videos():
         with VideoFile(str(video)) as vf:
@@ -263,7 +278,8 @@ def build_mixed_complexity_dataset(
         clips, counts, images = [], {}, {}
         for split, per_video in (("train", train_clips_per_video), ("validation", held_out_clips_per_video)):
             recipes = clip_recipes(split, num_frames=num_frames, resolution=resolution, clips_per_photograph=clips_per_photograph,
-                                   clips_per_video=per_video, seed=seed, video_lengths=lengths, photographs=photographs)
+                                   clips_per_video=per_video, seed=seed, video_lengths=lengths, photographs=photographs,
+                                   window_fraction=window_fraction)
             rows = ["path,label,class,source"]
             for recipe in recipes:
                 rel = f"{split}/{recipe.category}/{recipe.name}.mkv"
@@ -289,11 +305,13 @@ def main(argv=None) -> dict:
     p.add_argument("--train_clips_per_video", type=int, default=24)
     p.add_argument("--held_out_clips_per_video", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--window_fraction", type=float, nargs=2, default=list(WINDOW_FRACTION), metavar=("LOW", "HIGH"),
+                   help="side of the photograph windows over the photograph's short side (smaller: smoother content)")
     args = p.parse_args(argv)
     manifest = build_mixed_complexity_dataset(
         args.output_dir, num_frames=args.num_frames, resolution=args.resolution,
         clips_per_photograph=args.clips_per_photograph, train_clips_per_video=args.train_clips_per_video,
-        held_out_clips_per_video=args.held_out_clips_per_video, seed=args.seed)
+        held_out_clips_per_video=args.held_out_clips_per_video, seed=args.seed, window_fraction=args.window_fraction)
     summary = {"output_dir": args.output_dir, "counts": manifest["counts"], "files": len(manifest["files"])}
     print(json.dumps(summary), flush=True)
     return summary

@@ -418,7 +418,7 @@ class LarpTokenizer(LarpPreTrainedModel):
         VQ entropy loss at that temperature, a training setting)."""
         hidden = self.encode_hidden(pixel_values)
         z = self.pre_quant_proj(hidden)
-        vq = self.quantizer(z, generator=generator)
+        vq = self.quantizer(z, generator=generator, return_logits=entropy_loss_temperature is not None)
         entropy = None
         if entropy_loss_temperature is not None:
             entropy = self.quantizer._entropy_loss(vq.logits, None, temperature=entropy_loss_temperature)
