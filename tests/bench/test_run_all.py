@@ -96,3 +96,27 @@ def test_output_is_never_overwritten(tmp_path):
     assert existing.read_text() == "keep\n"
     with pytest.raises(SystemExit):
         _load().main(["--smoke", "--only", "nope", "--output", str(tmp_path / "y.jsonl")])
+
+
+def test_bench_tokenizer_times_eager_compiled_and_official_in_one_run(capsys):
+    """``bench_tokenizer.py --modes eager,compiled`` on a CPU: ours eager, ours compiled and the official code in one
+    interleaved loop (the compiled token ids checked against eager), one summary with both ratios; the compiled
+    mode is not measured a second time."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import bench_tokenizer
+
+    threads = torch.get_num_threads()
+    try:
+        bench_tokenizer.main(["--configs", "tiny", "--measure", "encode_decode", "--modes", "eager,compiled",
+                              "--compile_backend", "eager", "--steps", "3", "--warmup", "1", "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)  # the bench sets the process's thread count
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["bench"], r.get("mode"), r.get("compiled")) for r in records] == [
+        ("tokenizer_encode_decode", "ours", False), ("tokenizer_encode_decode", "ours_compiled", True),
+        ("tokenizer_encode_decode", "official_style", False), ("tokenizer_encode_decode_summary", None, None)]
+    summary = records[-1]
+    assert summary["repeats"] == 3 and summary["compile_backend"] == "eager"
+    for key in ("speedup_vs_official_style", "compiled_speedup_vs_official_style"):
+        assert summary[key] > 0
+    assert summary["compiled_speedup_min"] <= summary["compiled_speedup_vs_official_style"] <= summary["compiled_speedup_max"]
