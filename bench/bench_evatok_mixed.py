@@ -201,6 +201,52 @@ def _tokens_at(xs, ys, y):
     return None
 
 
+def reward_analysis(out: str, w_qs) -> dict:
+    """Why the router gives each category what it gives, on the proxy's held-out score table and the stage-2 reward:
+
+    * ``oracle_tokens``: at the calibrated w_q (``w_qs[0]``) and every other one, the mean tokens the max-reward oracle gives each category;
+    * ``gain_per_token``: per category, the reward metric's mean gain per added token (sign-corrected: higher is
+      better) for every step between consecutive levels, with the step in block 0 only (the other blocks at the
+      lowest level) and in every block at once. The router learns the reward's choices; where a category's gain per
+      token is larger, the reward spends more tokens on it."""
+    import numpy as np
+
+    from hf_vidtok.evatok.reward import HIGHER_IS_BETTER, RewardStats, best_assignment, proxy_reward
+    from hf_vidtok.evatok.score_table import load_score_table
+
+    table = load_score_table(str(Path(out, "scores_held_out")))
+    stats = RewardStats.from_dict(json.loads(Path(out, "labels", "reward_stats.json").read_text()))
+    metric = np.asarray(table.metric(stats.quality_metric), dtype=np.float64)
+    metric = metric if HIGHER_IS_BETTER[stats.quality_metric] else -metric
+    assignments, labels, lengths = np.asarray(table.assignments), np.asarray(table.labels), np.asarray(table.lengths)
+    levels, nb = list(table.levels), table.num_blocks
+
+    def column(counts):
+        return int(np.flatnonzero((assignments == np.asarray(counts)).all(1))[0])
+
+    oracle = {}
+    for i, w in enumerate(w_qs):
+        chosen = best_assignment(proxy_reward(table.metric(stats.quality_metric), stats, w), stats=stats).numpy()
+        oracle["calibrated" if i == 0 else f"w_q {w:g}"] = {name: float(lengths[chosen][labels == c].mean()) for c, name in enumerate(CATEGORIES)
+                            if (labels == c).any()}
+    gains = {}
+    for c, name in enumerate(CATEGORIES):
+        m = labels == c
+        if not m.any():
+            continue
+        rows = {}
+        for lo, hi in zip(levels, levels[1:]):
+            first = [column([hi] + [levels[0]] * (nb - 1)), column([lo] + [levels[0]] * (nb - 1))]
+            every = [column([hi] * nb), column([lo] * nb)]
+            rows[f"{lo}->{hi}"] = {
+                "block_0": float((metric[m, first[0]] - metric[m, first[1]]).mean() / (hi - lo)),
+                "every_block": float((metric[m, every[0]] - metric[m, every[1]]).mean() / ((hi - lo) * nb)),
+            }
+        gains[name] = rows
+    return {"quality_metric": stats.quality_metric, "calibrated_w_q": w_qs[0], "oracle_tokens": oracle,
+            "gain_per_token": gains}
+
+
 def figures(args, out: str) -> dict:
     """The seed's figures from the evaluation outputs (see the module docstring)."""
     import numpy as np
@@ -261,6 +307,7 @@ def figures(args, out: str) -> dict:
         "proxy_uniform": [{"level": p["level"], "avg_tokens": p["avg_tokens"], "psnr": p["mean_psnr"], "ssim": p["mean_ssim"]} for p in uniform],
         "proxy": proxy_rows,
         "categories": categories,
+        "reward_analysis": reward_analysis(out, [w_q, *args.eval_w_q]),
         "num_held_out_clips": final["num_clips"],
         "stage_seconds": {k: v["seconds"] for k, v in times.items()},
         "total_seconds": round(sum(v["seconds"] for v in times.values()), 1),
@@ -297,6 +344,17 @@ def report(dirs: list[str], output_dir: str) -> dict:
             tag = f"{row['curve']} " + (f"w_q {row['w_q']:g}" if "w_q" in row else f"budget {row['target_mean_tokens']:g}")
             proxy.setdefault(tag, []).append(row["gap_psnr"])
     summary["proxy_gap_psnr"] = {tag: spread(v) for tag, v in proxy.items()}
+    analyses = [r["reward_analysis"] for r in runs if "reward_analysis" in r]  # (results.json of older runs lack it)
+    if analyses:
+        tags = [t for t in analyses[0]["oracle_tokens"] if all(t in a["oracle_tokens"] for a in analyses)]
+        summary["oracle_categories"] = {t: {c: spread([a["oracle_tokens"][t].get(c) for a in analyses]) for c in CATEGORIES}
+                                        for t in tags}
+        summary["gain_per_token"] = {
+            c: {step: {scope: float(np.mean([a["gain_per_token"][c][step][scope] for a in analyses]))
+                       for scope in ("block_0", "every_block")}
+                for step in analyses[0]["gain_per_token"][c]}
+            for c in CATEGORIES if all(c in a["gain_per_token"] for a in analyses)}
+        summary["reward_metric"] = analyses[0]["quality_metric"]
     os.makedirs(output_dir, exist_ok=True)
     summary["quality_cost_png"] = _plot_curves(runs, os.path.join(output_dir, "quality_cost.png"))
     summary["held_out_grid_png"] = _plot_grid(dirs[0], runs[0], os.path.join(output_dir, "held_out_grid.png"))
@@ -389,7 +447,8 @@ def main(argv=None) -> dict:
                    help="the benchmark's photograph windows (hf_vidtok.data.mixed_complexity; default: its own)")
     p.add_argument("--jobs", type=int, default=2, help="stages run at once (one thread each)")
     p.add_argument("--steps", type=int, default=None, help="tokenizer training steps (default: the recipe's)")
-    p.add_argument("--fixed_levels", type=int, nargs="+", default=[4, 8, 16], help="fixed-length baselines: tokens per block")
+    p.add_argument("--fixed_levels", type=int, nargs="+", default=[4, 8, 16, 32],
+                   help="fixed-length baselines: tokens per block (up to the largest level, so that the tokens saved at equal quality fall inside the curve)")
     p.add_argument("--target_mean_tokens", type=float, default=48.0,
                    help="the final tokenizer's preference is calibrated to this mean on the training table")
     p.add_argument("--eval_w_q", type=float, nargs="+", default=[1.0, 1.2, 1.4, 1.6], help="more router preferences evaluated")

@@ -5,6 +5,7 @@ stage's output loads and the figures have the shapes and categories the README t
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -55,6 +56,16 @@ def test_smoke_run_and_report(tmp_path):
     head = [r for r in results["final_vs_fixed"] if r["headline"]]
     assert len(head) == 1 and head[0]["w_q"] == results["calibration"]["w_q"]
     assert results["num_held_out_clips"] == table.num_clips
+    # the reward analysis: the oracle's tokens per category and the metric's gain per token, from the held-out table
+    analysis = results["reward_analysis"]
+    assert analysis["quality_metric"] == "ssim" and analysis["calibrated_w_q"] == results["calibration"]["w_q"]
+    assert list(analysis["oracle_tokens"]) == ["calibrated", "w_q 1.2"]
+    for tokens in analysis["oracle_tokens"].values():
+        assert set(tokens) == set(CATEGORIES) and all(16 <= v <= 128 for v in tokens.values())
+    assert set(analysis["gain_per_token"]) == set(CATEGORIES)
+    for steps in analysis["gain_per_token"].values():
+        assert list(steps) == ["4->8", "8->16", "16->32"]
+        assert all(set(v) == {"block_0", "every_block"} and all(map(math.isfinite, v.values())) for v in steps.values())
 
     report = subprocess.run([sys.executable, str(REPO / "bench" / "bench_evatok_mixed.py"), "--report", str(seed_dir),
                              "--output_dir", str(tmp_path / "report")], cwd=REPO, env=env, capture_output=True,
@@ -62,5 +73,8 @@ def test_smoke_run_and_report(tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
     summary = json.loads((tmp_path / "report" / "report.json").read_text())["summary"]
     assert summary["seeds"] == [0] and set(summary["categories"]) == set(CATEGORIES)
+    assert summary["oracle_categories"]["calibrated"]["still"]["values"] == [
+        round(analysis["oracle_tokens"]["calibrated"]["still"], 4)]
+    assert summary["gain_per_token"]["fast"]["4->8"]["block_0"] == analysis["gain_per_token"]["fast"]["4->8"]["block_0"]
     for png in ("quality_cost.png", "held_out_grid.png"):
         assert (tmp_path / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -93,8 +93,7 @@ def test_decode_paths_agree():
 QUERY_INITS = {"first_token": dict(decoder_query_init="first_token"),
                "pyramid_cell": dict(decoder_query_init="pyramid_cell"),
                "carry_query": dict(decoder_query_init="pyramid_cell", decoder_carry="query"),
-               "carry_output": dict(decoder_query_init="pyramid_cell", decoder_carry="output"),
-               "carry_residual": dict(decoder_query_init="pyramid_cell", decoder_carry="residual")}
+               "carry_output": dict(decoder_query_init="pyramid_cell", decoder_carry="output")}
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -247,11 +246,8 @@ def test_temporal_carry_reaches_later_blocks_only():
     cell = torch.zeros(3, 4, 5, dtype=torch.bool)
     cell[:, :2, :3] = True  # the 4x5 patch map's top-left cell of the 2x2 grid: rows 0-1, columns 0-2
     for carry, expect in (("query", cell), ("none", cell & (torch.arange(3) == 0)[:, None, None]),
-                          ("output", cell | (torch.arange(3) > 0)[:, None, None]),
-                          ("residual", cell | (torch.arange(3) > 0)[:, None, None])):
+                          ("output", cell | (torch.arange(3) > 0)[:, None, None])):
         model = make(decoder_query_init="pyramid_cell", decoder_carry=carry)
-        if carry == "residual":  # a trained map (it starts at zero: nothing of a later block would change)
-            torch.nn.init.normal_(model.decoder_carry_delta.weight, std=0.2)
         with torch.no_grad():
             ref = model._decode_tokens(tokens, layout, counts, align_layer=0)[1]  # (1, blocks, 4, 5, D)
             # (a random change: a constant shift of a token would vanish in the LayerNorms)
@@ -265,34 +261,6 @@ def test_temporal_carry_reaches_later_blocks_only():
         assert torch.equal(((out - ref).abs() > 1e-9).any(-1)[0], expect), carry
         assert torch.equal(back[0, :2], ref[0, :2]), carry  # blocks 0 and 1 never see block 2
         assert torch.equal(video[:, :, :4], ref_video[:, :, :4]), carry
-
-
-def test_residual_carry_keeps_the_earlier_blocks_features_at_initialisation():
-    """``decoder_carry="residual"`` starts with a zero map: every later block decodes to block 0's features exactly,
-    whatever its tokens and level (a still clip costs nothing after its first block until training says otherwise);
-    the prefix-state path decodes the same blocks."""
-    from hf_vidtok.modules.masks import packed_block_layout
-
-    model = make(decoder_query_init="pyramid_cell", decoder_carry="residual").eval()
-    counts = torch.tensor([[8, 1, 2], [2, 8, 1]])
-    layout = packed_block_layout(counts, 11)
-    tokens = torch.randn(2, 11, TINY["hidden_size"], dtype=torch.float64)
-    with torch.no_grad():
-        video = model._decode_tokens(tokens, layout, counts)[0]  # (B, C, T, H, W)
-    tp = model.config.temporal_patch_size
-    for t in range(1, model.config.num_blocks):
-        assert torch.equal(video[:, :, t * tp : (t + 1) * tp], video[:, :, :tp])
-    # once trained (a non-zero map) the later blocks differ, and the prefix-state decode equals the full one
-    torch.nn.init.normal_(model.decoder_carry_delta.weight, std=0.2)
-    x = clips(1)
-    with torch.no_grad():
-        full = model(x, assignment=torch.tensor([[8, 1, 2]])).reconstruction
-        state, blocks = model.init_prefix_state(x), []
-        for count in (8, 1, 2):
-            out, state = model.step_block(state, count)
-            blocks.append(out.reconstruction)
-    assert not torch.equal(full[:, :, tp : 2 * tp], full[:, :, :tp])
-    torch.testing.assert_close(torch.cat(blocks, dim=2), full, rtol=0, atol=1e-10)
 
 
 def test_decoder_carry_is_validated():

@@ -82,11 +82,8 @@ class EvatokTokenizerConfig(PretrainedConfig):
             features in block ``t - 1``, and every query gets a learned embedding of its block's level, so a block of
             static content coded with few tokens can take the detail of the earlier blocks at the same place.
             ``"none"`` (the paper), ``"query"`` (block ``t - 1``'s starting query, which carries ``t - 2``'s, and so
-            on: all blocks decode in one pass), ``"output"`` (block ``t - 1``'s decoded features, the output of the
-            last decoder layer: the blocks decode one after the other, with the same attention as in one pass) or
-            ``"residual"`` (as ``"output"``, and block ``t``'s decoded features are block ``t - 1``'s plus a learned
-            map of what the decoder layers make of block ``t``, a map that starts at zero: static content keeps the
-            earlier block's features exactly, over any number of blocks, and a block's tokens only code the change).
+            on: all blocks decode in one pass) or ``"output"`` (block ``t - 1``'s decoded features, the output of the
+            last decoder layer: the blocks decode one after the other, with the same attention as in one pass).
             Block causality holds either way (only blocks ``<= t`` reach block ``t``). Without it the decoder can
             only find an earlier block's detail through attention, which the small recipes did not learn: still
             clips gained nothing from their earlier blocks. The linear map starts as the identity (zero bias): at
@@ -163,8 +160,8 @@ class EvatokTokenizerConfig(PretrainedConfig):
         if decoder_query_init not in ("first_token", "pyramid_cell"):
             raise ValueError(f"`decoder_query_init` must be 'first_token' or 'pyramid_cell', got {decoder_query_init!r}")
         self.decoder_query_init = decoder_query_init
-        if decoder_carry not in ("none", "query", "output", "residual"):
-            raise ValueError(f"`decoder_carry` must be 'none', 'query', 'output' or 'residual', got {decoder_carry!r}")
+        if decoder_carry not in ("none", "query", "output"):
+            raise ValueError(f"`decoder_carry` must be 'none', 'query' or 'output', got {decoder_carry!r}")
         self.decoder_carry = decoder_carry
         self.initializer_range = float(initializer_range)
         super().__init__(**kwargs)

@@ -219,8 +219,6 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             self.decoder_carry_norm = nn.LayerNorm(d, eps=c.layer_norm_eps)
             self.decoder_carry_proj = nn.Linear(d, d)
             self.decoder_query_level_embed = nn.Parameter(torch.zeros(nl, d))
-        if c.decoder_carry == "residual":  # block t's features = block t-1's + this map of its decoder output
-            self.decoder_carry_delta = nn.Linear(d, d)
         self.decoder_layers = nn.ModuleList(
             [QFormerLayer(d, c.num_attention_heads, c.mlp_ratio, c.layer_norm_eps, c.qkv_bias) for _ in range(c.decoder_layers)]
         )
@@ -244,9 +242,6 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             # nothing more, moving content learns to change it
             init.eye_(self.decoder_carry_proj.weight)
             init.zeros_(self.decoder_carry_proj.bias)
-        if c.decoder_carry == "residual":  # at initialisation every later block is a copy of the one before
-            init.zeros_(self.decoder_carry_delta.weight)
-            init.zeros_(self.decoder_carry_delta.bias)
         for p in tables:
             init.trunc_normal_(p, std=c.initializer_range)
 
@@ -508,7 +503,7 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         h = tokens.gather(1, source.reshape(b, num_patches, 1).expand(-1, -1, d))
         ref_kv = [layer.reference_kv(refs, token_pos) for layer in self.decoder_layers]
         patch_blocks = self._patch_block_ids(h.device)[None]
-        if c.decoder_carry in ("output", "residual"):
+        if c.decoder_carry == "output":
             h, hidden = self._decode_blocks_in_turn(h, ref_kv, block_levels, layout, query_pos, align_layer)
         else:
             if c.decoder_carry == "query":
@@ -533,9 +528,8 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         return video, hidden
 
     def _decode_blocks_in_turn(self, starts, ref_kv, block_levels, layout, query_pos, align_layer):
-        """``decoder_carry="output"`` / ``"residual"``: decode block after block, each starting from its own tokens
-        plus the map of the previous block's decoded features (:meth:`_carry_block`); ``"residual"`` adds the
-        previous block's features to the block's own output (:meth:`_residual_carry`). Every block attends to the cached
+        """``decoder_carry="output"``: decode block after block, each starting from its own tokens plus the map of
+        the previous block's decoded features (:meth:`_carry_block`). Every block attends to the cached
         self-attention keys/values of the blocks before it and to the tokens of the blocks up to it: the attention
         of the one-pass decoder, block-causal. Returns the decoded features ``(B, num_blocks * P, D)`` and the
         ``align_layer`` output (or None)."""
@@ -554,17 +548,9 @@ class EvatokTokenizer(EvatokPreTrainedModel):
                                              past_kv=past[i], return_kv=True)
                 if align_layer == i + 1:
                     aligned.append(h)
-            h = self._residual_carry(h, previous)
             outputs.append(h)
             previous = h
         return torch.cat(outputs, dim=1), (torch.cat(aligned, dim=1) if aligned else None)
-
-    def _residual_carry(self, decoded: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
-        """A block's decoded features ``(B, P, D)``: with ``decoder_carry="residual"`` (and an earlier block) the
-        earlier block's features + the learned map of this block's decoder output; otherwise ``decoded``."""
-        if self.config.decoder_carry != "residual" or previous is None:
-            return decoded
-        return previous + self.decoder_carry_delta(decoded)
 
     def _carry_block(self, start: torch.Tensor, levels: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
         """Block ``t``'s starting decoder queries with the temporal carry: its own ``start (B, P, D)`` + the learned
@@ -843,8 +829,7 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             decoder_token_kv.append((tk, tv))
             h, kv = layer(h, (tk, tv), query_pos=query_pos, past_kv=state.decoder_kv[i], return_kv=True)
             decoder_kv.append(kv)
-        if c.decoder_carry in ("output", "residual"):
-            h = self._residual_carry(h, state.decoder_carry)
+        if c.decoder_carry == "output":
             carry = h  # the next block carries these decoded features
         block = self.unpatchify(self.head(self.decoder_norm(h)))
         child = EvatokPrefixState(
