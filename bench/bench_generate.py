@@ -64,6 +64,11 @@ def unfused_decode_step():
 
 
 def build_model(args, device, dtype, num_tokens) -> VideoARGenerator:
+    if args.model:  # a trained generator: its own sizes, and the tokens it was trained to generate
+        model = VideoARGenerator.from_pretrained(args.model)
+        if num_tokens != model.config.max_seq_len:
+            raise ValueError(f"--tokens must be the model's max_seq_len ({model.config.max_seq_len}) with --model, got {num_tokens}")
+        return model.to(device=device, dtype=dtype).eval()
     if args.preset:
         layers, heads, dim = LLAMA_ABS_PRESETS[args.preset]
     else:
@@ -402,6 +407,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None, help="default: bfloat16 on cuda, float32 on cpu")
+    p.add_argument("--model", default=None,
+                   help="a trained VideoARGenerator (folder or Hub id) instead of a random one of the size flags; "
+                        "--tokens defaults to its max_seq_len (e.g. for the bf16 NLL check on a trained model)")
     p.add_argument("--preset", default=None, help="official size: " + ", ".join(LLAMA_ABS_PRESETS))
     p.add_argument("--hidden_size", type=int, default=512)
     p.add_argument("--layers", type=int, default=None, help="default 8 on cpu (the llama-abs-LP preset on cuda)")
@@ -437,6 +445,8 @@ def main(argv=None):
     args.layers = args.layers or 8
     args.codebook_size = args.codebook_size or (8192 if cuda else 1024)
     args.batch = args.batch or (32 if cuda else 4)
+    if args.model and args.tokens is None:
+        args.tokens = str(VideoARGeneratorConfig.from_pretrained(args.model).max_seq_len)
     args.tokens = [int(t) for t in str(args.tokens or ("1024" if cuda else "64,256,1024")).split(",")]
     if args.modes is None:
         args.modes = "kv_cache,official_style,no_cache" if cuda else "kv_cache,kv_cache_unfused,official_style"

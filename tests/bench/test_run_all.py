@@ -120,3 +120,32 @@ def test_bench_tokenizer_times_eager_compiled_and_official_in_one_run(capsys):
     for key in ("speedup_vs_official_style", "compiled_speedup_vs_official_style"):
         assert summary[key] > 0
     assert summary["compiled_speedup_min"] <= summary["compiled_speedup_vs_official_style"] <= summary["compiled_speedup_max"]
+
+
+def test_bench_generate_takes_a_trained_model(tmp_path, capsys):
+    """``bench_generate.py --model FOLDER`` times a saved generator (its sizes, ``--tokens`` = its max_seq_len) and
+    runs the bf16 NLL check on it; a --tokens other than the model's length is refused."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import bench_generate
+
+    from hf_vidtok.models.video_ar import VideoARGenerator, VideoARGeneratorConfig
+
+    torch.manual_seed(0)
+    config = VideoARGeneratorConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, codebook_size=16,
+                                    max_seq_len=6, num_classes=3)
+    VideoARGenerator(config).save_pretrained(tmp_path / "ar")
+    threads = torch.get_num_threads()
+    try:
+        bench_generate.main(["--model", str(tmp_path / "ar"), "--modes", "kv_cache,official_style,kv_cache_bf16",
+                             "--batch", "2", "--repeats", "1", "--threads", "1"])
+        with pytest.raises(ValueError, match="max_seq_len"):
+            bench_generate.main(["--model", str(tmp_path / "ar"), "--tokens", "8", "--modes", "kv_cache",
+                                 "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    timed = [r for r in records if r["bench"] == "ar_generate"]
+    assert {r["mode"] for r in timed} == {"kv_cache", "official_style", "kv_cache_bf16"}
+    assert all(r["tokens"] == 6 and r["hidden_size"] == 32 and r["output_shape"] == [2, 6] for r in timed)
+    quality = next(r for r in records if r["bench"] == "ar_generate_bf16_quality")
+    assert quality["nll_fp32_samples_under_fp32"] > 0 and quality["nll_relative_difference"] >= 0
