@@ -149,6 +149,8 @@ class VectorQuantizer(nn.Module):
             if sample:
                 probs = torch.softmax(logits / self.stochastic_temperature, dim=-1)
                 indices = sample_categorical(probs, generator=generator)
+            elif logits is not None:  # the similarities exist already: no second pass over the codebook
+                indices = logits.argmax(dim=-1)
             else:
                 indices = self._nearest(z, codebook)
             q = F.embedding(indices, codebook)
