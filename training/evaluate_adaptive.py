@@ -476,7 +476,7 @@ def main(argv=None) -> dict:
     import torch
     from accelerate.utils import gather_object
 
-    from hf_vidtok.training.accelerator import distributed_state
+    from hf_vidtok.training.accelerator import distributed_state, end_distributed
     from hf_vidtok.training.threads import set_torch_num_threads
 
     from hf_vidtok.evatok.curves import write_quality_cost_curves
@@ -598,7 +598,7 @@ def main(argv=None) -> dict:
                 logger.info("%-10s %-28s %7.1f tokens  PSNR %.3f  SSIM %.4f  blocks %s", curve, tag, p["avg_tokens"],
                             p["mean_psnr"], p["mean_ssim"], [round(b, 1) for b in p["mean_block_tokens"]])
         logger.info("wrote %s and %s (%d clips, %d reconstructions)", json_path, png_path, len(keys), len(pair_results))
-    state.wait_for_everyone()
+    end_distributed(state)
     return result
 
 

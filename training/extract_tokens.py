@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from accelerate.utils import gather_object
 
     from hf_vidtok.data import count_video_files, files_of_process, load_video_dataset
-    from hf_vidtok.training.accelerator import distributed_state
+    from hf_vidtok.training.accelerator import distributed_state, end_distributed
     from hf_vidtok.training.threads import set_torch_num_threads
 
     state = distributed_state()
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if state.is_main_process:
         write_json_atomic(os.path.join(output_dir, TOKEN_INFO_FILE), info)
         logger.info("wrote %d tokenized clips to %s", count, output_dir)
-    state.wait_for_everyone()
+    end_distributed(state)
     return info
 
 

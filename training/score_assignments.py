@@ -215,7 +215,7 @@ def main(argv=None) -> dict:
     from hf_vidtok.evatok.scoring import score_assignments
     from hf_vidtok.models.fingerprint import model_fingerprint, weights_sha256
     from hf_vidtok.training import write_json_atomic
-    from hf_vidtok.training.accelerator import distributed_state
+    from hf_vidtok.training.accelerator import distributed_state, end_distributed
     from hf_vidtok.training.threads import set_torch_num_threads
 
     state = distributed_state()
@@ -341,7 +341,7 @@ def main(argv=None) -> dict:
             result["hub_commit"] = str(push_to_hub(args.output_dir, repo_id, token=args.hub_token, private=args.private))
             logger.info("pushed the score table to the Hub dataset %s", repo_id)
         result.update(num_clips=table.num_clips, files=info["files"])
-    state.wait_for_everyone()
+    end_distributed(state)
     return result
 
 

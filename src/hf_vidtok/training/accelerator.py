@@ -125,6 +125,15 @@ def distributed_state(cpu: bool = False):
     return state
 
 
+def end_distributed(state) -> None:
+    """The end of a :func:`distributed_state` script: every process waits for the others, then the process group is
+    destroyed (as ``Accelerator.end_training`` does for the training scripts), so that no process exits while the
+    backend's threads still run (gloo then aborts a process at exit: "terminate called without an active
+    exception")."""
+    state.wait_for_everyone()
+    state.destroy_process_group()
+
+
 def setup_accelerator(
     output_dir: str,
     *,
