@@ -28,12 +28,21 @@ Then it writes ``results.json`` and prints its figures as JSON lines:
   the tokens saved at equal PSNR / SSIM;
 * ``proxy``: router vs max-reward oracle vs uniform on the proxy (gaps at equal tokens, Eq. 8 percentile);
 * ``categories``: mean tokens the final tokenizer's router gives each category (still / slow / fast / cut / video) and
-  each block, on the held-out clips.
+  each block, on the held-out clips;
+* ``reward_analysis`` (in ``results.json``): the max-reward oracle's tokens per category and the reward metric's gain
+  per token, on the proxy's held-out score table; ``carry_analysis``: the proxy's PSNR per block and category when only
+  block 0 gets the most tokens, i.e. how much of block 0's quality the later blocks keep (``carry_loss_db``).
+
+The clips' size (``num_frames``, ``resolution``) is the tokenizer recipe's (``model_config``), so a recipe at another
+resolution builds (and needs) its own ``--data_dir``.
 
 ``--report DIRS`` aggregates seeds: ``report.json`` (every figure per seed, mean and spread), ``quality_cost.png``
 (PSNR against mean tokens: fixed-length, final + router, proxy uniform / router / oracle, every seed) and
 ``held_out_grid.png`` (held-out clips of each category with the counts per block the router gives them).
-``--smoke`` runs the same stages on a tiny data set and tiny step counts (CI).
+``--proxy_only`` stops after the proxy's stages (proxy, scores, labels, router, calibration, the proxy's evaluation)
+and writes their figures (``proxy``, ``reward_analysis``, ``carry_analysis``): a recipe's reward and carry in about
+a third of the time, without the final and fixed-length tokenizers. ``--smoke`` runs the same stages on a tiny data
+set and tiny step counts (CI).
 """
 
 from __future__ import annotations
@@ -55,6 +64,18 @@ ROUTER_RECIPE = "training/configs/evatok_mixed_router.yaml"
 CATEGORIES = ("still", "slow", "fast", "cut", "video")
 SMOKE_DATA = dict(clips_per_photograph=1, train_clips_per_video=1, held_out_clips_per_video=1,
                   photographs=("astronaut", "brick", "coffee", "grass", "moon", "rocket"))
+
+
+def _recipe_clip_size(recipe: str) -> dict:
+    """``num_frames`` / ``resolution`` of the benchmark clips: those of the tokenizer recipe's ``model_config``."""
+    import yaml
+
+    with open(recipe) as f:
+        model = (yaml.safe_load(f) or {}).get("model_config") or {}
+    size = model.get("image_size", 32)
+    if not isinstance(size, int):
+        raise ValueError(f"`--tokenizer_recipe` {recipe}: the benchmark's clips are square, got image_size {size!r}")
+    return {"num_frames": int(model.get("num_frames", 16)), "resolution": size}
 
 
 # ----------------------------------------------------------------------------------------------- stages
@@ -93,6 +114,8 @@ def stage_commands(args, out: str) -> dict[str, tuple[list[str], tuple[str, ...]
         "evaluate_final": (evaluate + ["--tokenizer_name_or_path", f"{out}/final", "--output_dir", f"{out}/eval_final"],
                            ("final", "score_held_out")),
     }
+    if args.proxy_only:  # stages 1-3 and the proxy's evaluation: what the reward and the router make of a recipe
+        return {name: stage for name, stage in stages.items() if name not in ("final", "evaluate_final")}
     for k in args.fixed_levels:
         stages[f"fixed_{k}"] = (tok + ["--assignment_sampling", f"uniform:{k}", "--output_dir", f"{out}/fixed_{k}"], ())
         stages[f"evaluate_fixed_{k}"] = (
@@ -247,20 +270,94 @@ def reward_analysis(out: str, w_qs) -> dict:
             "gain_per_token": gains}
 
 
-def figures(args, out: str) -> dict:
-    """The seed's figures from the evaluation outputs (see the module docstring)."""
+def carry_analysis(out: str, data_dir: str) -> dict:
+    """How much of block 0's quality the proxy keeps in the later blocks, per category, on the held-out clips.
+
+    ``block_psnr``: per category and assignment (every block at the lowest level, block 0 at the highest and the
+    others at the lowest, every block at the highest), the mean PSNR of every temporal block. ``carry_loss_db``: per
+    category, block 0's PSNR minus the mean of the later blocks' when only block 0 gets the most tokens. A still
+    clip repeats block 0, so a tokenizer that carried it forward would lose nothing there (0 dB) and its later
+    blocks would need no more than the fewest tokens; what it loses is what later-block tokens buy back, and the
+    reward then spends them (the still > fast ordering of ``reward_analysis``)."""
     import numpy as np
+    import torch
 
-    def load(name):
-        return json.loads(Path(out, name, "adaptive_quality_cost.json").read_text())
+    from hf_vidtok.data import load_video_dataset
+    from hf_vidtok.models.evatok import EvatokTokenizer
 
+    tokenizer = EvatokTokenizer.from_pretrained(str(Path(out, "proxy"))).eval()
+    c = tokenizer.config
+    size = c.image_size if isinstance(c.image_size, int) else c.image_size[0]
+    ds = load_video_dataset(data_dir, layout="csv", split="validation", num_frames=c.num_frames, resolution=size,
+                            streaming=True)
+    examples = list(ds)
+    videos = torch.from_numpy(np.stack([ex["video"] for ex in examples])).permute(0, 4, 1, 2, 3).float() / 255
+    labels = np.asarray([ex["label"] for ex in examples])
+    lo, hi, nb = min(c.token_levels), max(c.token_levels), c.num_blocks
+    assignments = {"uniform_min": [lo] * nb, "block_0_max": [hi] + [lo] * (nb - 1), "uniform_max": [hi] * nb}
+    block_psnr = {}
+    with torch.no_grad():
+        for tag, counts in assignments.items():
+            psnr = []
+            for i in range(0, len(videos), 16):
+                x = videos[i : i + 16]
+                rec = tokenizer(x, assignment=torch.tensor([counts] * len(x))).reconstruction.clamp(0, 1)
+                mse = (rec - x).square().unflatten(2, (nb, -1)).mean(dim=(1, 3, 4, 5))  # (B, num_blocks)
+                psnr.append(10 * torch.log10(1.0 / mse.double().clamp_min(1e-12)))
+            psnr = torch.cat(psnr).numpy()
+            block_psnr[tag] = {name: psnr[labels == k].mean(0).round(3).tolist() for k, name in enumerate(CATEGORIES)
+                               if (labels == k).any()}
+    first_only = block_psnr["block_0_max"]
+    loss = {name: float(v[0] - np.mean(v[1:])) for name, v in first_only.items()} if nb > 1 else {}
+    return {"assignments": assignments, "block_psnr": block_psnr, "carry_loss_db": loss}
+
+
+def _load_eval(out: str, name: str) -> dict:
+    return json.loads(Path(out, name, "adaptive_quality_cost.json").read_text())
+
+
+def figures(args, out: str) -> dict:
+    """The seed's figures from the evaluation outputs (see the module docstring); with ``--proxy_only`` the proxy's
+    (no ``fixed`` / ``final_vs_fixed`` / ``final_uniform`` / ``categories``)."""
     calibration = json.loads(Path(out, "calibration.json").read_text())
     w_q = calibration["w_q"]
+    proxy = _load_eval(out, "eval_proxy")
+    proxy_rows = []
+    uniform = proxy["curves"]["uniform"]
+    for curve in ("router", "max_reward"):
+        for p in proxy["curves"].get(curve, []):
+            xs, ys = _curve(uniform)
+            at = _interp(xs, ys, p["avg_tokens"])
+            proxy_rows.append({"curve": curve, **{k: p[k] for k in ("w_q", "target_mean_tokens") if k in p},
+                               "avg_tokens": p["avg_tokens"], "psnr": p["mean_psnr"], "ssim": p["mean_ssim"],
+                               "uniform_psnr_at_equal_tokens": at, "gap_psnr": None if at is None else p["mean_psnr"] - at})
+    final = None if args.proxy_only else _final_figures(args, out, w_q)
+    times = json.loads(Path(out, "stages.json").read_text())
+    return {
+        "seed": args.seed,
+        "data_dir": args.data_dir,
+        "calibration": calibration,
+        **({} if final is None else {k: final[k] for k in ("fixed", "final_vs_fixed", "final_uniform")}),
+        "proxy_uniform": [{"level": p["level"], "avg_tokens": p["avg_tokens"], "psnr": p["mean_psnr"], "ssim": p["mean_ssim"]} for p in uniform],
+        "proxy": proxy_rows,
+        **({} if final is None else {"categories": final["categories"]}),
+        "reward_analysis": reward_analysis(out, [w_q, *args.eval_w_q]),
+        "carry_analysis": carry_analysis(out, args.data_dir),
+        "num_held_out_clips": (proxy if final is None else final)["num_clips"],
+        "stage_seconds": {k: v["seconds"] for k, v in times.items()},
+        "total_seconds": round(sum(v["seconds"] for v in times.values()), 1),
+    }
+
+
+def _final_figures(args, out: str, w_q: float) -> dict:
+    """The final tokenizer + router against the fixed-length tokenizers, and the router's tokens per category."""
+    import numpy as np
+
     fixed = []
     for k in args.fixed_levels:
-        point = next(p for p in load(f"eval_fixed_{k}")["curves"]["uniform"] if p["level"] == k)
+        point = next(p for p in _load_eval(out, f"eval_fixed_{k}")["curves"]["uniform"] if p["level"] == k)
         fixed.append({"level": k, "tokenizer": f"fixed_{k}", **{m: point[m] for m in ("avg_tokens", "mean_psnr", "mean_ssim")}})
-    final = load("eval_final")
+    final = _load_eval(out, "eval_final")
     comparisons = []
     for p in final["curves"].get("router", []):
         row = {k: p[k] for k in ("w_q", "target_mean_tokens") if k in p}
@@ -275,16 +372,6 @@ def figures(args, out: str) -> dict:
             row[f"saving_at_equal_{metric}"] = None if tokens is None else 1.0 - p["avg_tokens"] / tokens
         row["headline"] = row.get("w_q") == w_q
         comparisons.append(row)
-    proxy = load("eval_proxy")
-    proxy_rows = []
-    uniform = proxy["curves"]["uniform"]
-    for curve in ("router", "max_reward"):
-        for p in proxy["curves"].get(curve, []):
-            xs, ys = _curve(uniform)
-            at = _interp(xs, ys, p["avg_tokens"])
-            proxy_rows.append({"curve": curve, **{k: p[k] for k in ("w_q", "target_mean_tokens") if k in p},
-                               "avg_tokens": p["avg_tokens"], "psnr": p["mean_psnr"], "ssim": p["mean_ssim"],
-                               "uniform_psnr_at_equal_tokens": at, "gap_psnr": None if at is None else p["mean_psnr"] - at})
     per_clip = json.loads(Path(out, "eval_final", "adaptive_per_clip.json").read_text())
     headline = next(p for p in per_clip["points"] if p["curve"] == "router" and p.get("w_q") == w_q)
     labels = np.asarray(per_clip["labels"])
@@ -296,22 +383,8 @@ def figures(args, out: str) -> dict:
             categories[name] = {"clips": int(m.sum()), "mean_tokens": float(counts[m].sum(1).mean()),
                                 "mean_block_tokens": counts[m].mean(0).round(3).tolist(),
                                 "psnr": float(np.mean(np.asarray(headline["psnr"])[m]))}
-    times = json.loads(Path(out, "stages.json").read_text())
-    return {
-        "seed": args.seed,
-        "data_dir": args.data_dir,
-        "calibration": calibration,
-        "fixed": fixed,
-        "final_vs_fixed": comparisons,
-        "final_uniform": final["curves"]["uniform"],
-        "proxy_uniform": [{"level": p["level"], "avg_tokens": p["avg_tokens"], "psnr": p["mean_psnr"], "ssim": p["mean_ssim"]} for p in uniform],
-        "proxy": proxy_rows,
-        "categories": categories,
-        "reward_analysis": reward_analysis(out, [w_q, *args.eval_w_q]),
-        "num_held_out_clips": final["num_clips"],
-        "stage_seconds": {k: v["seconds"] for k, v in times.items()},
-        "total_seconds": round(sum(v["seconds"] for v in times.values()), 1),
-    }
+    return {"fixed": fixed, "final_vs_fixed": comparisons, "final_uniform": final["curves"]["uniform"],
+            "categories": categories, "num_clips": final["num_clips"]}
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -322,6 +395,10 @@ def report(dirs: list[str], output_dir: str) -> dict:
     import numpy as np
 
     runs = [json.loads(Path(d, "results.json").read_text()) for d in dirs]
+    partial = [d for d, r in zip(dirs, runs) if "final_vs_fixed" not in r]
+    if partial:
+        raise ValueError(f"`--report` needs whole runs; {partial} ran with --proxy_only (their results.json has the "
+                         "proxy's figures only)")
     heads = [next(r for r in run["final_vs_fixed"] if r["headline"]) for run in runs]
 
     def spread(values):
@@ -355,6 +432,10 @@ def report(dirs: list[str], output_dir: str) -> dict:
                 for step in analyses[0]["gain_per_token"][c]}
             for c in CATEGORIES if all(c in a["gain_per_token"] for a in analyses)}
         summary["reward_metric"] = analyses[0]["quality_metric"]
+    carries = [r["carry_analysis"] for r in runs if "carry_analysis" in r]
+    if carries:
+        summary["carry_loss_db"] = {c: spread([a["carry_loss_db"].get(c) for a in carries]) for c in CATEGORIES
+                                    if any(c in a["carry_loss_db"] for a in carries)}
     os.makedirs(output_dir, exist_ok=True)
     summary["quality_cost_png"] = _plot_curves(runs, os.path.join(output_dir, "quality_cost.png"))
     summary["held_out_grid_png"] = _plot_grid(dirs[0], runs[0], os.path.join(output_dir, "held_out_grid.png"))
@@ -457,6 +538,9 @@ def main(argv=None) -> dict:
     p.add_argument("--router_recipe", default=ROUTER_RECIPE, help="YAML of the router")
     p.add_argument("--tokenizer_args", nargs=argparse.REMAINDER, default=[], help="flags added to every tokenizer training")
     p.add_argument("--report", nargs="+", default=None, help="aggregate these seed folders instead of running")
+    p.add_argument("--proxy_only", action="store_true",
+                   help="stop after the proxy's stages (proxy, scores, labels, router, its evaluation): the reward "
+                        "and carry analyses of a recipe without training the final and fixed-length tokenizers")
     p.add_argument("--smoke", action="store_true", help="tiny data and step counts (CI)")
     args = p.parse_args(argv)
     if args.report:
@@ -467,9 +551,10 @@ def main(argv=None) -> dict:
 
     os.makedirs(args.output_dir, exist_ok=True)
     out = os.path.abspath(args.output_dir)
-    args.data_dir = os.path.abspath(args.data_dir)
+    data_dir_given, args.data_dir = args.data_dir, os.path.abspath(args.data_dir)
     t0 = time.perf_counter()
     data_settings = dict(SMOKE_DATA) if args.smoke else {}
+    data_settings.update(_recipe_clip_size(args.tokenizer_recipe))  # the clips the recipe's tokenizers take
     if args.window_fraction is not None:
         data_settings["window_fraction"] = tuple(args.window_fraction)
     manifest = build_mixed_complexity_dataset(args.data_dir, **data_settings)
@@ -478,7 +563,16 @@ def main(argv=None) -> dict:
         args.target_mean_tokens, args.budgets, args.eval_w_q, args.fixed_levels = 32.0, [32.0], [1.2], [8, 16]
     run_stages(args, out)
     results = figures(args, out)
+    # where the data was, as the user named it (the machine's absolute path says nothing elsewhere), and what it is
+    results["data_dir"] = data_dir_given
+    results["data_settings"] = manifest["settings"]
     Path(out, "results.json").write_text(json.dumps(results, indent=1))
+    if args.proxy_only:
+        print(json.dumps({"figure": "oracle_categories", "seed": args.seed,
+                          **results["reward_analysis"]["oracle_tokens"]["calibrated"]}))
+        print(json.dumps({"figure": "carry_loss_db", "seed": args.seed, **results["carry_analysis"]["carry_loss_db"]}))
+        print(json.dumps({"figure": "total_seconds", "seed": args.seed, "seconds": results["total_seconds"]}))
+        return results
     head = next(r for r in results["final_vs_fixed"] if r["headline"])
     print(json.dumps({"figure": "final_vs_fixed", "seed": args.seed, **{k: head[k] for k in head if k != "mean_block_tokens"}}))
     print(json.dumps({"figure": "categories", "seed": args.seed, **{c: v["mean_tokens"] for c, v in results["categories"].items()}}))

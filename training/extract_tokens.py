@@ -44,6 +44,7 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
 import torch
 
 from hf_vidtok.training import autocast_dtype, check_output_dir_writable, write_json_atomic
@@ -264,7 +265,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            len(skipped), seen, skipped[:3])
         if state.is_main_process:  # the rows of every process, in an order independent of the process count
             parts = [datasets.Dataset.from_file(os.path.join(scratch, f"tokens-{r:05d}.arrow")) for r in range(world)]
-            dataset = datasets.concatenate_datasets(parts).sort(["key", "clip_index", "flipped"])
+            dataset = datasets.concatenate_datasets(parts)
+            # Dataset.sort would do, but it passes pyarrow a deprecated option (a FutureWarning on every run)
+            order = np.lexsort([np.asarray(dataset[c]) for c in ("flipped", "clip_index", "key")])  # last key first
+            dataset = dataset.select(order.tolist())
             dataset.save_to_disk(output_dir)
             del dataset, parts
         state.wait_for_everyone()
