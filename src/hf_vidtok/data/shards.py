@@ -46,7 +46,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
-from .layouts import _SPLIT_ALIASES, SHARD_LAYOUTS, VideoListing, label_scheme, canonical_split
+from .listing import _SPLIT_ALIASES, SHARD_LAYOUTS, VideoListing, canonical_split, label_scheme
 from .locations import DataLocation, resolve_location
 from .video_reader import VIDEO_EXTENSIONS
 
