@@ -12,7 +12,7 @@ thread each), and times it:
 * ``data``: :mod:`hf_vidtok.data.mixed_complexity` (shared by the seeds: ``--data_dir``, written once);
 * ``proxy`` (stage 1, random assignments) and ``fixed_K`` for every ``--fixed_levels`` K (``uniform:K``), all with
   ``training/configs/evatok_mixed.yaml`` and the same steps;
-* ``score_train`` / ``score_held_out`` (stage 2, SSIM reward), ``labels``, ``router`` (stage 3,
+* ``score_train`` / ``score_held_out`` (stage 2, SSIM reward, or ``--quality_metric mse``), ``labels``, ``router`` (stage 3,
   ``evatok_mixed_router.yaml``);
 * ``calibrate``: the preference w_q at which the router gives the *training* clips ``--target_mean_tokens`` tokens
   per clip on average (bisection; the held-out clips are not used);
@@ -48,6 +48,7 @@ set and tiny step counts (CI).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -91,7 +92,7 @@ def stage_commands(args, out: str) -> dict[str, tuple[list[str], tuple[str, ...]
     tok = [py, "training/train_tokenizer.py", "--config", args.tokenizer_recipe, "--train_data_dir", data,
            "--seed", str(args.seed), *steps, *smoke, *args.tokenizer_args]
     score = [py, "training/score_assignments.py", "--train_data_dir", data, "--dataset_layout", "csv",
-             "--tokenizer_name_or_path", f"{out}/proxy", "--quality_metric", "ssim", "--batch_size", "8",
+             "--tokenizer_name_or_path", f"{out}/proxy", "--quality_metric", args.quality_metric, "--batch_size", "8",
              "--torch_num_threads", "1"]
     evaluate = [py, "training/evaluate_adaptive.py", "--score_table", f"{out}/scores_held_out", "--per_clip",
                 "--w_q", *map(str, args.eval_w_q), "{w_q}", "--target_mean_tokens", *map(str, args.budgets)]
@@ -156,11 +157,47 @@ def calibrate_w_q(router_dir: str, data_dir: str, target: float) -> dict:
     return {"w_q": w, "target_mean_tokens": target, "train_router_mean_tokens": mean_tokens(w), "train_clips": len(videos)}
 
 
+def _stage_signature(args, out: str, command: list[str]) -> dict:
+    """What a stage's outputs depend on, independent of where the files live: its arguments after the interpreter
+    with the output and data folders as ``{out}`` / ``{data}``, and the SHA-256 of the two recipes."""
+    argv = [c.replace(out, "{out}").replace(args.data_dir, "{data}") for c in command[1:]]
+    recipes = {role: hashlib.sha256(Path(path).read_bytes()).hexdigest()
+               for role, path in (("tokenizer", args.tokenizer_recipe), ("router", args.router_recipe))}
+    return {"argv": argv, "recipes": recipes}
+
+
+def stale_stages(args, out: str, stages: dict, done: dict) -> list[str]:
+    """The done stages of ``out`` that ran with other settings than ``args`` give now (another recipe or recipe
+    file content, metric, seed, steps, ...; the interpreter and the folders' locations may differ), and
+    ``calibrate`` when its target differs: running on would mix their outputs with the new settings' ones. Stages
+    recorded before signatures were kept are not checked."""
+    calibration = Path(out, "calibration.json")
+    w_q = json.loads(calibration.read_text())["w_q"] if calibration.is_file() else None
+    stale = []
+    for name in (name for name in stages if name in done):  # in stage order
+        record = done[name]
+        if stages[name][0] == ["calibrate"]:
+            if w_q is not None and json.loads(calibration.read_text())["target_mean_tokens"] != args.target_mean_tokens:
+                stale.append(name)
+        elif "signature" in record:
+            command = [c.replace("{w_q}", str(w_q)) for c in stages[name][0]]
+            if record["signature"] != _stage_signature(args, out, command):
+                stale.append(name)
+    return stale
+
+
 def run_stages(args, out: str) -> dict:
-    """Run every stage not yet done (``<out>/stages.json`` records the done ones), ``--jobs`` at a time."""
+    """Run every stage not yet done (``<out>/stages.json`` records the done ones), ``--jobs`` at a time. Refuses an
+    ``out`` whose done stages ran with other settings (:func:`stale_stages`)."""
     stages = stage_commands(args, out)
     done_path = Path(out) / "stages.json"
     done = json.loads(done_path.read_text()) if done_path.is_file() else {}
+    stale = stale_stages(args, out, stages, done)
+    if stale:
+        raise ValueError(
+            f"`--output_dir` {out} holds stages {stale} run with other settings than these (see its stages.json): "
+            "use a new --output_dir, or delete those stages' folders and entries to run them again"
+        )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
@@ -175,7 +212,7 @@ def run_stages(args, out: str) -> dict:
         cmd = [c.replace("{w_q}", str(w_q)) for c in cmd]
         with open(Path(out) / f"{name}.log", "w") as log:
             rc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-        return name, rc, time.perf_counter() - t0, " ".join(cmd)
+        return name, rc, time.perf_counter() - t0, cmd
 
     pending = [s for s in stages if s not in done]
     running = {}
@@ -194,7 +231,12 @@ def run_stages(args, out: str) -> dict:
                 print(json.dumps({"stage": name, "seconds": round(seconds, 1), "returncode": rc}), flush=True)
                 if rc != 0:
                     raise RuntimeError(f"stage {name} failed (exit {rc}); see {out}/{name}.log")
-                done[name] = {"seconds": round(seconds, 1), "command": command}
+                record = {"seconds": round(seconds, 1)}
+                if isinstance(command, list):
+                    record.update(command=" ".join(command), signature=_stage_signature(args, out, command))
+                else:  # calibrate: its result
+                    record.update(command=command)
+                done[name] = record
                 done_path.write_text(json.dumps(done, indent=1))
     return done
 
@@ -530,6 +572,8 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=None, help="tokenizer training steps (default: the recipe's)")
     p.add_argument("--fixed_levels", type=int, nargs="+", default=[4, 8, 16, 32],
                    help="fixed-length baselines: tokens per block (up to the largest level, so that the tokens saved at equal quality fall inside the curve)")
+    p.add_argument("--quality_metric", default="ssim", choices=["ssim", "mse"],
+                   help="the reward's quality metric (stage-2 scoring; the table also holds PSNR and the other one)")
     p.add_argument("--target_mean_tokens", type=float, default=48.0,
                    help="the final tokenizer's preference is calibrated to this mean on the training table")
     p.add_argument("--eval_w_q", type=float, nargs="+", default=[1.0, 1.2, 1.4, 1.6], help="more router preferences evaluated")

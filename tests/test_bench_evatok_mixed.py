@@ -139,3 +139,25 @@ def test_proxy_only_stops_after_the_proxy_stages(tmp_path):
                              "--output_dir", str(tmp_path / "report")], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=300)
     assert report.returncode != 0 and "--proxy_only" in report.stderr
+
+    # the folders moved elsewhere: the done stages are the same stages (nothing runs again, same figures)
+    stages = json.loads((seed_dir / "stages.json").read_text())
+    assert stages["score_train"]["signature"]["argv"][-1] == "{out}/scores_train"
+    moved, moved_data = tmp_path / "moved" / "seed1", tmp_path / "moved" / "data"
+    moved.parent.mkdir()
+    (tmp_path / "data").rename(moved_data)
+    seed_dir.rename(moved)
+    again = subprocess.run([sys.executable, str(REPO / "bench" / "bench_evatok_mixed.py"), "--smoke", "--proxy_only",
+                            "--seed", "1", "--output_dir", str(moved), "--data_dir", str(moved_data)],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    lines = [json.loads(line) for line in again.stdout.splitlines() if line.startswith("{")]
+    assert {line["stage"] for line in lines if "stage" in line} == {"data"}
+    assert json.loads((moved / "results.json").read_text())["reward_analysis"] == results["reward_analysis"]
+    # other settings in the same folder are refused, naming the stages they would mix with
+    other = subprocess.run([sys.executable, str(REPO / "bench" / "bench_evatok_mixed.py"), "--smoke", "--proxy_only",
+                            "--seed", "1", "--quality_metric", "mse", "--output_dir", str(moved), "--data_dir",
+                            str(moved_data)], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert other.returncode != 0 and "ValueError" in other.stderr
+    assert "['score_train', 'score_held_out']" in other.stderr and "--output_dir" in other.stderr
+    assert json.loads((moved / "stages.json").read_text()) == stages
