@@ -168,20 +168,22 @@ def _stage_signature(args, out: str, command: list[str]) -> dict:
 
 def stale_stages(args, out: str, stages: dict, done: dict) -> list[str]:
     """The done stages of ``out`` that ran with other settings than ``args`` give now (another recipe or recipe
-    file content, metric, seed, steps, ...; the interpreter and the folders' locations may differ), and
-    ``calibrate`` when its target differs: running on would mix their outputs with the new settings' ones. Stages
-    recorded before signatures were kept are not checked."""
+    file content, metric, seed, steps, ...; the interpreter and the folders' locations may differ), ``calibrate``
+    when its target differs, and every done stage that needs one of those: running on would mix their outputs with
+    the new settings' ones. Stages recorded before signatures were kept are not checked themselves."""
     calibration = Path(out, "calibration.json")
-    w_q = json.loads(calibration.read_text())["w_q"] if calibration.is_file() else None
+    calibrated = json.loads(calibration.read_text()) if calibration.is_file() else None
+    w_q = calibrated["w_q"] if calibrated else None
     stale = []
-    for name in (name for name in stages if name in done):  # in stage order
-        record = done[name]
-        if stages[name][0] == ["calibrate"]:
-            if w_q is not None and json.loads(calibration.read_text())["target_mean_tokens"] != args.target_mean_tokens:
+    for name in (name for name in stages if name in done):  # in stage order: a stage's needs come before it
+        command, needs = stages[name]
+        if any(need in stale for need in needs):
+            stale.append(name)
+        elif command == ["calibrate"]:
+            if calibrated and calibrated["target_mean_tokens"] != args.target_mean_tokens:
                 stale.append(name)
-        elif "signature" in record:
-            command = [c.replace("{w_q}", str(w_q)) for c in stages[name][0]]
-            if record["signature"] != _stage_signature(args, out, command):
+        elif "signature" in done[name]:
+            if done[name]["signature"] != _stage_signature(args, out, [c.replace("{w_q}", str(w_q)) for c in command]):
                 stale.append(name)
     return stale
 

@@ -159,5 +159,7 @@ def test_proxy_only_stops_after_the_proxy_stages(tmp_path):
                             "--seed", "1", "--quality_metric", "mse", "--output_dir", str(moved), "--data_dir",
                             str(moved_data)], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert other.returncode != 0 and "ValueError" in other.stderr
-    assert "['score_train', 'score_held_out']" in other.stderr and "--output_dir" in other.stderr
+    # (the scores, and every done stage that read them)
+    assert ("['score_train', 'score_held_out', 'labels', 'router', 'calibrate', 'evaluate_proxy']" in other.stderr
+            and "--output_dir" in other.stderr)
     assert json.loads((moved / "stages.json").read_text()) == stages
