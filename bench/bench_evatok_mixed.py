@@ -12,8 +12,8 @@ thread each), and times it:
 * ``data``: :mod:`hf_vidtok.data.mixed_complexity` (shared by the seeds: ``--data_dir``, written once);
 * ``proxy`` (stage 1, random assignments) and ``fixed_K`` for every ``--fixed_levels`` K (``uniform:K``), all with
   ``training/configs/evatok_mixed.yaml`` and the same steps;
-* ``score_train`` / ``score_held_out`` (stage 2, SSIM reward, or ``--quality_metric mse``), ``labels``, ``router`` (stage 3,
-  ``evatok_mixed_router.yaml``);
+* ``score_train`` / ``score_held_out`` (stage 2, SSIM reward, or ``--quality_metric mse`` / ``lpips``), ``labels``,
+  ``router`` (stage 3, ``evatok_mixed_router.yaml``);
 * ``calibrate``: the preference w_q at which the router gives the *training* clips ``--target_mean_tokens`` tokens
   per clip on average (bisection; the held-out clips are not used);
 * ``final`` (stage 4): the same tokenizer recipe on the router's assignments at that w_q;
@@ -32,6 +32,12 @@ Then it writes ``results.json`` and prints its figures as JSON lines:
 * ``reward_analysis`` (in ``results.json``): the max-reward oracle's tokens per category and the reward metric's gain
   per token, on the proxy's held-out score table; ``carry_analysis``: the proxy's PSNR per block and category when only
   block 0 gets the most tokens, i.e. how much of block 0's quality the later blocks keep (``carry_loss_db``).
+
+``--lpips_weights PATH_OR_ID`` (hf_vidtok LPIPS safetensors: ``python -m hf_vidtok.metrics.convert_lpips_weights``)
+adds LPIPS to every evaluation and figure (``final_vs_fixed``: ``gap_lpips``, negative is better, and the tokens saved
+at equal LPIPS; a third panel in ``quality_cost.png``); a Hub id is fetched once here, the stages then run offline.
+The score tables hold LPIPS only with ``--quality_metric lpips`` (the paper's reward): every clip's 256 assignments
+through VGG, hours on a CPU.
 
 The clips' size (``num_frames``, ``resolution``) is the tokenizer recipe's (``model_config``), so a recipe at another
 resolution builds (and needs) its own ``--data_dir``.
@@ -86,6 +92,7 @@ def stage_commands(args, out: str) -> dict[str, tuple[list[str], tuple[str, ...]
     """Every stage: (command, the stages it needs). ``final`` and the evaluations read ``calibrate``'s w_q at run
     time (``{w_q}`` in the command)."""
     py, data = sys.executable, args.data_dir
+    lpips = ["--lpips_weights", args.lpips_weights] if args.lpips_weights else []
     smoke = ["--max_train_steps", "4", "--validation_steps", "4", "--checkpointing_steps", "1000",
              "--num_validation_clips", "4", "--skip_initial_validation"] if args.smoke else []
     steps = ["--max_train_steps", str(args.steps)] if args.steps and not args.smoke else []
@@ -93,9 +100,9 @@ def stage_commands(args, out: str) -> dict[str, tuple[list[str], tuple[str, ...]
            "--seed", str(args.seed), *steps, *smoke, *args.tokenizer_args]
     score = [py, "training/score_assignments.py", "--train_data_dir", data, "--dataset_layout", "csv",
              "--tokenizer_name_or_path", f"{out}/proxy", "--quality_metric", args.quality_metric, "--batch_size", "8",
-             "--torch_num_threads", "1"]
+             "--torch_num_threads", "1", *(lpips if args.quality_metric == "lpips" else [])]
     evaluate = [py, "training/evaluate_adaptive.py", "--score_table", f"{out}/scores_held_out", "--per_clip",
-                "--w_q", *map(str, args.eval_w_q), "{w_q}", "--target_mean_tokens", *map(str, args.budgets)]
+                "--w_q", *map(str, args.eval_w_q), "{w_q}", "--target_mean_tokens", *map(str, args.budgets), *lpips]
     stages = {
         "proxy": (tok + ["--output_dir", f"{out}/proxy"], ()),
         "score_train": (score + ["--split", "train", "--output_dir", f"{out}/scores_train"], ("proxy",)),
@@ -122,7 +129,7 @@ def stage_commands(args, out: str) -> dict[str, tuple[list[str], tuple[str, ...]
         stages[f"evaluate_fixed_{k}"] = (
             [py, "training/evaluate_adaptive.py", "--tokenizer_name_or_path", f"{out}/fixed_{k}", "--no_router",
              "--data_dir", data, "--dataset_layout", "csv", "--split", "validation", "--per_clip",
-             "--output_dir", f"{out}/eval_fixed_{k}"], (f"fixed_{k}",))
+             *lpips, "--output_dir", f"{out}/eval_fixed_{k}"], (f"fixed_{k}",))
     return stages
 
 
@@ -159,10 +166,14 @@ def calibrate_w_q(router_dir: str, data_dir: str, target: float) -> dict:
 
 def _stage_signature(args, out: str, command: list[str]) -> dict:
     """What a stage's outputs depend on, independent of where the files live: its arguments after the interpreter
-    with the output and data folders as ``{out}`` / ``{data}``, and the SHA-256 of the two recipes."""
-    argv = [c.replace(out, "{out}").replace(args.data_dir, "{data}") for c in command[1:]]
-    recipes = {role: hashlib.sha256(Path(path).read_bytes()).hexdigest()
-               for role, path in (("tokenizer", args.tokenizer_recipe), ("router", args.router_recipe))}
+    with the output and data folders (and the LPIPS weights) as ``{out}`` / ``{data}`` (/ ``{lpips}``), and the
+    SHA-256 of the two recipes (and of the LPIPS weights file)."""
+    argv, files = command[1:], [("tokenizer", args.tokenizer_recipe), ("router", args.router_recipe)]
+    if args.lpips_weights and args.lpips_weights in argv:  # (only the stages that read them)
+        argv = ["{lpips}" if c == args.lpips_weights else c for c in argv]
+        files.append(("lpips", args.lpips_weights))
+    argv = [c.replace(out, "{out}").replace(args.data_dir, "{data}") for c in argv]
+    recipes = {role: hashlib.sha256(Path(path).read_bytes()).hexdigest() for role, path in files}
     return {"argv": argv, "recipes": recipes}
 
 
@@ -260,8 +271,20 @@ def _interp(xs, ys, x):
     return float(np.interp(x, xs, ys))
 
 
-def _tokens_at(xs, ys, y):
-    """The fewest tokens at which the (increasing) curve reaches ``y`` (None outside its range)."""
+#: the figures' quality metrics; LPIPS only where every point has it (``--lpips_weights``)
+QUALITY_METRICS = ("psnr", "ssim", "lpips")
+LOWER_IS_BETTER = {"psnr": False, "ssim": False, "lpips": True}
+
+
+def _metrics_of(points) -> list[str]:
+    return [m for m in QUALITY_METRICS if points and all(p.get(f"mean_{m}") is not None for p in points)]
+
+
+def _tokens_at(xs, ys, y, lower_is_better: bool = False):
+    """The fewest tokens at which the curve (better with more tokens) reaches quality ``y`` (None outside its
+    range); ``lower_is_better`` for a distance (LPIPS)."""
+    if lower_is_better:
+        ys, y = [-v for v in ys], -y
     for i in range(1, len(xs)):
         if ys[i - 1] <= y <= ys[i] and ys[i] > ys[i - 1]:
             return float(xs[i - 1] + (y - ys[i - 1]) / (ys[i] - ys[i - 1]) * (xs[i] - xs[i - 1]))
@@ -373,7 +396,7 @@ def figures(args, out: str) -> dict:
             xs, ys = _curve(uniform)
             at = _interp(xs, ys, p["avg_tokens"])
             proxy_rows.append({"curve": curve, **{k: p[k] for k in ("w_q", "target_mean_tokens") if k in p},
-                               "avg_tokens": p["avg_tokens"], "psnr": p["mean_psnr"], "ssim": p["mean_ssim"],
+                               "avg_tokens": p["avg_tokens"], **{m: p[f"mean_{m}"] for m in _metrics_of([p])},
                                "uniform_psnr_at_equal_tokens": at, "gap_psnr": None if at is None else p["mean_psnr"] - at})
     final = None if args.proxy_only else _final_figures(args, out, w_q)
     times = json.loads(Path(out, "stages.json").read_text())
@@ -382,7 +405,8 @@ def figures(args, out: str) -> dict:
         "data_dir": args.data_dir,
         "calibration": calibration,
         **({} if final is None else {k: final[k] for k in ("fixed", "final_vs_fixed", "final_uniform")}),
-        "proxy_uniform": [{"level": p["level"], "avg_tokens": p["avg_tokens"], "psnr": p["mean_psnr"], "ssim": p["mean_ssim"]} for p in uniform],
+        "proxy_uniform": [{"level": p["level"], "avg_tokens": p["avg_tokens"], **{m: p[f"mean_{m}"] for m in _metrics_of([p])}}
+                          for p in uniform],
         "proxy": proxy_rows,
         **({} if final is None else {"categories": final["categories"]}),
         "reward_analysis": reward_analysis(out, [w_q, *args.eval_w_q]),
@@ -394,24 +418,27 @@ def figures(args, out: str) -> dict:
 
 
 def _final_figures(args, out: str, w_q: float) -> dict:
-    """The final tokenizer + router against the fixed-length tokenizers, and the router's tokens per category."""
+    """The final tokenizer + router against the fixed-length tokenizers, and the router's tokens per category.
+    ``gap_<metric>``: final minus fixed at equal mean tokens (for LPIPS, a distance, negative is better)."""
     import numpy as np
 
     fixed = []
     for k in args.fixed_levels:
         point = next(p for p in _load_eval(out, f"eval_fixed_{k}")["curves"]["uniform"] if p["level"] == k)
-        fixed.append({"level": k, "tokenizer": f"fixed_{k}", **{m: point[m] for m in ("avg_tokens", "mean_psnr", "mean_ssim")}})
+        fixed.append({"level": k, "tokenizer": f"fixed_{k}", "avg_tokens": point["avg_tokens"],
+                      **{f"mean_{m}": point[f"mean_{m}"] for m in _metrics_of([point])}})
     final = _load_eval(out, "eval_final")
+    metrics = [m for m in _metrics_of(fixed) if m in _metrics_of(final["curves"].get("router", []))]
     comparisons = []
     for p in final["curves"].get("router", []):
         row = {k: p[k] for k in ("w_q", "target_mean_tokens") if k in p}
-        row.update(avg_tokens=p["avg_tokens"], mean_block_tokens=p["mean_block_tokens"], psnr=p["mean_psnr"], ssim=p["mean_ssim"])
-        for metric in ("psnr", "ssim"):
+        row.update(avg_tokens=p["avg_tokens"], mean_block_tokens=p["mean_block_tokens"], **{m: p[f"mean_{m}"] for m in metrics})
+        for metric in metrics:
             xs, ys = _curve(fixed, f"mean_{metric}")
             at = _interp(xs, ys, p["avg_tokens"])
             row[f"fixed_{metric}_at_equal_tokens"] = at
             row[f"gap_{metric}"] = None if at is None else p[f"mean_{metric}"] - at
-            tokens = _tokens_at(xs, ys, p[f"mean_{metric}"])
+            tokens = _tokens_at(xs, ys, p[f"mean_{metric}"], LOWER_IS_BETTER[metric])
             row[f"fixed_tokens_at_equal_{metric}"] = tokens
             row[f"saving_at_equal_{metric}"] = None if tokens is None else 1.0 - p["avg_tokens"] / tokens
         row["headline"] = row.get("w_q") == w_q
@@ -452,8 +479,9 @@ def report(dirs: list[str], output_dir: str) -> dict:
                 "max": None if not v.size else float(v.max())}
 
     summary = {"seeds": [r["seed"] for r in runs]}
-    for key in ("avg_tokens", "psnr", "ssim", "fixed_psnr_at_equal_tokens", "gap_psnr", "fixed_ssim_at_equal_tokens",
-                "gap_ssim", "saving_at_equal_psnr", "saving_at_equal_ssim"):
+    metrics = [m for m in QUALITY_METRICS if all(f"gap_{m}" in h for h in heads)]  # LPIPS where every seed has it
+    for key in ["avg_tokens"] + [f"{k}{m}{e}" for m in metrics for k, e in (("", ""), ("fixed_", "_at_equal_tokens"),
+                                                                          ("gap_", ""), ("saving_at_equal_", ""))]:
         summary[key] = spread([h[key] for h in heads])
     summary["at_or_above_fixed_psnr"] = sum(h["gap_psnr"] is not None and h["gap_psnr"] >= 0 for h in heads)
     summary["categories"] = {c: spread([r["categories"].get(c, {}).get("mean_tokens") for r in runs]) for c in CATEGORIES}
@@ -493,11 +521,12 @@ def _plot_curves(runs, path: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    metrics = [m for m in QUALITY_METRICS if all(m in r for run in runs for r in run["final_vs_fixed"])]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4.2))
     for i, run in enumerate(runs):
         alpha = 1.0 if i == 0 else 0.55
         label = (lambda s: s) if i == 0 else (lambda s: None)
-        for ax, metric in zip(axes, ("psnr", "ssim")):
+        for ax, metric in zip(axes, metrics):
             f = sorted(run["fixed"], key=lambda p: p["avg_tokens"])
             ax.plot([p["avg_tokens"] for p in f], [p[f"mean_{metric}"] for p in f], "s-", color="tab:gray", alpha=alpha,
                     label=label("fixed-length tokenizers"))
@@ -507,18 +536,19 @@ def _plot_curves(runs, path: str) -> str:
             head = next(r for r in run["final_vs_fixed"] if r["headline"])
             ax.plot([head["avg_tokens"]], [head[metric]], "*", ms=14, color="tab:red", alpha=alpha,
                     label=label("final, calibrated w_q"))
-            u = run["proxy_uniform"]
+            u = [p for p in run["proxy_uniform"] if metric in p]
             ax.plot([p["avg_tokens"] for p in u], [p[metric] for p in u], "^:", color="tab:blue", alpha=alpha * 0.8,
                     label=label("proxy, uniform"))
             for curve, style, color in (("router", "v--", "tab:green"), ("max_reward", "x--", "tab:purple")):
-                pts = sorted((r for r in run["proxy"] if r["curve"] == curve and "w_q" in r), key=lambda r: r["avg_tokens"])
+                pts = sorted((r for r in run["proxy"] if r["curve"] == curve and "w_q" in r and metric in r),
+                             key=lambda r: r["avg_tokens"])
                 ax.plot([r["avg_tokens"] for r in pts], [r[metric] for r in pts], style, color=color, alpha=alpha * 0.8,
                         label=label(f"proxy, {curve.replace('_', '-')}"))
             ax.set_xlabel("mean tokens per clip")
-            ax.set_ylabel(metric.upper())
+            ax.set_ylabel(metric.upper() + (" (lower is better)" if LOWER_IS_BETTER[metric] else ""))
             ax.grid(alpha=0.3)
     axes[0].set_title(f"held-out clips, {len(runs)} seeds")
-    axes[1].legend(fontsize=7, loc="lower right")
+    axes[1].legend(fontsize=7, loc="lower right")  # (the LPIPS panel, when there, keeps its corner free)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -563,7 +593,7 @@ def _plot_grid(out: str, run: dict, path: str, per_category: int = 3) -> str:
 # ------------------------------------------------------------------------------------------------- main
 
 
-def main(argv=None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--output_dir", required=True)
     p.add_argument("--seed", type=int, default=0, help="training seed of every stage (the data is the same for all seeds)")
@@ -574,8 +604,11 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=None, help="tokenizer training steps (default: the recipe's)")
     p.add_argument("--fixed_levels", type=int, nargs="+", default=[4, 8, 16, 32],
                    help="fixed-length baselines: tokens per block (up to the largest level, so that the tokens saved at equal quality fall inside the curve)")
-    p.add_argument("--quality_metric", default="ssim", choices=["ssim", "mse"],
-                   help="the reward's quality metric (stage-2 scoring; the table also holds PSNR and the other one)")
+    p.add_argument("--quality_metric", default="ssim", choices=["ssim", "mse", "lpips"],
+                   help="the reward's quality metric (stage-2 scoring; the table also holds PSNR, SSIM and MSE); "
+                        "lpips needs --lpips_weights and runs every assignment through VGG (hours on a CPU)")
+    p.add_argument("--lpips_weights", default=None,
+                   help="hf_vidtok LPIPS safetensors file / folder / Hub id: LPIPS in every evaluation and figure")
     p.add_argument("--target_mean_tokens", type=float, default=48.0,
                    help="the final tokenizer's preference is calibrated to this mean on the training table")
     p.add_argument("--eval_w_q", type=float, nargs="+", default=[1.0, 1.2, 1.4, 1.6], help="more router preferences evaluated")
@@ -588,11 +621,25 @@ def main(argv=None) -> dict:
                    help="stop after the proxy's stages (proxy, scores, labels, router, its evaluation): the reward "
                         "and carry analyses of a recipe without training the final and fixed-length tokenizers")
     p.add_argument("--smoke", action="store_true", help="tiny data and step counts (CI)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
     if args.report:
         summary = report(args.report, args.output_dir)
         print(json.dumps(summary), flush=True)
         return summary
+    if args.quality_metric == "lpips" and not args.lpips_weights:
+        raise ValueError("`--quality_metric lpips` needs `--lpips_weights` (an hf_vidtok LPIPS safetensors file, "
+                         "folder or Hub id; or pick ssim / mse)")
+    lpips_given = args.lpips_weights
+    if args.lpips_weights:  # fetched (Hub id) and checked here, once: the stages run offline on the local file
+        from hf_vidtok.hub.loading import resolve_file
+        from hf_vidtok.metrics.lpips_vgg import LPIPS, LPIPS_WEIGHTS_NAME
+
+        args.lpips_weights = os.path.abspath(resolve_file(args.lpips_weights, LPIPS_WEIGHTS_NAME))
+        LPIPS.from_pretrained(args.lpips_weights)  # a file that is not LPIPS weights fails now, not in a stage
     from hf_vidtok.data.mixed_complexity import build_mixed_complexity_dataset
 
     os.makedirs(args.output_dir, exist_ok=True)
@@ -612,6 +659,7 @@ def main(argv=None) -> dict:
     # where the data was, as the user named it (the machine's absolute path says nothing elsewhere), and what it is
     results["data_dir"] = data_dir_given
     results["data_settings"] = manifest["settings"]
+    results["lpips_weights"] = lpips_given
     Path(out, "results.json").write_text(json.dumps(results, indent=1))
     if args.proxy_only:
         print(json.dumps({"figure": "oracle_categories", "seed": args.seed,

@@ -29,12 +29,14 @@ def _env():
 
 def test_smoke_run_and_report(tmp_path):
     from hf_vidtok.evatok.score_table import load_score_table
+    from hf_vidtok.metrics.lpips_vgg import LPIPS
     from hf_vidtok.models.evatok import EvatokRouter, EvatokTokenizer
 
     env = _env()
     seed_dir, data = tmp_path / "seed0", tmp_path / "data"
+    lpips = LPIPS().save_pretrained(tmp_path / "lpips")  # random weights stand in for the real ones
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "bench_evatok_mixed.py"), "--smoke", "--seed", "0",
-                           "--output_dir", str(seed_dir), "--data_dir", str(data)],
+                           "--output_dir", str(seed_dir), "--data_dir", str(data), "--lpips_weights", lpips],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -60,6 +62,11 @@ def test_smoke_run_and_report(tmp_path):
     head = [r for r in results["final_vs_fixed"] if r["headline"]]
     assert len(head) == 1 and head[0]["w_q"] == results["calibration"]["w_q"]
     assert results["num_held_out_clips"] == table.num_clips
+    # LPIPS in every evaluation (the weights given), not in the score tables (the reward is SSIM)
+    # (random LPIPS heads can give negative distances: finite is what holds)
+    assert all(math.isfinite(f["mean_lpips"]) for f in results["fixed"]) and results["lpips_weights"] == lpips
+    assert math.isfinite(head[0]["gap_lpips"]) and math.isfinite(head[0]["lpips"])
+    assert all("lpips" in p for p in results["proxy_uniform"]) and table.lpips is None
     # the reward analysis: the oracle's tokens per category and the metric's gain per token, from the held-out table
     analysis = results["reward_analysis"]
     assert analysis["quality_metric"] == "ssim" and analysis["calibrated_w_q"] == results["calibration"]["w_q"]
@@ -94,17 +101,14 @@ def test_smoke_run_and_report(tmp_path):
         round(analysis["oracle_tokens"]["calibrated"]["still"], 4)]
     assert summary["gain_per_token"]["fast"]["4->8"]["block_0"] == analysis["gain_per_token"]["fast"]["4->8"]["block_0"]
     assert summary["carry_loss_db"]["still"]["values"] == [round(carry["carry_loss_db"]["still"], 4)]
+    assert summary["gap_lpips"]["values"] == [round(head[0]["gap_lpips"], 4)]
     for png in ("quality_cost.png", "held_out_grid.png"):
         assert (tmp_path / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_clip_size_follows_the_tokenizer_recipe(tmp_path):
     """The benchmark's clips take the recipe's num_frames / image_size, so another resolution builds its own data."""
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import bench_evatok_mixed as bench
-    finally:
-        sys.path.remove(str(REPO / "bench"))
+    bench = _bench()
     assert bench._recipe_clip_size(str(REPO / "training" / "configs" / "evatok_mixed.yaml")) == {"num_frames": 16,
                                                                                               "resolution": 32}
     recipe = tmp_path / "r.yaml"
@@ -163,3 +167,97 @@ def test_proxy_only_stops_after_the_proxy_stages(tmp_path):
     assert ("['score_train', 'score_held_out', 'labels', 'router', 'calibrate', 'evaluate_proxy']" in other.stderr
             and "--output_dir" in other.stderr)
     assert json.loads((moved / "stages.json").read_text()) == stages
+
+
+def _bench():
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import bench_evatok_mixed as bench
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    return bench
+
+
+def test_lpips_weights_reach_the_evaluations_and_the_signatures(tmp_path):
+    """--lpips_weights: every evaluation gets them, the scoring only with --quality_metric lpips; the signature names
+    the weights by content, so a moved file is the same stage and other weights are not."""
+    bench = _bench()
+    weights = tmp_path / "w" / "lpips_vgg.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes(b"weights one")
+    out, data = str(tmp_path / "seed0"), str(tmp_path / "data")
+    args = bench.build_parser().parse_args(["--output_dir", out, "--data_dir", data, "--lpips_weights", str(weights)])
+    stages = bench.stage_commands(args, out)
+    reads = {name for name, (cmd, _) in stages.items() if "--lpips_weights" in cmd}
+    assert reads == {"evaluate_proxy", "evaluate_final"} | {f"evaluate_fixed_{k}" for k in (4, 8, 16, 32)}
+    for name in reads:
+        cmd = stages[name][0]
+        assert cmd[cmd.index("--lpips_weights") + 1] == str(weights)
+    args_lpips = bench.build_parser().parse_args(["--output_dir", out, "--data_dir", data, "--lpips_weights",
+                                                  str(weights), "--quality_metric", "lpips"])
+    lpips_stages = bench.stage_commands(args_lpips, out)
+    assert {"score_train", "score_held_out"} <= {n for n, (cmd, _) in lpips_stages.items() if "--lpips_weights" in cmd}
+
+    sig = bench._stage_signature(args, out, stages["evaluate_final"][0])
+    assert "{lpips}" in sig["argv"] and str(weights) not in " ".join(sig["argv"])
+    assert set(sig["recipes"]) == {"tokenizer", "router", "lpips"}
+    assert set(bench._stage_signature(args, out, stages["proxy"][0])["recipes"]) == {"tokenizer", "router"}
+    moved = tmp_path / "elsewhere.safetensors"
+    moved.write_bytes(weights.read_bytes())
+    args.lpips_weights = str(moved)
+    assert bench._stage_signature(args, out, bench.stage_commands(args, out)["evaluate_final"][0]) == sig
+    moved.write_bytes(b"weights two")
+    assert bench._stage_signature(args, out, bench.stage_commands(args, out)["evaluate_final"][0]) != sig
+
+
+def test_lpips_without_weights_or_with_wrong_weights_is_refused(tmp_path):
+    bench = _bench()
+    out = tmp_path / "seed0"
+    with pytest.raises(ValueError, match="--lpips_weights"):
+        bench.main(["--output_dir", str(out), "--quality_metric", "lpips"])
+    from safetensors.torch import save_file
+    import torch
+
+    wrong = tmp_path / "not_lpips.safetensors"
+    save_file({"w": torch.zeros(2)}, str(wrong))
+    with pytest.raises(ValueError, match="not an hf_vidtok LPIPS file"):
+        bench.main(["--output_dir", str(out), "--lpips_weights", str(wrong)])
+    assert not out.exists()  # refused before anything was written
+
+
+def _write_eval(folder: Path, curves: dict, per_clip: dict | None = None):
+    folder.mkdir(parents=True)
+    (folder / "adaptive_quality_cost.json").write_text(json.dumps({"curves": curves, "num_clips": 2}))
+    if per_clip is not None:
+        (folder / "adaptive_per_clip.json").write_text(json.dumps(per_clip))
+
+
+def test_final_figures_with_lpips_compare_at_equal_tokens(tmp_path):
+    """LPIPS (a distance: lower is better) is interpolated at equal tokens like PSNR; its gap is final minus fixed and
+    the tokens saved at equal LPIPS come from the decreasing fixed-length curve."""
+    bench = _bench()
+    out = tmp_path / "seed0"
+    fixed = {8: (32.0, 20.0, 0.50, 0.40), 16: (64.0, 22.0, 0.60, 0.20)}  # level: tokens, psnr, ssim, lpips
+    for k, (tokens, psnr, ssim, lp) in fixed.items():
+        _write_eval(out / f"eval_fixed_{k}", {"uniform": [
+            {"level": k, "avg_tokens": tokens, "mean_psnr": psnr, "mean_ssim": ssim, "mean_lpips": lp}]})
+    router = {"w_q": 1.5, "avg_tokens": 48.0, "mean_block_tokens": [24, 8, 8, 8], "mean_psnr": 21.5, "mean_ssim": 0.56,
+              "mean_lpips": 0.25}
+    _write_eval(out / "eval_final", {"router": [router], "uniform": []}, {
+        "labels": [0, 2], "points": [{"curve": "router", "w_q": 1.5, "block_tokens": [[32, 4, 4, 4], [16, 16, 16, 16]],
+                                      "psnr": [21.0, 22.0]}]})
+    args = bench.build_parser().parse_args(["--output_dir", str(out), "--fixed_levels", "8", "16"])
+    figures = bench._final_figures(args, str(out), 1.5)
+    assert [f["mean_lpips"] for f in figures["fixed"]] == [0.40, 0.20]
+    (row,) = figures["final_vs_fixed"]
+    assert row["fixed_lpips_at_equal_tokens"] == pytest.approx(0.30)  # halfway between 32 and 64 tokens
+    assert row["gap_lpips"] == pytest.approx(-0.05)  # better than fixed-length
+    assert row["fixed_tokens_at_equal_lpips"] == pytest.approx(56.0)  # 0.25 is 3/4 of the way from 0.40 to 0.20
+    assert row["saving_at_equal_lpips"] == pytest.approx(1 - 48 / 56)
+    assert row["gap_psnr"] == pytest.approx(0.5) and row["fixed_tokens_at_equal_psnr"] == pytest.approx(56.0)
+    assert figures["categories"]["still"]["mean_tokens"] == 44 and figures["categories"]["fast"]["mean_tokens"] == 64
+    # without LPIPS in the fixed-length evaluations there is no LPIPS comparison (not a half one)
+    (out / "eval_fixed_8" / "adaptive_quality_cost.json").write_text(json.dumps({"curves": {"uniform": [
+        {"level": 8, "avg_tokens": 32.0, "mean_psnr": 20.0, "mean_ssim": 0.5}]}}))
+    (row,) = bench._final_figures(args, str(out), 1.5)["final_vs_fixed"]
+    assert "gap_lpips" not in row and "lpips" not in row and row["gap_ssim"] == pytest.approx(0.01)
