@@ -31,7 +31,9 @@ Then it writes ``results.json`` and prints its figures as JSON lines:
   each block, on the held-out clips;
 * ``reward_analysis`` (in ``results.json``): the max-reward oracle's tokens per category and the reward metric's gain
   per token, on the proxy's held-out score table; ``carry_analysis``: the proxy's PSNR per block and category when only
-  block 0 gets the most tokens, i.e. how much of block 0's quality the later blocks keep (``carry_loss_db``).
+  block 0 gets the most tokens, i.e. how much of block 0's quality the later blocks keep (``carry_loss_db``);
+  ``reference_codec``: the proxy's PSNR per category at every uniform level against a trivial code with no more
+  bits per block (a k-means-palette thumbnail of each block), i.e. how much of its bits' worth it gets.
 
 ``--lpips_weights PATH_OR_ID`` (hf_vidtok LPIPS safetensors: ``python -m hf_vidtok.metrics.convert_lpips_weights``)
 adds LPIPS to every evaluation and figure (``final_vs_fixed``: ``gap_lpips``, negative is better, and the tokens saved
@@ -379,6 +381,102 @@ def carry_analysis(out: str, data_dir: str) -> dict:
     return {"assignments": assignments, "block_psnr": block_psnr, "carry_loss_db": loss}
 
 
+def _kmeans(points, k: int, iterations: int = 25, seed: int = 0):
+    """Palette of ``k`` colours for ``points (N, 3)``: Lloyd's k-means from ``k`` distinct random points (seeded;
+    an empty cluster keeps its centre). Hand-written: a dozen lines, and scikit-learn is not a dependency."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    unique = torch.unique(points, dim=0)
+    centres = unique[torch.randperm(len(unique), generator=generator)[: min(k, len(unique))]].clone()
+    for _ in range(iterations):
+        nearest = torch.cdist(points, centres).argmin(1)
+        sums = torch.zeros_like(centres).index_add_(0, nearest, points)
+        counts = torch.bincount(nearest, minlength=len(centres)).unsqueeze(1)
+        centres = torch.where(counts > 0, sums / counts.clamp_min(1), centres)
+    return centres
+
+
+def reference_codec_analysis(out: str, data_dir: str) -> dict:
+    """How much quality the proxy gets from its bits, against a trivial code with no more bits, per category, on
+    the held-out clips.
+
+    For every token level k the proxy spends ``k * log2(codebook_size)`` bits on a block. The reference spends at
+    most as many: every temporal block as a ``g x g`` grid of cell colours (each the mean of the block's frames over
+    the cell), each cell's colour one of a palette of ``2 ** b`` colours (k-means on the training clips' cells, at
+    most 4096 colours), decoded by bilinear upsampling and repeated over the block's frames; ``g`` (a power of two up
+    to the patch grid) and ``b`` (``g * g * b`` <= the bits) chosen by PSNR on the training clips. It codes no
+    motion and no detail inside a cell, and the palette is not counted as bits (it is part of the codec, like the
+    tokenizer's codebook). ``psnr``: the reference's held-out PSNR per category; ``proxy_psnr``: the proxy's with
+    k tokens in every block."""
+    import math
+
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from hf_vidtok.data import load_video_dataset
+    from hf_vidtok.models.evatok import EvatokTokenizer
+
+    tokenizer = EvatokTokenizer.from_pretrained(str(Path(out, "proxy"))).eval()
+    c = tokenizer.config
+    size = c.image_size if isinstance(c.image_size, int) else c.image_size[0]
+    nb, bits_per_token = c.num_blocks, math.log2(c.codebook_size)
+
+    def clips(split):
+        ds = load_video_dataset(data_dir, layout="csv", split=split, num_frames=c.num_frames, resolution=size,
+                                streaming=True)
+        examples = list(ds)
+        video = torch.from_numpy(np.stack([ex["video"] for ex in examples])).permute(0, 4, 1, 2, 3).float() / 255
+        return video, np.asarray([ex["label"] for ex in examples])
+
+    def block_means(video):  # (B, C, T, H, W) -> (B * nb, C, H, W): every block's mean frame
+        return video.unflatten(2, (nb, -1)).mean(3).transpose(1, 2).flatten(0, 1)
+
+    def decode(cells, b):  # (B * nb, C, g, g) -> (B, C, T, H, W)
+        frames = F.interpolate(cells, size=(size, size), mode="bilinear", align_corners=False)
+        return frames.unflatten(0, (b, nb)).transpose(1, 2).repeat_interleave(c.num_frames // nb, dim=2)
+
+    def psnr(rec, video):  # per clip
+        return (10 * torch.log10(1.0 / (rec.clamp(0, 1) - video).square().mean(dim=(1, 2, 3, 4)).clamp_min(1e-12))).numpy()
+
+    train, _ = clips("train")
+    held_out, labels = clips("validation")
+    means = {"train": block_means(train), "held_out": block_means(held_out)}
+    grids = [g for g in (1, 2, 4, 8, 16) if g <= min(c.patch_grid)]
+    palettes = {}  # (g, b) -> palette, fitted once
+    levels = {}
+    for k in c.token_levels:
+        budget = k * bits_per_token
+        best = None
+        for g in grids:
+            b = min(12, int(budget // (g * g)))
+            if b < 1:
+                continue
+            if (g, b) not in palettes:
+                palettes[g, b] = _kmeans(F.adaptive_avg_pool2d(means["train"], g).permute(0, 2, 3, 1).reshape(-1, 3), 2 ** b)
+
+            def code(m, palette=palettes[g, b], g=g):
+                cells = F.adaptive_avg_pool2d(m, g).permute(0, 2, 3, 1).reshape(-1, 3)
+                q = palette[torch.cdist(cells, palette).argmin(1)]
+                return q.reshape(m.shape[0], g, g, 3).permute(0, 3, 1, 2)
+
+            train_psnr = float(psnr(decode(code(means["train"]), len(train)), train).mean())
+            if best is None or train_psnr > best[0]:
+                best = (train_psnr, g, b, code)
+        _, g, b, code = best
+        reference = psnr(decode(code(means["held_out"]), len(held_out)), held_out)
+        with torch.no_grad():
+            proxy = np.concatenate([psnr(tokenizer(x, assignment=torch.tensor([[k] * nb] * len(x))).reconstruction, x)
+                                    for x in held_out.split(16)])
+        levels[str(k)] = {
+            "bits_per_block": budget, "grid": g, "palette_bits": b,
+            "psnr": {name: float(reference[labels == i].mean()) for i, name in enumerate(CATEGORIES) if (labels == i).any()},
+            "proxy_psnr": {name: float(proxy[labels == i].mean()) for i, name in enumerate(CATEGORIES) if (labels == i).any()},
+        }
+    return {"levels": levels}
+
+
 def _load_eval(out: str, name: str) -> dict:
     return json.loads(Path(out, name, "adaptive_quality_cost.json").read_text())
 
@@ -411,6 +509,7 @@ def figures(args, out: str) -> dict:
         **({} if final is None else {"categories": final["categories"]}),
         "reward_analysis": reward_analysis(out, [w_q, *args.eval_w_q]),
         "carry_analysis": carry_analysis(out, args.data_dir),
+        "reference_codec": reference_codec_analysis(out, args.data_dir),
         "num_held_out_clips": (proxy if final is None else final)["num_clips"],
         "stage_seconds": {k: v["seconds"] for k, v in times.items()},
         "total_seconds": round(sum(v["seconds"] for v in times.values()), 1),
@@ -504,6 +603,12 @@ def report(dirs: list[str], output_dir: str) -> dict:
                 for step in analyses[0]["gain_per_token"][c]}
             for c in CATEGORIES if all(c in a["gain_per_token"] for a in analyses)}
         summary["reward_metric"] = analyses[0]["quality_metric"]
+    references = [r["reference_codec"] for r in runs if "reference_codec" in r]
+    if references:  # (the reference depends on the data only; the proxy on the seed)
+        summary["reference_codec"] = {
+            k: {**{key: v[key] for key in ("bits_per_block", "grid", "palette_bits", "psnr")},
+                "proxy_psnr": {c: spread([r["levels"][k]["proxy_psnr"].get(c) for r in references]) for c in v["proxy_psnr"]}}
+            for k, v in references[0]["levels"].items() if all(k in r["levels"] for r in references)}
     carries = [r["carry_analysis"] for r in runs if "carry_analysis" in r]
     if carries:
         summary["carry_loss_db"] = {c: spread([a["carry_loss_db"].get(c) for a in carries]) for c in CATEGORIES

@@ -87,6 +87,14 @@ def test_smoke_run_and_report(tmp_path):
     for name, loss in carry["carry_loss_db"].items():
         blocks = carry["block_psnr"]["block_0_max"][name]
         assert loss == pytest.approx(blocks[0] - sum(blocks[1:]) / 3)
+    # the reference code: for every level no more bits per block than the proxy's tokens, finite PSNRs per category
+    reference = results["reference_codec"]["levels"]
+    assert list(reference) == ["4", "8", "16", "32"]
+    for k, level in reference.items():
+        assert level["bits_per_block"] == int(k) * 8  # a 256-code codebook: 8 bits per token
+        assert level["grid"] ** 2 * level["palette_bits"] <= level["bits_per_block"] and level["palette_bits"] <= 12
+        for key in ("psnr", "proxy_psnr"):
+            assert set(level[key]) == set(CATEGORIES) and all(map(math.isfinite, level[key].values()))
     # block 0 sees the same tokens under block_0_max and uniform_max (block causality)
     for name in CATEGORIES:
         assert carry["block_psnr"]["block_0_max"][name][0] == pytest.approx(carry["block_psnr"]["uniform_max"][name][0], abs=2e-3)
@@ -102,6 +110,8 @@ def test_smoke_run_and_report(tmp_path):
     assert summary["gain_per_token"]["fast"]["4->8"]["block_0"] == analysis["gain_per_token"]["fast"]["4->8"]["block_0"]
     assert summary["carry_loss_db"]["still"]["values"] == [round(carry["carry_loss_db"]["still"], 4)]
     assert summary["gap_lpips"]["values"] == [round(head[0]["gap_lpips"], 4)]
+    assert summary["reference_codec"]["16"]["psnr"] == reference["16"]["psnr"]
+    assert summary["reference_codec"]["16"]["proxy_psnr"]["fast"]["values"] == [round(reference["16"]["proxy_psnr"]["fast"], 4)]
     for png in ("quality_cost.png", "held_out_grid.png"):
         assert (tmp_path / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -261,3 +271,17 @@ def test_final_figures_with_lpips_compare_at_equal_tokens(tmp_path):
         {"level": 8, "avg_tokens": 32.0, "mean_psnr": 20.0, "mean_ssim": 0.5}]}}))
     (row,) = bench._final_figures(args, str(out), 1.5)["final_vs_fixed"]
     assert "gap_lpips" not in row and "lpips" not in row and row["gap_ssim"] == pytest.approx(0.01)
+
+
+def test_kmeans_palette_finds_separated_clusters():
+    """The reference code's palette: k-means recovers well-separated colour clusters exactly, deterministically."""
+    import torch
+
+    bench = _bench()
+    centres = torch.tensor([[0.1, 0.1, 0.1], [0.9, 0.2, 0.2], [0.2, 0.9, 0.2], [0.2, 0.2, 0.9]])
+    points = (centres.repeat_interleave(50, 0) + 0.01 * torch.randn(200, 3, generator=torch.Generator().manual_seed(1)))
+    palette = bench._kmeans(points, 4)
+    assert torch.equal(palette, bench._kmeans(points, 4))  # seeded
+    nearest = torch.cdist(centres, palette).min(1).values
+    assert nearest.max() < 0.01  # every true centre has a palette colour next to it
+    assert bench._kmeans(points[:3], 8).shape == (3, 3)  # never more colours than distinct points
