@@ -135,25 +135,34 @@ def stage_commands(args, out: str) -> dict[str, tuple[list[str], tuple[str, ...]
     return stages
 
 
+def _load_clips(data_dir: str, split: str, config):
+    """Every clip of ``split`` at ``config``'s size (a tokenizer or router config): ``(N, C, T, H, W)`` floats in
+    [0, 1] and the category labels ``(N,)``."""
+    import numpy as np
+    import torch
+
+    from hf_vidtok.data import load_video_dataset
+
+    size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+    examples = list(load_video_dataset(data_dir, layout="csv", split=split, num_frames=config.num_frames,
+                                       resolution=size, streaming=True))
+    videos = torch.from_numpy(np.stack([ex["video"] for ex in examples])).permute(0, 4, 1, 2, 3).float() / 255
+    return videos, np.asarray([ex["label"] for ex in examples])
+
+
 def calibrate_w_q(router_dir: str, data_dir: str, target: float) -> dict:
     """The preference w_q in [0, 2] at which the router gives the *training* clips ``target`` tokens per clip on
     average (bisection: the mean grows with w_q). Calibrated on the router's own predictions, not on the oracle:
     a quality head trained on a few hundred clips predicts compressed quality differences, so the oracle's w_q
     makes it pick far fewer tokens (the held-out clips are not used)."""
-    import numpy as np
     import torch
 
-    from hf_vidtok.data import load_video_dataset
     from hf_vidtok.models.evatok import EvatokRouter
 
     router = EvatokRouter.from_pretrained(router_dir).eval()
-    c = router.config
-    size = c.image_size if isinstance(c.image_size, int) else c.image_size[0]
-    ds = load_video_dataset(data_dir, layout="csv", split="train", num_frames=c.num_frames, resolution=size, streaming=True)
-    videos = [np.asarray(ex["video"]) for ex in ds]
+    videos, _ = _load_clips(data_dir, "train", router.config)
     with torch.no_grad():
-        scores = torch.cat([router(torch.from_numpy(np.stack(videos[i : i + 32])).permute(0, 4, 1, 2, 3).float() / 255).scores
-                            for i in range(0, len(videos), 32)])
+        scores = torch.cat([router(x).scores for x in videos.split(32)])
 
     def mean_tokens(w):
         return float(router.select_from_scores(scores, w_q=w).sum(1).double().mean())
@@ -351,17 +360,11 @@ def carry_analysis(out: str, data_dir: str) -> dict:
     import numpy as np
     import torch
 
-    from hf_vidtok.data import load_video_dataset
     from hf_vidtok.models.evatok import EvatokTokenizer
 
     tokenizer = EvatokTokenizer.from_pretrained(str(Path(out, "proxy"))).eval()
     c = tokenizer.config
-    size = c.image_size if isinstance(c.image_size, int) else c.image_size[0]
-    ds = load_video_dataset(data_dir, layout="csv", split="validation", num_frames=c.num_frames, resolution=size,
-                            streaming=True)
-    examples = list(ds)
-    videos = torch.from_numpy(np.stack([ex["video"] for ex in examples])).permute(0, 4, 1, 2, 3).float() / 255
-    labels = np.asarray([ex["label"] for ex in examples])
+    videos, labels = _load_clips(data_dir, "validation", c)
     lo, hi, nb = min(c.token_levels), max(c.token_levels), c.num_blocks
     assignments = {"uniform_min": [lo] * nb, "block_0_max": [hi] + [lo] * (nb - 1), "uniform_max": [hi] * nb}
     block_psnr = {}
@@ -408,27 +411,21 @@ def reference_codec_analysis(out: str, data_dir: str) -> dict:
     to the patch grid) and ``b`` (``g * g * b`` <= the bits) chosen by PSNR on the training clips. It codes no
     motion and no detail inside a cell, and the palette is not counted as bits (it is part of the codec, like the
     tokenizer's codebook). ``psnr``: the reference's held-out PSNR per category; ``proxy_psnr``: the proxy's with
-    k tokens in every block."""
+    k tokens in every block (from ``evaluate_proxy``'s per-clip uniform points)."""
     import math
 
     import numpy as np
     import torch
     import torch.nn.functional as F
 
-    from hf_vidtok.data import load_video_dataset
-    from hf_vidtok.models.evatok import EvatokTokenizer
+    from hf_vidtok.models.evatok import EvatokTokenizerConfig
 
-    tokenizer = EvatokTokenizer.from_pretrained(str(Path(out, "proxy"))).eval()
-    c = tokenizer.config
+    c = EvatokTokenizerConfig.from_pretrained(str(Path(out, "proxy")))
     size = c.image_size if isinstance(c.image_size, int) else c.image_size[0]
     nb, bits_per_token = c.num_blocks, math.log2(c.codebook_size)
-
-    def clips(split):
-        ds = load_video_dataset(data_dir, layout="csv", split=split, num_frames=c.num_frames, resolution=size,
-                                streaming=True)
-        examples = list(ds)
-        video = torch.from_numpy(np.stack([ex["video"] for ex in examples])).permute(0, 4, 1, 2, 3).float() / 255
-        return video, np.asarray([ex["label"] for ex in examples])
+    per_clip = json.loads(Path(out, "eval_proxy", "adaptive_per_clip.json").read_text())
+    proxy_labels = np.asarray(per_clip["labels"])
+    proxy_uniform = {p["level"]: np.asarray(p["psnr"]) for p in per_clip["points"] if p["curve"] == "uniform"}
 
     def block_means(video):  # (B, C, T, H, W) -> (B * nb, C, H, W): every block's mean frame
         return video.unflatten(2, (nb, -1)).mean(3).transpose(1, 2).flatten(0, 1)
@@ -440,8 +437,8 @@ def reference_codec_analysis(out: str, data_dir: str) -> dict:
     def psnr(rec, video):  # per clip
         return (10 * torch.log10(1.0 / (rec.clamp(0, 1) - video).square().mean(dim=(1, 2, 3, 4)).clamp_min(1e-12))).numpy()
 
-    train, _ = clips("train")
-    held_out, labels = clips("validation")
+    train, _ = _load_clips(data_dir, "train", c)
+    held_out, labels = _load_clips(data_dir, "validation", c)
     means = {"train": block_means(train), "held_out": block_means(held_out)}
     grids = [g for g in (1, 2, 4, 8, 16) if g <= min(c.patch_grid)]
     palettes = {}  # (g, b) -> palette, fitted once
@@ -466,13 +463,11 @@ def reference_codec_analysis(out: str, data_dir: str) -> dict:
                 best = (train_psnr, g, b, code)
         _, g, b, code = best
         reference = psnr(decode(code(means["held_out"]), len(held_out)), held_out)
-        with torch.no_grad():
-            proxy = np.concatenate([psnr(tokenizer(x, assignment=torch.tensor([[k] * nb] * len(x))).reconstruction, x)
-                                    for x in held_out.split(16)])
         levels[str(k)] = {
             "bits_per_block": budget, "grid": g, "palette_bits": b,
             "psnr": {name: float(reference[labels == i].mean()) for i, name in enumerate(CATEGORIES) if (labels == i).any()},
-            "proxy_psnr": {name: float(proxy[labels == i].mean()) for i, name in enumerate(CATEGORIES) if (labels == i).any()},
+            "proxy_psnr": {name: float(proxy_uniform[k][proxy_labels == i].mean()) for i, name in enumerate(CATEGORIES)
+                           if (proxy_labels == i).any()},
         }
     return {"levels": levels}
 
