@@ -42,7 +42,9 @@ The score tables hold LPIPS only with ``--quality_metric lpips`` (the paper's re
 through VGG, hours on a CPU.
 
 The clips' size (``num_frames``, ``resolution``) is the tokenizer recipe's (``model_config``), so a recipe at another
-resolution builds (and needs) its own ``--data_dir``.
+resolution builds (and needs) its own ``--data_dir``. A recipe with a top-level ``frame_stride: S`` reads every S-th
+frame: its clips are built with ``(num_frames - 1) * S + 1`` frames (the motion per built frame as always), and every
+stage reads them at that stride (e.g. 4 frames at stride 4 with ``temporal_patch_size: 1``: one frame per block).
 
 ``--report DIRS`` aggregates seeds: ``report.json`` (every figure per seed, mean and spread), ``quality_cost.png``
 (PSNR against mean tokens: fixed-length, final + router, proxy uniform / router / oracle, every seed) and
@@ -76,15 +78,24 @@ SMOKE_DATA = dict(clips_per_photograph=1, train_clips_per_video=1, held_out_clip
 
 
 def _recipe_clip_size(recipe: str) -> dict:
-    """``num_frames`` / ``resolution`` of the benchmark clips: those of the tokenizer recipe's ``model_config``."""
+    """``num_frames`` / ``resolution`` of the benchmark clips the tokenizer recipe reads, and its ``frame_stride``
+    (a top-level key of the recipe, as for ``train_tokenizer.py``; default 1): the recipe's tokenizers take
+    ``model_config.num_frames`` frames, every ``frame_stride``-th, so the clips hold ``(num_frames - 1) *
+    frame_stride + 1`` frames (a recipe of single-frame blocks, ``temporal_patch_size: 1``, spans the same time as
+    the 16-frame recipe with 4 frames at stride 4)."""
     import yaml
 
     with open(recipe) as f:
-        model = (yaml.safe_load(f) or {}).get("model_config") or {}
+        config = yaml.safe_load(f) or {}
+    model = config.get("model_config") or {}
     size = model.get("image_size", 32)
     if not isinstance(size, int):
         raise ValueError(f"`--tokenizer_recipe` {recipe}: the benchmark's clips are square, got image_size {size!r}")
-    return {"num_frames": int(model.get("num_frames", 16)), "resolution": size}
+    stride = config.get("frame_stride", 1)
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"`--tokenizer_recipe` {recipe}: `frame_stride` must be a positive int, got {stride!r}")
+    frames = int(model.get("num_frames", 16))
+    return {"num_frames": (frames - 1) * stride + 1, "resolution": size, "frame_stride": stride}
 
 
 # ----------------------------------------------------------------------------------------------- stages
@@ -95,6 +106,10 @@ def stage_commands(args, out: str) -> dict[str, tuple[list[str], tuple[str, ...]
     time (``{w_q}`` in the command)."""
     py, data = sys.executable, args.data_dir
     lpips = ["--lpips_weights", args.lpips_weights] if args.lpips_weights else []
+    # the tokenizers read frame_stride from their recipe, the router and evaluate_proxy / _final from the score
+    # table; only given when not 1, so that the stages of earlier runs keep their signatures
+    stride = _recipe_clip_size(args.tokenizer_recipe)["frame_stride"]
+    stride = ["--frame_stride", str(stride)] if stride != 1 else []
     smoke = ["--max_train_steps", "4", "--validation_steps", "4", "--checkpointing_steps", "1000",
              "--num_validation_clips", "4", "--skip_initial_validation"] if args.smoke else []
     steps = ["--max_train_steps", str(args.steps)] if args.steps and not args.smoke else []
@@ -102,7 +117,7 @@ def stage_commands(args, out: str) -> dict[str, tuple[list[str], tuple[str, ...]
            "--seed", str(args.seed), *steps, *smoke, *args.tokenizer_args]
     score = [py, "training/score_assignments.py", "--train_data_dir", data, "--dataset_layout", "csv",
              "--tokenizer_name_or_path", f"{out}/proxy", "--quality_metric", args.quality_metric, "--batch_size", "8",
-             "--torch_num_threads", "1", *(lpips if args.quality_metric == "lpips" else [])]
+             "--torch_num_threads", "1", *stride, *(lpips if args.quality_metric == "lpips" else [])]
     evaluate = [py, "training/evaluate_adaptive.py", "--score_table", f"{out}/scores_held_out", "--per_clip",
                 "--w_q", *map(str, args.eval_w_q), "{w_q}", "--target_mean_tokens", *map(str, args.budgets), *lpips]
     stages = {
@@ -131,11 +146,11 @@ def stage_commands(args, out: str) -> dict[str, tuple[list[str], tuple[str, ...]
         stages[f"evaluate_fixed_{k}"] = (
             [py, "training/evaluate_adaptive.py", "--tokenizer_name_or_path", f"{out}/fixed_{k}", "--no_router",
              "--data_dir", data, "--dataset_layout", "csv", "--split", "validation", "--per_clip",
-             *lpips, "--output_dir", f"{out}/eval_fixed_{k}"], (f"fixed_{k}",))
+             *stride, *lpips, "--output_dir", f"{out}/eval_fixed_{k}"], (f"fixed_{k}",))
     return stages
 
 
-def _load_clips(data_dir: str, split: str, config):
+def _load_clips(data_dir: str, split: str, config, frame_stride: int = 1):
     """Every clip of ``split`` at ``config``'s size (a tokenizer or router config): ``(N, C, T, H, W)`` floats in
     [0, 1] and the category labels ``(N,)``."""
     import numpy as np
@@ -145,12 +160,12 @@ def _load_clips(data_dir: str, split: str, config):
 
     size = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
     examples = list(load_video_dataset(data_dir, layout="csv", split=split, num_frames=config.num_frames,
-                                       resolution=size, streaming=True))
+                                       frame_stride=frame_stride, resolution=size, streaming=True))
     videos = torch.from_numpy(np.stack([ex["video"] for ex in examples])).permute(0, 4, 1, 2, 3).float() / 255
     return videos, np.asarray([ex["label"] for ex in examples])
 
 
-def calibrate_w_q(router_dir: str, data_dir: str, target: float) -> dict:
+def calibrate_w_q(router_dir: str, data_dir: str, target: float, frame_stride: int = 1) -> dict:
     """The preference w_q in [0, 2] at which the router gives the *training* clips ``target`` tokens per clip on
     average (bisection: the mean grows with w_q). Calibrated on the router's own predictions, not on the oracle:
     a quality head trained on a few hundred clips predicts compressed quality differences, so the oracle's w_q
@@ -160,7 +175,7 @@ def calibrate_w_q(router_dir: str, data_dir: str, target: float) -> dict:
     from hf_vidtok.models.evatok import EvatokRouter
 
     router = EvatokRouter.from_pretrained(router_dir).eval()
-    videos, _ = _load_clips(data_dir, "train", router.config)
+    videos, _ = _load_clips(data_dir, "train", router.config, frame_stride)
     with torch.no_grad():
         scores = torch.cat([router(x).scores for x in videos.split(32)])
 
@@ -229,7 +244,8 @@ def run_stages(args, out: str) -> dict:
         cmd, _ = stages[name]
         t0 = time.perf_counter()
         if cmd == ["calibrate"]:
-            result = calibrate_w_q(f"{out}/router", args.data_dir, args.target_mean_tokens)
+            result = calibrate_w_q(f"{out}/router", args.data_dir, args.target_mean_tokens,
+                                       _recipe_clip_size(args.tokenizer_recipe)["frame_stride"])
             Path(out, "calibration.json").write_text(json.dumps(result, indent=1))
             return name, 0, time.perf_counter() - t0, json.dumps(result)
         w_q = json.loads(Path(out, "calibration.json").read_text())["w_q"] if any("{w_q}" in c for c in cmd) else None
@@ -348,7 +364,7 @@ def reward_analysis(out: str, w_qs) -> dict:
             "gain_per_token": gains}
 
 
-def carry_analysis(out: str, data_dir: str) -> dict:
+def carry_analysis(out: str, data_dir: str, frame_stride: int = 1) -> dict:
     """How much of block 0's quality the proxy keeps in the later blocks, per category, on the held-out clips.
 
     ``block_psnr``: per category and assignment (every block at the lowest level, block 0 at the highest and the
@@ -364,7 +380,7 @@ def carry_analysis(out: str, data_dir: str) -> dict:
 
     tokenizer = EvatokTokenizer.from_pretrained(str(Path(out, "proxy"))).eval()
     c = tokenizer.config
-    videos, labels = _load_clips(data_dir, "validation", c)
+    videos, labels = _load_clips(data_dir, "validation", c, frame_stride)
     lo, hi, nb = min(c.token_levels), max(c.token_levels), c.num_blocks
     assignments = {"uniform_min": [lo] * nb, "block_0_max": [hi] + [lo] * (nb - 1), "uniform_max": [hi] * nb}
     block_psnr = {}
@@ -400,7 +416,7 @@ def _kmeans(points, k: int, iterations: int = 25, seed: int = 0):
     return centres
 
 
-def reference_codec_analysis(out: str, data_dir: str) -> dict:
+def reference_codec_analysis(out: str, data_dir: str, frame_stride: int = 1) -> dict:
     """How much quality the proxy gets from its bits, against a trivial code with no more bits, per category, on
     the held-out clips.
 
@@ -437,8 +453,8 @@ def reference_codec_analysis(out: str, data_dir: str) -> dict:
     def psnr(rec, video):  # per clip
         return (10 * torch.log10(1.0 / (rec.clamp(0, 1) - video).square().mean(dim=(1, 2, 3, 4)).clamp_min(1e-12))).numpy()
 
-    train, _ = _load_clips(data_dir, "train", c)
-    held_out, labels = _load_clips(data_dir, "validation", c)
+    train, _ = _load_clips(data_dir, "train", c, frame_stride)
+    held_out, labels = _load_clips(data_dir, "validation", c, frame_stride)
     means = {"train": block_means(train), "held_out": block_means(held_out)}
     grids = [g for g in (1, 2, 4, 8, 16) if g <= min(c.patch_grid)]
     palettes = {}  # (g, b) -> palette, fitted once
@@ -492,6 +508,7 @@ def figures(args, out: str) -> dict:
                                "avg_tokens": p["avg_tokens"], **{m: p[f"mean_{m}"] for m in _metrics_of([p])},
                                "uniform_psnr_at_equal_tokens": at, "gap_psnr": None if at is None else p["mean_psnr"] - at})
     final = None if args.proxy_only else _final_figures(args, out, w_q)
+    stride = _recipe_clip_size(args.tokenizer_recipe)["frame_stride"]
     times = json.loads(Path(out, "stages.json").read_text())
     return {
         "seed": args.seed,
@@ -503,8 +520,8 @@ def figures(args, out: str) -> dict:
         "proxy": proxy_rows,
         **({} if final is None else {"categories": final["categories"]}),
         "reward_analysis": reward_analysis(out, [w_q, *args.eval_w_q]),
-        "carry_analysis": carry_analysis(out, args.data_dir),
-        "reference_codec": reference_codec_analysis(out, args.data_dir),
+        "carry_analysis": carry_analysis(out, args.data_dir, stride),
+        "reference_codec": reference_codec_analysis(out, args.data_dir, stride),
         "num_held_out_clips": (proxy if final is None else final)["num_clips"],
         "stage_seconds": {k: v["seconds"] for k, v in times.items()},
         "total_seconds": round(sum(v["seconds"] for v in times.values()), 1),
@@ -747,7 +764,8 @@ def main(argv=None) -> dict:
     data_dir_given, args.data_dir = args.data_dir, os.path.abspath(args.data_dir)
     t0 = time.perf_counter()
     data_settings = dict(SMOKE_DATA) if args.smoke else {}
-    data_settings.update(_recipe_clip_size(args.tokenizer_recipe))  # the clips the recipe's tokenizers take
+    clip_size = _recipe_clip_size(args.tokenizer_recipe)  # the clips the recipe's tokenizers take
+    data_settings.update(num_frames=clip_size["num_frames"], resolution=clip_size["resolution"])
     if args.window_fraction is not None:
         data_settings["window_fraction"] = tuple(args.window_fraction)
     manifest = build_mixed_complexity_dataset(args.data_dir, **data_settings)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("accelerate")
 pytest.importorskip("av")
@@ -119,14 +120,52 @@ def test_smoke_run_and_report(tmp_path):
 def test_clip_size_follows_the_tokenizer_recipe(tmp_path):
     """The benchmark's clips take the recipe's num_frames / image_size, so another resolution builds its own data."""
     bench = _bench()
-    assert bench._recipe_clip_size(str(REPO / "training" / "configs" / "evatok_mixed.yaml")) == {"num_frames": 16,
-                                                                                              "resolution": 32}
+    assert bench._recipe_clip_size(str(REPO / "training" / "configs" / "evatok_mixed.yaml")) == {
+        "num_frames": 16, "resolution": 32, "frame_stride": 1}
     recipe = tmp_path / "r.yaml"
     recipe.write_text("model_config:\n  image_size: 16\n  num_frames: 8\n")
-    assert bench._recipe_clip_size(str(recipe)) == {"num_frames": 8, "resolution": 16}
+    assert bench._recipe_clip_size(str(recipe)) == {"num_frames": 8, "resolution": 16, "frame_stride": 1}
+    recipe.write_text("frame_stride: 4\nmodel_config:\n  image_size: 16\n  num_frames: 4\n")  # frames 0, 4, 8, 12
+    assert bench._recipe_clip_size(str(recipe)) == {"num_frames": 13, "resolution": 16, "frame_stride": 4}
     recipe.write_text("model_config:\n  image_size: [16, 32]\n")
     with pytest.raises(ValueError, match="square"):
         bench._recipe_clip_size(str(recipe))
+    for bad in ("0", "2.0", "true"):
+        recipe.write_text(f"frame_stride: {bad}\nmodel_config:\n  image_size: 16\n")
+        with pytest.raises(ValueError, match="frame_stride"):
+            bench._recipe_clip_size(str(recipe))
+
+
+def test_frame_stride_of_the_recipe_reaches_every_stage_that_reads_clips(tmp_path):
+    """A recipe with ``frame_stride``: the stages that read clips without the score table's metadata get the flag
+    (the tokenizers read it from the recipe itself, the router and the adaptive evaluations from the table); the
+    default recipe's commands are unchanged, so runs recorded before keep their signatures. The bench's own clip
+    loader reads every S-th frame of the built clips."""
+    bench = _bench()
+    out, data = str(tmp_path / "seed0"), str(tmp_path / "data")
+    plain = bench.stage_commands(bench.build_parser().parse_args(["--output_dir", out, "--data_dir", data]), out)
+    assert not any("--frame_stride" in cmd for cmd, _ in plain.values())
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((REPO / "training" / "configs" / "evatok_mixed.yaml").read_text()
+                      .replace("num_frames: 16", "num_frames: 4").replace("temporal_patch_size: 4", "temporal_patch_size: 1")
+                      + "frame_stride: 4\n")
+    strided = bench.stage_commands(bench.build_parser().parse_args(
+        ["--output_dir", out, "--data_dir", data, "--tokenizer_recipe", str(recipe)]), out)
+    flagged = {name for name, (cmd, _) in strided.items() if "--frame_stride" in cmd}
+    assert flagged == {"score_train", "score_held_out"} | {f"evaluate_fixed_{k}" for k in (4, 8, 16, 32)}
+    for name in flagged:
+        cmd = strided[name][0]
+        assert cmd[cmd.index("--frame_stride") + 1] == "4"
+
+    from types import SimpleNamespace
+
+    from hf_vidtok.data.mixed_complexity import build_mixed_complexity_dataset
+
+    build_mixed_complexity_dataset(data, num_frames=13, resolution=16, **bench.SMOKE_DATA)
+    every = bench._load_clips(data, "validation", SimpleNamespace(num_frames=13, image_size=16))[0]
+    strided_clips, labels = bench._load_clips(data, "validation", SimpleNamespace(num_frames=4, image_size=16), 4)
+    assert strided_clips.shape == (every.shape[0], 3, 4, 16, 16) and len(labels) == every.shape[0]
+    assert torch.equal(strided_clips, every[:, :, ::4])
 
 
 def test_proxy_only_stops_after_the_proxy_stages(tmp_path):
