@@ -318,10 +318,18 @@ def _tokens_at(xs, ys, y, lower_is_better: bool = False):
     return None
 
 
-def reward_analysis(out: str, w_qs) -> dict:
+#: the mean tokens per clip at which ``reward_analysis`` reads the oracle's tokens per category (the 16..128 range)
+ORACLE_BUDGETS = (32, 48, 64, 80, 96)
+
+
+def reward_analysis(out: str, w_qs, budgets=ORACLE_BUDGETS) -> dict:
     """Why the router gives each category what it gives, on the proxy's held-out score table and the stage-2 reward:
 
     * ``oracle_tokens``: at the calibrated w_q (``w_qs[0]``) and every other one, the mean tokens the max-reward oracle gives each category;
+    * ``oracle_at_budget``: for each mean budget in ``budgets``, the w_q at which the oracle spends it on the held-out
+      clips (bisection; the oracle's mean is a step function of w_q, so ``mean_tokens`` says what it reached) and the
+      mean tokens, whole clip and per block, the oracle gives each category there: whether any budget, not only the
+      calibrated one, orders the categories differently;
     * ``gain_per_token``: per category, the reward metric's mean gain per added token (sign-corrected: higher is
       better) for every step between consecutive levels, with the step in block 0 only (the other blocks at the
       lowest level) and in every block at once. The router learns the reward's choices; where a category's gain per
@@ -341,11 +349,28 @@ def reward_analysis(out: str, w_qs) -> dict:
     def column(counts):
         return int(np.flatnonzero((assignments == np.asarray(counts)).all(1))[0])
 
+    scores = table.metric(stats.quality_metric)
+
+    def oracle_choice(w):
+        return best_assignment(proxy_reward(scores, stats, w), stats=stats).numpy()
+
     oracle = {}
     for i, w in enumerate(w_qs):
-        chosen = best_assignment(proxy_reward(table.metric(stats.quality_metric), stats, w), stats=stats).numpy()
+        chosen = oracle_choice(w)
         oracle["calibrated" if i == 0 else f"w_q {w:g}"] = {name: float(lengths[chosen][labels == c].mean()) for c, name in enumerate(CATEGORIES)
                             if (labels == c).any()}
+    at_budget = {}
+    for budget in budgets:
+        lo, hi = 0.0, 2.0  # the oracle's mean length grows with w_q (w_l = 2 - w_q)
+        for _ in range(24):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if lengths[oracle_choice(mid)].mean() < budget else (lo, mid)
+        chosen = oracle_choice(hi)
+        at_budget[f"{budget:g}"] = {
+            "w_q": round(hi, 4), "mean_tokens": float(lengths[chosen].mean()),
+            "categories": {name: float(lengths[chosen][labels == c].mean()) for c, name in enumerate(CATEGORIES) if (labels == c).any()},
+            "category_blocks": {name: assignments[chosen][labels == c].mean(0).round(2).tolist()
+                                for c, name in enumerate(CATEGORIES) if (labels == c).any()}}
     gains = {}
     for c, name in enumerate(CATEGORIES):
         m = labels == c
@@ -361,7 +386,7 @@ def reward_analysis(out: str, w_qs) -> dict:
             }
         gains[name] = rows
     return {"quality_metric": stats.quality_metric, "calibrated_w_q": w_qs[0], "oracle_tokens": oracle,
-            "gain_per_token": gains}
+            "oracle_at_budget": at_budget, "gain_per_token": gains}
 
 
 def carry_analysis(out: str, data_dir: str, frame_stride: int = 1) -> dict:
@@ -609,6 +634,13 @@ def report(dirs: list[str], output_dir: str) -> dict:
         tags = [t for t in analyses[0]["oracle_tokens"] if all(t in a["oracle_tokens"] for a in analyses)]
         summary["oracle_categories"] = {t: {c: spread([a["oracle_tokens"][t].get(c) for a in analyses]) for c in CATEGORIES}
                                         for t in tags}
+        budgets = [b for b in analyses[0].get("oracle_at_budget", {}) if all(b in a.get("oracle_at_budget", {}) for a in analyses)]
+        summary["oracle_at_budget"] = {
+            b: {"mean_tokens": spread([a["oracle_at_budget"][b]["mean_tokens"] for a in analyses]),
+                "categories": {c: spread([a["oracle_at_budget"][b]["categories"].get(c) for a in analyses]) for c in CATEGORIES},
+                "seeds_still_below_fast": sum(cats["still"] < cats["fast"] for cats in (a["oracle_at_budget"][b]["categories"] for a in analyses)
+                                              if "still" in cats and "fast" in cats)}
+            for b in budgets}
         summary["gain_per_token"] = {
             c: {step: {scope: float(np.mean([a["gain_per_token"][c][step][scope] for a in analyses]))
                        for scope in ("block_0", "every_block")}

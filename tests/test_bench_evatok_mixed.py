@@ -74,6 +74,24 @@ def test_smoke_run_and_report(tmp_path):
     assert list(analysis["oracle_tokens"]) == ["calibrated", "w_q 1.2"]
     for tokens in analysis["oracle_tokens"].values():
         assert set(tokens) == set(CATEGORIES) and all(16 <= v <= 128 for v in tokens.values())
+    # the oracle at mean budgets: the budget reached (or the longest assignments), the categories' tokens those of the
+    # max-reward choice at the recorded w_q, recomputed here from the table and the reward statistics
+    from hf_vidtok.evatok.reward import RewardStats, best_assignment, proxy_reward
+
+    stats = RewardStats.from_dict(json.loads((seed_dir / "labels" / "reward_stats.json").read_text()))
+    at_budget = analysis["oracle_at_budget"]
+    assert list(at_budget) == ["32", "48", "64", "80", "96"]
+    means = [v["mean_tokens"] for v in at_budget.values()]
+    # (a budget beyond what the oracle ever spends, even at w_l = 0, leaves the bisection at w_q = 2)
+    assert means == sorted(means) and means[0] >= 32, means
+    assert all(v["mean_tokens"] >= float(b) or v["w_q"] == 2.0 for b, v in at_budget.items()), at_budget
+    for row in at_budget.values():
+        chosen = best_assignment(proxy_reward(table.metric("ssim"), stats, row["w_q"]), stats=stats).numpy()
+        lengths = table.lengths[chosen]
+        assert row["mean_tokens"] == pytest.approx(float(lengths.mean()))
+        for c, name in enumerate(CATEGORIES):
+            assert row["categories"][name] == pytest.approx(float(lengths[table.labels == c].mean()))
+            assert sum(row["category_blocks"][name]) == pytest.approx(row["categories"][name], abs=0.03)
     assert set(analysis["gain_per_token"]) == set(CATEGORIES)
     for steps in analysis["gain_per_token"].values():
         assert list(steps) == ["4->8", "8->16", "16->32"]
@@ -109,6 +127,9 @@ def test_smoke_run_and_report(tmp_path):
     assert summary["oracle_categories"]["calibrated"]["still"]["values"] == [
         round(analysis["oracle_tokens"]["calibrated"]["still"], 4)]
     assert summary["gain_per_token"]["fast"]["4->8"]["block_0"] == analysis["gain_per_token"]["fast"]["4->8"]["block_0"]
+    for budget, row in at_budget.items():
+        assert summary["oracle_at_budget"][budget]["categories"]["fast"]["values"] == [round(row["categories"]["fast"], 4)]
+        assert summary["oracle_at_budget"][budget]["seeds_still_below_fast"] == int(row["categories"]["still"] < row["categories"]["fast"])
     assert summary["carry_loss_db"]["still"]["values"] == [round(carry["carry_loss_db"]["still"], 4)]
     assert summary["gap_lpips"]["values"] == [round(head[0]["gap_lpips"], 4)]
     assert summary["reference_codec"]["16"]["psnr"] == reference["16"]["psnr"]
