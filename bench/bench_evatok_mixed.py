@@ -165,6 +165,16 @@ def _load_clips(data_dir: str, split: str, config, frame_stride: int = 1):
     return videos, np.asarray([ex["label"] for ex in examples])
 
 
+def _w_q_spending(mean_tokens, target: float, steps: int) -> float:
+    """The smallest w_q in [0, 2] (to ``steps`` halvings) at which ``mean_tokens(w_q)``, growing with w_q (w_l =
+    2 - w_q), reaches ``target``; 2.0 when it never does."""
+    lo, hi = 0.0, 2.0
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if mean_tokens(mid) < target else (lo, mid)
+    return hi
+
+
 def calibrate_w_q(router_dir: str, data_dir: str, target: float, frame_stride: int = 1) -> dict:
     """The preference w_q in [0, 2] at which the router gives the *training* clips ``target`` tokens per clip on
     average (bisection: the mean grows with w_q). Calibrated on the router's own predictions, not on the oracle:
@@ -182,11 +192,7 @@ def calibrate_w_q(router_dir: str, data_dir: str, target: float, frame_stride: i
     def mean_tokens(w):
         return float(router.select_from_scores(scores, w_q=w).sum(1).double().mean())
 
-    lo, hi = 0.0, 2.0
-    for _ in range(30):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if mean_tokens(mid) < target else (lo, mid)
-    w = round(hi, 4)
+    w = round(_w_q_spending(mean_tokens, target, 30), 4)
     return {"w_q": w, "target_mean_tokens": target, "train_router_mean_tokens": mean_tokens(w), "train_clips": len(videos)}
 
 
@@ -361,10 +367,7 @@ def reward_analysis(out: str, w_qs, budgets=ORACLE_BUDGETS) -> dict:
                             if (labels == c).any()}
     at_budget = {}
     for budget in budgets:
-        lo, hi = 0.0, 2.0  # the oracle's mean length grows with w_q (w_l = 2 - w_q)
-        for _ in range(24):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if lengths[oracle_choice(mid)].mean() < budget else (lo, mid)
+        hi = _w_q_spending(lambda w: lengths[oracle_choice(w)].mean(), budget, 24)
         chosen = oracle_choice(hi)
         at_budget[f"{budget:g}"] = {
             "w_q": round(hi, 4), "mean_tokens": float(lengths[chosen].mean()),
