@@ -30,10 +30,7 @@ def _one_thread():
 
 def make(dtype=torch.float64, seed=0, **overrides):
     torch.manual_seed(seed)
-    model = EvatokTokenizer(EvatokTokenizerConfig(**{**TINY, **overrides}))
-    if model.config.decoder_skip:  # a gate that depends on its input (it starts constant)
-        torch.nn.init.normal_(model.decoder_skip_gate.weight, std=0.5)
-    return model.to(dtype).eval()
+    return EvatokTokenizer(EvatokTokenizerConfig(**{**TINY, **overrides})).to(dtype).eval()
 
 
 def clips(b=3, dtype=torch.float64, seed=0):
@@ -96,8 +93,7 @@ def test_decode_paths_agree():
 QUERY_INITS = {"first_token": dict(decoder_query_init="first_token"),
                "pyramid_cell": dict(decoder_query_init="pyramid_cell"),
                "carry_query": dict(decoder_query_init="pyramid_cell", decoder_carry="query"),
-               "carry_output": dict(decoder_query_init="pyramid_cell", decoder_carry="output"),
-               "carry_skip": dict(decoder_query_init="pyramid_cell", decoder_carry="output", decoder_skip=True)}
+               "carry_output": dict(decoder_query_init="pyramid_cell", decoder_carry="output")}
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -270,30 +266,6 @@ def test_temporal_carry_reaches_later_blocks_only():
 def test_decoder_carry_is_validated():
     with pytest.raises(ValueError, match="decoder_carry"):
         make(decoder_carry="previous")
-    with pytest.raises(ValueError, match="decoder_skip"):
-        make(decoder_carry="query", decoder_skip=True)
-    with pytest.raises(TypeError, match="decoder_skip"):
-        make(decoder_carry="output", decoder_skip=1)
-
-
-def test_open_skip_gate_repeats_the_previous_block():
-    """``decoder_skip``: with the gate open every later block repeats block 0's reconstruction whatever its own
-    tokens, with the gate at its initial value (nearly closed) the later blocks differ from block 0, and block 0 is
-    the same as without the gate (same weights otherwise)."""
-    x = clips(2)
-    model = make(decoder_query_init="pyramid_cell", decoder_carry="output", decoder_skip=True)
-    plain = make(decoder_query_init="pyramid_cell", decoder_carry="output")
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if "skip" not in k})
-    with torch.no_grad():
-        out = model(x, (8, 2, 8))
-        assert torch.equal(out.reconstruction[:, :, :2], plain(x, (8, 2, 8)).reconstruction[:, :, :2])
-        assert not torch.allclose(out.reconstruction[:, :, 2:4], out.reconstruction[:, :, :2], atol=1e-3)
-        torch.nn.init.zeros_(model.decoder_skip_gate.weight)
-        torch.nn.init.constant_(model.decoder_skip_gate.bias, 60.0)  # sigmoid(60) == 1 in float64
-        for counts in ((8, 1, 1), (8, 8, 2)):
-            video = model(x, counts).reconstruction
-            for t in (1, 2):
-                torch.testing.assert_close(video[:, :, 2 * t : 2 * t + 2], video[:, :, :2], rtol=0, atol=1e-12)
 
 
 def test_random_assignment_in_training_mode():

@@ -89,13 +89,6 @@ class EvatokTokenizerConfig(PretrainedConfig):
             clips gained nothing from their earlier blocks. The linear map starts as the identity (zero bias): at
             initialisation a block reuses the earlier block's features as they are, and moving content learns to
             change them.
-        decoder_skip (`bool`): (not in the paper; needs ``decoder_carry="output"``) a learned skip gate, like a
-            codec's skip blocks: block ``t > 0``'s decoded features at every patch are ``g * previous + (1 - g) *
-            own``, where ``previous`` are block ``t - 1``'s final features at that patch, ``own`` the decoder's output
-            for block ``t`` and ``g = sigmoid(Linear([LayerNorm(own), LayerNorm(previous)]))``. With ``g`` near 1 a
-            patch of static content repeats the earlier block's reconstruction exactly, whatever the block's own
-            tokens hold, so a still clip's later blocks need no more than the fewest tokens; block 0 is untouched.
-            The gate starts nearly closed (``g`` = sigmoid(-2) = 0.12 everywhere).
         initializer_range (`float`): std of the truncated-normal init of linear layers and tables.
 
     Example:
@@ -133,7 +126,6 @@ class EvatokTokenizerConfig(PretrainedConfig):
         align_decoder_layer: int | None = None,
         decoder_query_init: str = "first_token",
         decoder_carry: str = "none",
-        decoder_skip: bool = False,
         initializer_range: float = 0.02,
         **kwargs,
     ):
@@ -171,11 +163,6 @@ class EvatokTokenizerConfig(PretrainedConfig):
         if decoder_carry not in ("none", "query", "output"):
             raise ValueError(f"`decoder_carry` must be 'none', 'query' or 'output', got {decoder_carry!r}")
         self.decoder_carry = decoder_carry
-        if not isinstance(decoder_skip, bool):
-            raise TypeError(f"`decoder_skip` must be a bool, got {decoder_skip!r}")
-        if decoder_skip and decoder_carry != "output":
-            raise ValueError(f"`decoder_skip=True` needs `decoder_carry='output'`, got {decoder_carry!r}")
-        self.decoder_skip = decoder_skip
         self.initializer_range = float(initializer_range)
         super().__init__(**kwargs)
         self._validate_sizes()

@@ -219,9 +219,6 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             self.decoder_carry_norm = nn.LayerNorm(d, eps=c.layer_norm_eps)
             self.decoder_carry_proj = nn.Linear(d, d)
             self.decoder_query_level_embed = nn.Parameter(torch.zeros(nl, d))
-        if c.decoder_skip:  # skip gate (see EvatokTokenizerConfig.decoder_skip)
-            self.decoder_skip_norm = nn.LayerNorm(d, eps=c.layer_norm_eps)
-            self.decoder_skip_gate = nn.Linear(2 * d, 1)
         self.decoder_layers = nn.ModuleList(
             [QFormerLayer(d, c.num_attention_heads, c.mlp_ratio, c.layer_norm_eps, c.qkv_bias) for _ in range(c.decoder_layers)]
         )
@@ -245,9 +242,6 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             # nothing more, moving content learns to change it
             init.eye_(self.decoder_carry_proj.weight)
             init.zeros_(self.decoder_carry_proj.bias)
-        if c.decoder_skip:  # nearly closed: a block starts from its own output, as without the gate
-            init.zeros_(self.decoder_skip_gate.weight)
-            init.constant_(self.decoder_skip_gate.bias, -2.0)
         for p in tables:
             init.trunc_normal_(p, std=c.initializer_range)
 
@@ -554,7 +548,6 @@ class EvatokTokenizer(EvatokPreTrainedModel):
                                              past_kv=past[i], return_kv=True)
                 if align_layer == i + 1:
                     aligned.append(h)
-            h = self._skip_block(h, previous)
             outputs.append(h)
             previous = h
         return torch.cat(outputs, dim=1), (torch.cat(aligned, dim=1) if aligned else None)
@@ -567,15 +560,6 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         if previous is not None:
             out = out + self.decoder_carry_proj(self.decoder_carry_norm(previous))
         return out
-
-    def _skip_block(self, own: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
-        """``config.decoder_skip``: block ``t``'s final features ``g * previous + (1 - g) * own`` (all ``(B, P, D)``)
-        with the per-patch gate ``g (B, P, 1)`` of both; ``own`` as it is without the gate or for block 0."""
-        if not self.config.decoder_skip or previous is None:
-            return own
-        both = torch.cat([self.decoder_skip_norm(own), self.decoder_skip_norm(previous)], dim=-1)
-        gate = torch.sigmoid(self.decoder_skip_gate(both))
-        return own + gate * (previous - own)
 
     def _query_source_offsets(self, level_ids):
         """Which token of its block every decoder query starts from: ``level_ids`` (any shape, index into
@@ -846,7 +830,6 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             h, kv = layer(h, (tk, tv), query_pos=query_pos, past_kv=state.decoder_kv[i], return_kv=True)
             decoder_kv.append(kv)
         if c.decoder_carry == "output":
-            h = self._skip_block(h, state.decoder_carry)
             carry = h  # the next block carries these decoded features
         block = self.unpatchify(self.head(self.decoder_norm(h)))
         child = EvatokPrefixState(
