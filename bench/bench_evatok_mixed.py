@@ -33,7 +33,10 @@ Then it writes ``results.json`` and prints its figures as JSON lines:
   per token, on the proxy's held-out score table; ``carry_analysis``: the proxy's PSNR per block and category when only
   block 0 gets the most tokens, i.e. how much of block 0's quality the later blocks keep (``carry_loss_db``);
   ``reference_codec``: the proxy's PSNR per category at every uniform level against a trivial code with no more
-  bits per block (a k-means-palette thumbnail of each block), i.e. how much of its bits' worth it gets.
+  bits per block (a k-means-palette thumbnail of each block), i.e. how much of its bits' worth it gets;
+  ``repeat_analysis``: the max-reward oracle at mean budgets when a clip's last blocks may also *repeat* the previous
+  block's reconstruction at no token cost (a level the tokenizer does not have; scored from the proxy's own
+  reconstructions), against the score table's assignments alone.
 
 ``--lpips_weights PATH_OR_ID`` (hf_vidtok LPIPS safetensors: ``python -m hf_vidtok.metrics.convert_lpips_weights``)
 adds LPIPS to every evaluation and figure (``final_vs_fixed``: ``gap_lpips``, negative is better, and the tokens saved
@@ -50,8 +53,8 @@ stage reads them at that stride (e.g. 4 frames at stride 4 with ``temporal_patch
 (PSNR against mean tokens: fixed-length, final + router, proxy uniform / router / oracle, every seed) and
 ``held_out_grid.png`` (held-out clips of each category with the counts per block the router gives them).
 ``--proxy_only`` stops after the proxy's stages (proxy, scores, labels, router, calibration, the proxy's evaluation)
-and writes their figures (``proxy``, ``reward_analysis``, ``carry_analysis``): a recipe's reward and carry in about
-a third of the time, without the final and fixed-length tokenizers. ``--smoke`` runs the same stages on a tiny data
+and writes their figures (``proxy``, ``reward_analysis``, ``carry_analysis``, ``repeat_analysis``): a recipe's reward
+and carry in about a third of the time, without the final and fixed-length tokenizers. ``--smoke`` runs the same stages on a tiny data
 set and tiny step counts (CI).
 """
 
@@ -428,6 +431,96 @@ def carry_analysis(out: str, data_dir: str, frame_stride: int = 1) -> dict:
     return {"assignments": assignments, "block_psnr": block_psnr, "carry_loss_db": loss}
 
 
+def repeat_analysis(out: str, data_dir: str, frame_stride: int = 1, budgets=ORACLE_BUDGETS, batch_size: int = 25) -> dict:
+    """What a *repeat* level would buy (not a level of the tokenizer): 0 tokens in a block that then repeats the
+    previous block's reconstruction exactly, as a codec's skip blocks do. Candidates: the ``m ** T`` assignments of
+    the score table plus every ``(k_0, ..., k_j, 0, ..., 0)``, ``j < T - 1`` (repeats only at the clip's end, so no
+    block is ever decoded after a repeated one and the proxy, which was never trained with them, gives their exact
+    reconstruction). Both candidate sets are scored from the proxy's own prefix-tree reconstructions of the training
+    and held-out clips; the reward is stage 2's (its metric, ``w_l = 2 - w_q``), standardised over each set's training
+    (clip, assignment) pairs. For each mean budget in ``budgets`` and each set: the max-reward oracle's mean tokens,
+    PSNR against the proxy's uniform assignments at equal tokens (linear between the uniform levels), tokens per
+    category and per block. ``standard`` is ``reward_analysis``'s oracle re-derived with the stats of all pairs."""
+    import itertools
+
+    import numpy as np
+    import torch
+
+    from hf_vidtok.evatok.reward import HIGHER_IS_BETTER
+    from hf_vidtok.evatok.scoring import BlockQualityMetric
+    from hf_vidtok.models.evatok import EvatokTokenizer
+
+    metric_name = json.loads(Path(out, "labels", "reward_stats.json").read_text())["quality_metric"]
+    if metric_name not in ("mse", "ssim"):
+        return {"skipped": f"reward metric {metric_name!r}: the analysis scores MSE and SSIM only"}
+    tokenizer = EvatokTokenizer.from_pretrained(str(Path(out, "proxy"))).eval()
+    c = tokenizer.config
+    nb, levels = c.num_blocks, list(c.token_levels)
+    candidates = [tuple(a) for a in itertools.product(levels, repeat=nb)]  # class order of the score table
+    candidates += [p + (0,) * (nb - len(p)) for j in range(1, nb) for p in itertools.product(levels, repeat=j)]
+    column = {a: i for i, a in enumerate(candidates)}
+    metric = BlockQualityMetric()
+    col = metric.names.index(metric_name)
+
+    @torch.no_grad()
+    def block_scores(videos):  # (N, candidates, blocks, [mse, ssim])
+        values = np.zeros((len(videos), len(candidates), nb, len(metric.names)))
+        for start in range(0, len(videos), batch_size):
+            x = videos[start : start + batch_size]
+            rows = slice(start, start + len(x))
+            targets = x.unflatten(2, (nb, -1)).unbind(2)
+
+            def walk(state, prefix, per_block, last):
+                if prefix:
+                    repeats = [metric(last, targets[t]).numpy() for t in range(len(prefix), nb)]
+                    values[rows, column[prefix + (0,) * (nb - len(prefix))]] = np.stack(per_block + repeats, 1)
+                    if len(prefix) == nb:
+                        return
+                for k in levels:
+                    block, child = tokenizer.step_block(state, k)
+                    rec = block.reconstruction
+                    walk(child, prefix + (k,), per_block + [metric(rec, targets[len(prefix)]).numpy()], rec)
+
+            walk(tokenizer.init_prefix_state(x), (), [], None)
+        return values
+
+    train, _ = _load_clips(data_dir, "train", c, frame_stride)
+    held_out, labels = _load_clips(data_dir, "validation", c, frame_stride)
+    train_scores, scores = block_scores(train), block_scores(held_out)
+    sign = 1.0 if HIGHER_IS_BETTER[metric_name] else -1.0
+    lengths = np.array([sum(a) for a in candidates], dtype=np.float64)
+    uniform = [column[(k,) * nb] for k in levels]
+    clip_psnr = -10 * np.log10(np.maximum(scores[..., metric.names.index("mse")].mean(-1), 1e-12))  # (N, candidates)
+    uniform_tokens, uniform_psnr = [k * nb for k in levels], [float(clip_psnr[:, u].mean()) for u in uniform]
+    result = {"quality_metric": metric_name, "budgets": {}}
+    sets = {"standard": np.array([0 not in a for a in candidates]), "with_repeats": np.ones(len(candidates), bool)}
+    for name, keep in sets.items():
+        result[f"{name}_candidates"] = int(keep.sum())
+        quality_train = train_scores[:, keep][..., col].mean(-1)
+        q_mean, q_std = quality_train.mean(), quality_train.std()
+        length, assign = lengths[keep], np.asarray(candidates)[keep]
+        l_mean, l_std = length.mean(), length.std()
+        quality = sign * (scores[:, keep][..., col].mean(-1) - q_mean) / q_std
+        psnr = clip_psnr[:, keep]
+
+        def choice(w_q, quality=quality, length=length, l_mean=l_mean, l_std=l_std):
+            reward = w_q * quality - (2.0 - w_q) * (length - l_mean) / l_std
+            return np.where(reward == reward.max(1, keepdims=True), length, np.inf).argmin(1)  # ties: shorter
+
+        for budget in budgets:
+            w_q = _w_q_spending(lambda w: length[choice(w)].mean(), budget, 24)
+            chosen = choice(w_q)
+            tokens, mean_psnr = length[chosen], float(psnr[np.arange(len(chosen)), chosen].mean())
+            at = float(np.interp(tokens.mean(), uniform_tokens, uniform_psnr))
+            result["budgets"].setdefault(f"{budget:g}", {})[name] = {
+                "w_q": round(w_q, 4), "mean_tokens": float(tokens.mean()), "psnr": mean_psnr,
+                "uniform_psnr_at_equal_tokens": at, "gap_psnr": mean_psnr - at,
+                "categories": {n: float(tokens[labels == k].mean()) for k, n in enumerate(CATEGORIES) if (labels == k).any()},
+                "category_blocks": {n: assign[chosen][labels == k].mean(0).round(2).tolist()
+                                    for k, n in enumerate(CATEGORIES) if (labels == k).any()}}
+    return result
+
+
 def _kmeans(points, k: int, iterations: int = 25, seed: int = 0):
     """Palette of ``k`` colours for ``points (N, 3)``: Lloyd's k-means from ``k`` distinct random points (seeded;
     an empty cluster keeps its centre). Hand-written: a dozen lines, and scikit-learn is not a dependency."""
@@ -549,6 +642,7 @@ def figures(args, out: str) -> dict:
         **({} if final is None else {"categories": final["categories"]}),
         "reward_analysis": reward_analysis(out, [w_q, *args.eval_w_q]),
         "carry_analysis": carry_analysis(out, args.data_dir, stride),
+        "repeat_analysis": repeat_analysis(out, args.data_dir, stride),
         "reference_codec": reference_codec_analysis(out, args.data_dir, stride),
         "num_held_out_clips": (proxy if final is None else final)["num_clips"],
         "stage_seconds": {k: v["seconds"] for k, v in times.items()},
@@ -650,6 +744,16 @@ def report(dirs: list[str], output_dir: str) -> dict:
                 for step in analyses[0]["gain_per_token"][c]}
             for c in CATEGORIES if all(c in a["gain_per_token"] for a in analyses)}
         summary["reward_metric"] = analyses[0]["quality_metric"]
+    repeats = [r["repeat_analysis"] for r in runs if "budgets" in r.get("repeat_analysis", {})]
+    if repeats:
+        summary["repeat_analysis"] = {
+            b: {name: {"mean_tokens": spread([a["budgets"][b][name]["mean_tokens"] for a in repeats]),
+                       "gap_psnr": spread([a["budgets"][b][name]["gap_psnr"] for a in repeats]),
+                       "categories": {c: spread([a["budgets"][b][name]["categories"].get(c) for a in repeats]) for c in CATEGORIES},
+                       "seeds_still_below_fast": sum(cats["still"] < cats["fast"] for cats in (a["budgets"][b][name]["categories"] for a in repeats)
+                                                     if "still" in cats and "fast" in cats)}
+                for name in ("standard", "with_repeats")}
+            for b in repeats[0]["budgets"] if all(b in a["budgets"] for a in repeats)}
     references = [r["reference_codec"] for r in runs if "reference_codec" in r]
     if references:  # (the reference depends on the data only; the proxy on the seed)
         summary["reference_codec"] = {

@@ -117,6 +117,24 @@ def test_smoke_run_and_report(tmp_path):
     # block 0 sees the same tokens under block_0_max and uniform_max (block causality)
     for name in CATEGORIES:
         assert carry["block_psnr"]["block_0_max"][name][0] == pytest.approx(carry["block_psnr"]["uniform_max"][name][0], abs=2e-3)
+    # the repeat analysis: the standard candidates re-derive reward_analysis's oracle (the same table, statistics of
+    # every pair), the repeat suffixes add 4 + 16 + 64 candidates; budgets in the same order
+    repeat = results["repeat_analysis"]
+    assert repeat["quality_metric"] == "ssim"
+    assert (repeat["standard_candidates"], repeat["with_repeats_candidates"]) == (256, 256 + 4 + 16 + 64)
+    assert list(repeat["budgets"]) == list(at_budget)
+    for budget, row in repeat["budgets"].items():
+        assert row["standard"]["categories"] == pytest.approx(at_budget[budget]["categories"])
+        assert row["standard"]["mean_tokens"] == pytest.approx(at_budget[budget]["mean_tokens"])
+        blocks = row["with_repeats"]["category_blocks"]
+        for name in CATEGORIES:  # repeats only at the end: once every clip repeats a block, it repeats every later one
+            b = blocks[name]
+            assert all(v >= 0 for v in b) and sum(b) == pytest.approx(row["with_repeats"]["categories"][name], abs=0.03)
+            assert all(later == 0 for t, v in enumerate(b) if v == 0 for later in b[t:])
+        for key in ("standard", "with_repeats"):
+            r = row[key]
+            assert r["gap_psnr"] == pytest.approx(r["psnr"] - r["uniform_psnr_at_equal_tokens"])
+            assert all(map(math.isfinite, (r["psnr"], r["uniform_psnr_at_equal_tokens"])))
 
     report = subprocess.run([sys.executable, str(REPO / "bench" / "bench_evatok_mixed.py"), "--report", str(seed_dir),
                              "--output_dir", str(tmp_path / "report")], cwd=REPO, env=env, capture_output=True,
@@ -131,6 +149,9 @@ def test_smoke_run_and_report(tmp_path):
         assert summary["oracle_at_budget"][budget]["categories"]["fast"]["values"] == [round(row["categories"]["fast"], 4)]
         assert summary["oracle_at_budget"][budget]["seeds_still_below_fast"] == int(row["categories"]["still"] < row["categories"]["fast"])
     assert summary["carry_loss_db"]["still"]["values"] == [round(carry["carry_loss_db"]["still"], 4)]
+    assert summary["repeat_analysis"]["48"]["with_repeats"]["gap_psnr"]["values"] == [round(repeat["budgets"]["48"]["with_repeats"]["gap_psnr"], 4)]
+    cats = repeat["budgets"]["48"]["with_repeats"]["categories"]
+    assert summary["repeat_analysis"]["48"]["with_repeats"]["seeds_still_below_fast"] == int(cats["still"] < cats["fast"])
     assert summary["gap_lpips"]["values"] == [round(head[0]["gap_lpips"], 4)]
     assert summary["reference_codec"]["16"]["psnr"] == reference["16"]["psnr"]
     assert summary["reference_codec"]["16"]["proxy_psnr"]["fast"]["values"] == [round(reference["16"]["proxy_psnr"]["fast"], 4)]
