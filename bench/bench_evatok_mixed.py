@@ -503,6 +503,8 @@ def repeat_analysis(out: str, data_dir: str, frame_stride: int = 1, budgets=ORAC
         quality = sign * (scores[:, keep][..., col].mean(-1) - q_mean) / q_std
         psnr = clip_psnr[:, keep]
 
+        # (the reward of hf_vidtok.evatok.reward written out: its proxy_reward / best_assignment take the m ** T
+        # classes of a RewardStats, and the repeat suffixes are not among them)
         def choice(w_q, quality=quality, length=length, l_mean=l_mean, l_std=l_std):
             reward = w_q * quality - (2.0 - w_q) * (length - l_mean) / l_std
             return np.where(reward == reward.max(1, keepdims=True), length, np.inf).argmin(1)  # ties: shorter
