@@ -144,13 +144,19 @@ def stage_commands(args, out: str) -> dict[str, tuple[list[str], tuple[str, ...]
     }
     if args.proxy_only:  # stages 1-3 and the proxy's evaluation: what the reward and the router make of a recipe
         return {name: stage for name, stage in stages.items() if name not in ("final", "evaluate_final")}
+    fixed_tok = tok[:3] + [_fixed_recipe(args)] + tok[4:]  # (tok[3]: the tokenizer recipe)
     for k in args.fixed_levels:
-        stages[f"fixed_{k}"] = (tok + ["--assignment_sampling", f"uniform:{k}", "--output_dir", f"{out}/fixed_{k}"], ())
+        stages[f"fixed_{k}"] = (fixed_tok + ["--assignment_sampling", f"uniform:{k}", "--output_dir", f"{out}/fixed_{k}"], ())
         stages[f"evaluate_fixed_{k}"] = (
             [py, "training/evaluate_adaptive.py", "--tokenizer_name_or_path", f"{out}/fixed_{k}", "--no_router",
              "--data_dir", data, "--dataset_layout", "csv", "--split", "validation", "--per_clip",
              *stride, *lpips, "--output_dir", f"{out}/eval_fixed_{k}"], (f"fixed_{k}",))
     return stages
+
+
+def _fixed_recipe(args) -> str:
+    """The fixed-length tokenizers' recipe: ``--fixed_recipe``, else the tokenizer recipe."""
+    return getattr(args, "fixed_recipe", None) or args.tokenizer_recipe
 
 
 def _load_clips(data_dir: str, split: str, config, frame_stride: int = 1):
@@ -204,6 +210,8 @@ def _stage_signature(args, out: str, command: list[str]) -> dict:
     with the output and data folders (and the LPIPS weights) as ``{out}`` / ``{data}`` (/ ``{lpips}``), and the
     SHA-256 of the two recipes (and of the LPIPS weights file)."""
     argv, files = command[1:], [("tokenizer", args.tokenizer_recipe), ("router", args.router_recipe)]
+    if _fixed_recipe(args) != args.tokenizer_recipe and _fixed_recipe(args) in argv:  # (the fixed-length stages)
+        files.append(("fixed", _fixed_recipe(args)))
     if args.lpips_weights and args.lpips_weights in argv:  # (only the stages that read them)
         argv = ["{lpips}" if c == args.lpips_weights else c for c in argv]
         files.append(("lpips", args.lpips_weights))
@@ -456,6 +464,8 @@ def repeat_analysis(out: str, data_dir: str, frame_stride: int = 1, budgets=ORAC
     tokenizer = EvatokTokenizer.from_pretrained(str(Path(out, "proxy"))).eval()
     c = tokenizer.config
     nb, levels = c.num_blocks, list(c.token_levels)
+    if levels[0] == 0:
+        return {"skipped": "the tokenizer has a repeat level (0 tokens) of its own"}
     candidates = [tuple(a) for a in itertools.product(levels, repeat=nb)]  # class order of the score table
     candidates += [p + (0,) * (nb - len(p)) for j in range(1, nb) for p in itertools.product(levels, repeat=j)]
     column = {a: i for i, a in enumerate(candidates)}
@@ -582,7 +592,7 @@ def reference_codec_analysis(out: str, data_dir: str, frame_stride: int = 1) -> 
     grids = [g for g in (1, 2, 4, 8, 16) if g <= min(c.patch_grid)]
     palettes = {}  # (g, b) -> palette, fitted once
     levels = {}
-    for k in c.token_levels:
+    for k in (k for k in c.token_levels if k > 0):  # (a repeat level spends no bits)
         budget = k * bits_per_token
         best = None
         for g in grids:
@@ -622,7 +632,9 @@ def figures(args, out: str) -> dict:
     w_q = calibration["w_q"]
     proxy = _load_eval(out, "eval_proxy")
     proxy_rows = []
-    uniform = proxy["curves"]["uniform"]
+    # the proxy's uniform baseline: k > 0 tokens in every block (with a repeat level, uniform 0 is every frame
+    # decoded from the null token alone, not a code of the clip)
+    uniform = [p for p in proxy["curves"]["uniform"] if p["level"] > 0]
     for curve in ("router", "max_reward"):
         for p in proxy["curves"].get(curve, []):
             xs, ys = _curve(uniform)
@@ -872,6 +884,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval_w_q", type=float, nargs="+", default=[1.0, 1.2, 1.4, 1.6], help="more router preferences evaluated")
     p.add_argument("--budgets", type=float, nargs="+", default=[32, 48, 64], help="router average budgets evaluated")
     p.add_argument("--tokenizer_recipe", default=TOKENIZER_RECIPE, help="YAML of every tokenizer (proxy, fixed, final)")
+    p.add_argument("--fixed_recipe", default=None,
+                   help="YAML of the fixed-length tokenizers (default: --tokenizer_recipe), e.g. the recipe without "
+                        "a repeat level when the proxy and final tokenizer have one; same clip size")
     p.add_argument("--router_recipe", default=ROUTER_RECIPE, help="YAML of the router")
     p.add_argument("--tokenizer_args", nargs=argparse.REMAINDER, default=[], help="flags added to every tokenizer training")
     p.add_argument("--report", nargs="+", default=None, help="aggregate these seed folders instead of running")
@@ -906,6 +921,9 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     data_settings = dict(SMOKE_DATA) if args.smoke else {}
     clip_size = _recipe_clip_size(args.tokenizer_recipe)  # the clips the recipe's tokenizers take
+    if args.fixed_recipe and _recipe_clip_size(args.fixed_recipe) != clip_size:
+        raise ValueError(f"`--fixed_recipe` {args.fixed_recipe}: its clips {_recipe_clip_size(args.fixed_recipe)} differ "
+                         f"from --tokenizer_recipe's {clip_size}; the fixed-length tokenizers are compared on the same clips")
     data_settings.update(num_frames=clip_size["num_frames"], resolution=clip_size["resolution"])
     if args.window_fraction is not None:
         data_settings["window_fraction"] = tuple(args.window_fraction)

@@ -260,6 +260,47 @@ def test_proxy_only_stops_after_the_proxy_stages(tmp_path):
     assert json.loads((moved / "stages.json").read_text()) == stages
 
 
+def test_repeat_level_recipe_with_plain_fixed_length_baselines(tmp_path):
+    """The shipped repeat-level recipe (token levels [0, 4, 8, 16, 32]) with ``--fixed_recipe`` the plain one: the
+    proxy, router and final tokenizer take the 625 assignments, the fixed-length tokenizers have no repeat level, the
+    proxy's uniform baseline leaves out the all-repeat assignment, and the figures compare at equal tokens."""
+    from hf_vidtok.evatok.score_table import load_score_table
+    from hf_vidtok.models.evatok import EvatokRouter, EvatokTokenizer
+
+    seed_dir = tmp_path / "seed0"
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "bench_evatok_mixed.py"), "--smoke", "--seed", "0",
+                           "--tokenizer_recipe", "training/configs/evatok_mixed_repeat.yaml",
+                           "--fixed_recipe", "training/configs/evatok_mixed.yaml",
+                           "--output_dir", str(seed_dir), "--data_dir", str(tmp_path / "data")],
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    for name in ("proxy", "final"):
+        assert EvatokTokenizer.from_pretrained(seed_dir / name).config.token_levels == [0, 4, 8, 16, 32]
+    for name in ("fixed_8", "fixed_16"):
+        assert EvatokTokenizer.from_pretrained(seed_dir / name).config.token_levels == [4, 8, 16, 32]
+    table = load_score_table(seed_dir / "scores_held_out")
+    assert EvatokRouter.from_pretrained(seed_dir / "router").config.num_assignments == table.num_assignments == 625
+    results = json.loads((seed_dir / "results.json").read_text())
+    assert [p["level"] for p in results["proxy_uniform"]] == [4, 8, 16, 32]
+    assert [f["level"] for f in results["fixed"]] == [8, 16]
+    assert results["repeat_analysis"] == {"skipped": "the tokenizer has a repeat level (0 tokens) of its own"}
+    assert results["carry_analysis"]["assignments"]["block_0_max"] == [32, 0, 0, 0]
+    for row in results["final_vs_fixed"]:  # the final tokenizer's assignments are from its levels
+        assert len(row["mean_block_tokens"]) == 4 and 0 <= row["avg_tokens"] <= 128
+    stages = json.loads((seed_dir / "stages.json").read_text())
+    assert set(stages["fixed_8"]["signature"]["recipes"]) == {"tokenizer", "router", "fixed"}
+    assert set(stages["proxy"]["signature"]["recipes"]) == {"tokenizer", "router"}
+
+
+def test_fixed_recipe_must_take_the_same_clips(tmp_path):
+    bench = _bench()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((REPO / "training" / "configs" / "evatok_mixed.yaml").read_text().replace("image_size: 32", "image_size: 64"))
+    with pytest.raises(ValueError, match="--fixed_recipe"):
+        bench.main(["--output_dir", str(tmp_path / "o"), "--data_dir", str(tmp_path / "d"), "--fixed_recipe", str(recipe)])
+    assert not (tmp_path / "d").exists()  # refused before building anything
+
+
 def _bench():
     sys.path.insert(0, str(REPO / "bench"))
     try:

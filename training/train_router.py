@@ -401,7 +401,7 @@ def default_budgets(table, stats) -> list[float]:
     out = []
     for w in (0.8, 1.2, 1.6):
         avg = float(table.lengths[best_assignment(proxy_reward(metric, stats, w), stats=stats).numpy()].mean())
-        out.append(float(max(math.floor(avg), min(table.levels) * table.num_blocks)))
+        out.append(float(max(math.floor(avg), min(table.levels) * table.num_blocks, 1)))  # (a repeat level: 0)
     return sorted(set(out))
 
 

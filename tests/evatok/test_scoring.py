@@ -126,10 +126,11 @@ evatok = pytest.importorskip("hf_vidtok.models.evatok")
 
 def _tiny_tokenizer(levels, seed, num_frames=6, dtype=torch.float64):
     torch.manual_seed(seed)
+    repeat = dict(decoder_query_init="pyramid_cell", decoder_carry="output") if levels[0] == 0 else {}
     config = evatok.EvatokTokenizerConfig(
         image_size=16, num_frames=num_frames, patch_size=4, temporal_patch_size=2, token_levels=levels,
         hidden_size=24, num_attention_heads=2, encoder_layers=2, decoder_layers=2, codebook_size=37, code_dim=4,
-        align_decoder_layer=1,
+        align_decoder_layer=1, **repeat,
     )
     return evatok.EvatokTokenizer(config).to(dtype).eval()
 
@@ -149,7 +150,7 @@ class CountingTokenizer:
         return self.model.step_block(state, count)
 
 
-@pytest.mark.parametrize("levels,seed", [((2, 4, 8), 0), ((1, 8, 16), 1), ((2, 32), 2)])
+@pytest.mark.parametrize("levels,seed", [((2, 4, 8), 0), ((1, 8, 16), 1), ((2, 32), 2), ((0, 2, 8), 3)])
 def test_evatok_tree_equals_brute_force_fp64(levels, seed):
     model = _tiny_tokenizer(levels, seed)
     x = torch.rand(2, 3, 6, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))

@@ -176,3 +176,34 @@ def test_save_load_folder_and_hub_round_trip(tmp_path):
             np.testing.assert_array_equal(out.num_tokens, ref.num_tokens)
     finally:
         hub.close()
+
+
+def test_class_to_video_with_a_repeat_level():
+    """A tokenizer with a repeat level (token_levels starting at 0): the generator samples blocks of 0 tokens, and
+    each such block's frames are exactly the previous block's; each clip decodes as it would alone."""
+    levels = (0, 1, 4)
+    tokenizer = tiny_evatok(2, token_levels=levels, decoder_carry="output")
+    generator = tiny_generator(2, token_levels=list(levels))
+    with torch.no_grad():  # make the repeat level likely, so that the samples hold some
+        generator.lm_head.weight[generator.config.length_token_ids[0]] += 0.5 * generator.norm.weight.sign()
+    pipe = ClassToVideoPipeline(tokenizer=tokenizer, generator=generator)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe([0, 1, 2], num_videos_per_label=3, guidance_scale=1.5, generator=torch.Generator().manual_seed(0),
+               output_type="pt")
+    counts = torch.from_numpy(out.token_counts)
+    assert counts.shape == (9, 3) and bool((counts == 0).any()) and bool((counts > 0).any())
+    frames = out.frames  # (B, T, C, H, W), 2 frames per block
+    repeated = 0
+    for b, t in (counts[:, 1:] == 0).nonzero().tolist():
+        torch.testing.assert_close(frames[b, 2 * (t + 1) : 2 * (t + 2)], frames[b, 2 * t : 2 * (t + 1)], rtol=0, atol=0)
+        repeated += 1
+    assert repeated > 0
+    seq = pipe.generator.generate(torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2]), cfg_scale=1.5,
+                                  generator=torch.Generator().manual_seed(0))
+    indices, parsed = pipe.generator.parse_generated(seq)
+    assert torch.equal(parsed, counts)
+    for b in range(9):
+        n = int(parsed[b].sum())
+        with torch.no_grad():
+            alone = pipe.tokenizer.decode(indices[b : b + 1, :n], parsed[b : b + 1]).clamp(0, 1)
+        torch.testing.assert_close(frames[b], alone[0].permute(1, 0, 2, 3), atol=1e-5, rtol=1e-5)

@@ -40,7 +40,8 @@ LevelsLike = Union[Sequence[int], torch.Tensor]
 
 
 def normalize_levels(levels: LevelsLike) -> tuple[int, ...]:
-    """Validate ``levels`` (strictly ascending positive ints) and return them as a tuple of ints."""
+    """Validate ``levels`` (strictly ascending ints, positive but for a first 0: the repeat level of a tokenizer
+    that has one) and return them as a tuple of ints."""
     if isinstance(levels, torch.Tensor):
         if levels.dim() != 1 or levels.dtype.is_floating_point or levels.dtype == torch.bool:
             raise TypeError(f"`levels` must be a 1-D integer tensor or a sequence of ints, got {levels.dtype} "
@@ -58,8 +59,8 @@ def normalize_levels(levels: LevelsLike) -> tuple[int, ...]:
             raise TypeError(f"`levels` must contain ints, got {v!r} ({type(v).__name__})") from None
     if not out:
         raise ValueError("`levels` must contain at least one token count, got an empty sequence")
-    if out[0] <= 0 or any(b <= a for a, b in zip(out, out[1:])):
-        raise ValueError(f"`levels` must be strictly ascending positive token counts, got {tuple(out)}")
+    if out[0] < 0 or out[-1] <= 0 or any(b <= a for a, b in zip(out, out[1:])):
+        raise ValueError(f"`levels` must be strictly ascending token counts, positive but for a first 0, got {tuple(out)}")
     return tuple(out)
 
 

@@ -490,3 +490,46 @@ def test_bad_prefix_steps_raise():
 def test_qformer_layers_are_the_shared_module():
     model = make(torch.float32)
     assert all(isinstance(layer, QFormerLayer) for layer in (*model.encoder_layers, *model.decoder_layers))
+
+
+REPEAT = dict(token_levels=(0, 1, 2, 8), decoder_query_init="pyramid_cell", decoder_carry="output")
+
+
+def test_repeat_level_prefix_paths_equal_full_forward_and_repeat_exactly():
+    """Level 0 (the repeat level): along every assignment of 0 / 1 / 2 / 8 tokens per block the prefix API equals
+    the full forward, a block at 0 repeats the previous block's frames exactly, and its token ids are empty."""
+    model, x = make(**REPEAT), clips(2)
+    levels = REPEAT["token_levels"]
+    with torch.no_grad():
+        root = model.init_prefix_state(x)
+        for path in itertools.product(levels, repeat=3):
+            full = model(x, path)
+            state, offset = root, 0
+            for t, k in enumerate(path):
+                out, state = model.step_block(state, k)
+                frames = full.reconstruction[:, :, 2 * t : 2 * t + 2]
+                torch.testing.assert_close(out.reconstruction, frames, rtol=0, atol=1e-12)
+                assert torch.equal(out.indices, full.indices[:, offset : offset + k]) and out.indices.shape == (2, k)
+                offset += k
+                if k == 0 and t > 0:
+                    torch.testing.assert_close(frames, full.reconstruction[:, :, 2 * t - 2 : 2 * t], rtol=0, atol=1e-12)
+            assert int(full.attention_mask.sum(1)[0]) == sum(path)
+
+
+def test_repeat_level_mixed_batch_training_and_validation():
+    model, x = make(**REPEAT), clips(2)
+    counts = torch.tensor([[8, 0, 2], [0, 1, 0]])
+    with torch.no_grad():
+        batch = model(x, counts)
+        for i in range(2):
+            single = model(x[i : i + 1], counts[i : i + 1])
+            torch.testing.assert_close(batch.reconstruction[i : i + 1], single.reconstruction, rtol=0, atol=1e-12)
+    model.train()
+    model(x, counts).reconstruction.square().mean().backward()
+    assert model.decoder_null_token.grad.abs().sum() > 0  # the null token is what a block-0 repeat decodes from
+    with pytest.raises(ValueError, match="repeat level"):
+        make(token_levels=(0, 1, 2, 8), decoder_carry="query")
+    with pytest.raises(ValueError, match="repeat level"):
+        make(token_levels=(0,), decoder_carry="output")
+    with pytest.raises(ValueError, match=">= 0"):
+        make(token_levels=(-1, 1, 2), decoder_carry="output")

@@ -14,6 +14,7 @@ from hf_vidtok.models.video_ar.length_tokens_video_ar import (
 )
 
 LEVELS = [2, 3, 5]
+REPEAT_LEVELS = [0, 2, 5]  # with a tokenizer's repeat level: a block of its length token alone
 BLOCKS = 3
 
 
@@ -84,7 +85,9 @@ def test_config_length_token_layout_and_serialisation(tmp_path):
     [
         (dict(num_blocks=None), "token_levels"),
         (dict(token_levels=[3, 2]), "ascending"),
-        (dict(token_levels=[0, 2]), "positive"),
+        (dict(token_levels=[-1, 2]), "non-negative"),
+        (dict(token_levels=[0]), "positive"),
+        (dict(token_levels=[0, 0, 2]), "ascending"),
         (dict(num_blocks=0), "num_blocks"),
         (dict(max_seq_len=8), "max_seq_len"),
         (dict(length_token_ids=[13, 14]), "length_token_ids"),
@@ -104,10 +107,11 @@ def test_config_rejects_bad_layouts(kwargs, match):
 # ---------------------------------------------------------------- build / parse
 
 
+@pytest.mark.parametrize("levels", [LEVELS, REPEAT_LEVELS])
 @pytest.mark.parametrize("seed", range(6))
-def test_build_parse_round_trip_is_exact(seed):
-    config = var_config()
-    indices, counts = random_tokens(5, seed, extra_pad=seed % 2)
+def test_build_parse_round_trip_is_exact(seed, levels):
+    config = var_config(token_levels=levels)
+    indices, counts = random_tokens(5, seed, levels=levels, extra_pad=seed % 2)
     batch = build_length_token_sequence(indices, counts, config)
     lengths = counts.sum(1) + BLOCKS
     assert batch.input_ids.shape == (5, int(lengths.max()))
@@ -117,7 +121,7 @@ def test_build_parse_round_trip_is_exact(seed):
     # explicit layout of row 0: [LEN(c0), c0 codes, LEN(c1), ...]
     row, pos, start = batch.input_ids[0], 0, 0
     for c in counts[0].tolist():
-        assert row[pos] == config.length_token_ids[LEVELS.index(c)]
+        assert row[pos] == config.length_token_ids[levels.index(c)]
         assert torch.equal(row[pos + 1 : pos + 1 + c], indices[0, start : start + c])
         pos, start = pos + 1 + c, start + c
     got_indices, got_counts = parse_length_token_sequence(batch.input_ids, config)
@@ -332,3 +336,29 @@ def test_length_arguments_need_a_variable_length_model():
             model.generate([0], **kw)
     with pytest.raises(ValueError, match="variable-length"):
         model.parse_generated(torch.zeros(1, 5, dtype=torch.long))
+
+
+def test_repeat_level_blocks_are_their_length_token_alone():
+    """Level 0 (a tokenizer's repeat level): sampled blocks of 0 tokens are one length token, the budget counts
+    them as 0, a forced 0 is kept, and the samples round-trip through parse / build."""
+    model = var_model(5, head_std=2.0, token_levels=REPEAT_LEVELS)
+    c = model.config
+    with torch.no_grad():  # make the repeat level likely so that every row has some
+        model.lm_head.weight[c.length_token_ids[0]] += 2.0 * model.norm.weight.sign()
+    seq = model.generate(list(range(4)) * 3, generator=torch.Generator().manual_seed(0), temperature=1.5)
+    indices, counts = check_structure(seq, c, c.max_seq_len - BLOCKS)
+    assert bool((counts == 0).any()) and bool((counts > 0).any())
+    for b in range(seq.shape[0]):  # explicit layout: LEN(c) then c visual ids, nothing for c = 0
+        pos = 0
+        for k in counts[b].tolist():
+            assert int(seq[b, pos]) == c.length_token_ids[REPEAT_LEVELS.index(k)]
+            assert bool((seq[b, pos + 1 : pos + 1 + k] < c.codebook_size).all())
+            pos += 1 + k
+    again = build_length_token_sequence(indices, counts, c)
+    assert torch.equal(again.input_ids.masked_fill(again.attention_mask == 0, -1), seq)
+    # the smallest budget: everything after the forced first block repeats it
+    seq = model.generate([0, 1], forced_prefix=[5], max_total_tokens=5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(check_structure(seq, c, 5)[1], torch.tensor([[5, 0, 0]] * 2))
+    assert seq.shape[1] == BLOCKS + 5
+    seq = model.generate([2, 3], forced_prefix=[2, 0], generator=torch.Generator().manual_seed(2))
+    assert torch.equal(check_structure(seq, c, c.max_seq_len - BLOCKS)[1][:, :2], torch.tensor([[2, 0]] * 2))

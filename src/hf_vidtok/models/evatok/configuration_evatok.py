@@ -89,6 +89,10 @@ class EvatokTokenizerConfig(PretrainedConfig):
             clips gained nothing from their earlier blocks. The linear map starts as the identity (zero bias): at
             initialisation a block reuses the earlier block's features as they are, and moving content learns to
             change them.
+        token_levels (0): a first level of 0 is the *repeat* level (not in the paper; needs ``decoder_carry="output"``):
+            a block with 0 tokens decodes to exactly the previous block's features and frames, as a codec's skip
+            block does (block 0 has nothing to repeat and decodes from no tokens). The decoder then cross-attends a
+            learned null token besides the tokens, so a query with no tokens to attend to stays defined.
         initializer_range (`float`): std of the truncated-normal init of linear layers and tables.
 
     Example:
@@ -238,7 +242,16 @@ class EvatokTokenizerConfig(PretrainedConfig):
         if not levels or len(set(levels)) != len(levels) or levels != sorted(levels):
             raise ValueError(f"`token_levels` must be distinct and ascending, got {levels}")
         gh, gw = self.patch_grid
+        if levels[0] < 0:
+            raise ValueError(f"`token_levels` must be >= 0, got {levels}")
+        if levels[0] == 0 and (self.decoder_carry != "output" or len(levels) < 2):
+            raise ValueError(
+                "`token_levels` may start with 0 (the repeat level: the block repeats the previous one) only with "
+                f"`decoder_carry='output'` and at least one positive level, got {levels} with {self.decoder_carry!r}"
+            )
         for k in levels:
+            if k == 0:
+                continue
             try:
                 pyramid_grids(gh, gw, k)
             except ValueError as err:

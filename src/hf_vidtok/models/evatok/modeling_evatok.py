@@ -219,6 +219,8 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             self.decoder_carry_norm = nn.LayerNorm(d, eps=c.layer_norm_eps)
             self.decoder_carry_proj = nn.Linear(d, d)
             self.decoder_query_level_embed = nn.Parameter(torch.zeros(nl, d))
+        if c.token_levels[0] == 0:  # the repeat level: a key every decoder query can attend to
+            self.decoder_null_token = nn.Parameter(torch.zeros(1, 1, d))
         self.decoder_layers = nn.ModuleList(
             [QFormerLayer(d, c.num_attention_heads, c.mlp_ratio, c.layer_norm_eps, c.qkv_bias) for _ in range(c.decoder_layers)]
         )
@@ -236,6 +238,8 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             init.copy_(p, table.to(p.device, p.dtype))
         tables = [self.query_index_embed, self.query_block_embed, self.query_level_embed,
                   self.token_index_embed, self.token_block_embed, self.token_level_embed]
+        if c.token_levels[0] == 0:
+            tables.append(self.decoder_null_token)
         if c.decoder_carry != "none":
             tables.append(self.decoder_query_level_embed)
             # the carry starts as a copy of the previous block's (normalised) features: static content needs
@@ -500,7 +504,14 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         # must enter the residual stream, not only the attention q/k, or every patch of a block starts
         # identical and only attention weights can tell them apart (extra tokens then go unused)
         source = layout.starts.unsqueeze(-1) + self._query_source_offsets(block_levels)
-        h = tokens.gather(1, source.reshape(b, num_patches, 1).expand(-1, -1, d))
+        if tokens.shape[1]:
+            h = tokens.gather(1, source.clamp(max=tokens.shape[1] - 1).reshape(b, num_patches, 1).expand(-1, -1, d))
+        else:  # every block repeats: no token at all
+            h = tokens.new_zeros(b, num_patches, d)
+        if c.token_levels[0] == 0:  # a repeat block has no token to start from
+            repeat = (block_levels == 0).repeat_interleave(c.patches_per_block, dim=1).unsqueeze(-1)
+            h = h.masked_fill(repeat, 0.0)
+            refs, token_pos = self._with_null_token(refs, token_pos)
         ref_kv = [layer.reference_kv(refs, token_pos) for layer in self.decoder_layers]
         patch_blocks = self._patch_block_ids(h.device)[None]
         if c.decoder_carry == "output":
@@ -515,7 +526,7 @@ class EvatokTokenizer(EvatokPreTrainedModel):
                 h = torch.cat(carried, dim=1)
             h = h + query_pos
             self_mask = block_causal_mask(patch_blocks, patch_blocks)
-            cross_mask = block_causal_mask(patch_blocks, layout.block_ids, layout.valid)
+            cross_mask = self._token_cross_mask(patch_blocks, layout)
             hidden = h if align_layer == 0 else None
             for i, layer in enumerate(self.decoder_layers):
                 h = self._run_layer(layer, h, ref_kv[i], self_mask=self_mask, cross_mask=cross_mask, query_pos=query_pos)
@@ -540,7 +551,7 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         for t in range(c.num_blocks):
             pos = query_pos[:, t * n : (t + 1) * n]
             h = self._carry_block(starts[:, t * n : (t + 1) * n], block_levels[:, t], previous) + pos
-            cross_mask = block_causal_mask(torch.full((1, n), t, device=h.device), layout.block_ids, layout.valid)
+            cross_mask = self._token_cross_mask(torch.full((1, n), t, device=h.device), layout)
             if align_layer == 0:
                 aligned.append(h)
             for i, layer in enumerate(self.decoder_layers):
@@ -548,6 +559,8 @@ class EvatokTokenizer(EvatokPreTrainedModel):
                                              past_kv=past[i], return_kv=True)
                 if align_layer == i + 1:
                     aligned.append(h)
+            if previous is not None and c.token_levels[0] == 0:  # the repeat level: block t - 1's features
+                h = torch.where((block_levels[:, t] == 0)[:, None, None], previous, h)
             outputs.append(h)
             previous = h
         return torch.cat(outputs, dim=1), (torch.cat(aligned, dim=1) if aligned else None)
@@ -560,6 +573,19 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         if previous is not None:
             out = out + self.decoder_carry_proj(self.decoder_carry_norm(previous))
         return out
+
+    def _with_null_token(self, refs: torch.Tensor, token_pos: torch.Tensor):
+        """``(refs, token_pos)`` ``(B, L, D)`` with the learned null token (zero position) prepended (repeat level)."""
+        null = self.decoder_null_token.to(refs.dtype).expand(refs.shape[0], 1, -1)
+        return torch.cat([null, refs], dim=1), torch.cat([torch.zeros_like(null), token_pos.expand_as(refs)], dim=1)
+
+    def _token_cross_mask(self, query_blocks: torch.Tensor, layout) -> torch.Tensor:
+        """Decoder cross-attention mask of queries in ``query_blocks`` over the packed tokens (block-causal, valid
+        tokens only), with an always-visible first column for the null token when the repeat level exists."""
+        mask = block_causal_mask(query_blocks, layout.block_ids, layout.valid)
+        if self.config.token_levels[0] == 0:
+            mask = torch.cat([mask.new_ones(*mask.shape[:-1], 1), mask], dim=-1)
+        return mask
 
     def _query_source_offsets(self, level_ids):
         """Which token of its block every decoder query starts from: ``level_ids`` (any shape, index into
@@ -576,7 +602,9 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             gh, gw = c.patch_grid
             rows = []
             for k in c.token_levels:
-                if c.decoder_query_init == "pyramid_cell":
+                if k == 0:  # the repeat level: no token (the decoder starts from zeros)
+                    rows.append([0] * (gh * gw))
+                elif c.decoder_query_init == "pyramid_cell":
                     rh, rw = pyramid_grids(gh, gw, k)[-1]
                     offset = k - rh * rw
                     rows.append([offset + (i * rh // gh) * rw + (j * rw // gw) for i in range(gh) for j in range(gw)])
@@ -769,6 +797,10 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         pixel_values = self._check_pixel_values(pixel_values)
         patches = self._embed_patches(pixel_values)
         refs, ref_pos = self._references(patches)
+        token_kv = [None] * len(self.decoder_layers)
+        if self.config.token_levels[0] == 0:  # the null token comes first among the decoder's keys
+            null = self.decoder_null_token.to(patches.dtype).expand(patches.shape[0], 1, -1)
+            token_kv = [layer.reference_kv(null, torch.zeros_like(null)) for layer in self.decoder_layers]
         return EvatokPrefixState(
             num_blocks_done=0,
             token_counts=(),
@@ -776,7 +808,7 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             encoder_reference_kv=[layer.reference_kv(refs, ref_pos) for layer in self.encoder_layers],
             encoder_kv=[None] * len(self.encoder_layers),
             decoder_kv=[None] * len(self.decoder_layers),
-            decoder_token_kv=[None] * len(self.decoder_layers),
+            decoder_token_kv=token_kv,
         )
 
     def step_block(self, state: EvatokPrefixState, count: int) -> tuple[EvatokBlockOutput, EvatokPrefixState]:
@@ -793,28 +825,36 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             raise ValueError(f"`count` must be one of the token levels {c.token_levels}, got {count!r}")
         level = c.token_levels.index(count)
         n = c.patches_per_block
-        # encoder: block t's queries against [cached blocks < t ; own] and the references of blocks <= t
-        h = state.query_content[:, t, :count]
-        query_pos = (
-            self.query_index_embed[:count] + self.query_block_embed[t] + self.query_level_embed[level]
-        ).to(h.dtype)[None]
-        encoder_kv = []
-        for i, layer in enumerate(self.encoder_layers):
-            rk, rv = state.encoder_reference_kv[i]
-            ref_kv = (rk[:, :, : (t + 1) * n], rv[:, :, : (t + 1) * n])
-            h, kv = layer(h, ref_kv, query_pos=query_pos, past_kv=state.encoder_kv[i], return_kv=True)
-            encoder_kv.append(kv)
-        z = self.pre_quant_proj(self.encoder_norm(h))
-        vq = self.quantizer(z, return_logits=False)
-        tokens = self.post_quant_proj(vq.quantized.to(self.post_quant_proj.weight.dtype))
+        b = state.query_content.shape[0]
+        if count == 0:  # the repeat level: no queries, nothing added to the encoder's cache
+            encoder_kv = list(state.encoder_kv)
+            dtype = self.post_quant_proj.weight.dtype
+            indices = torch.zeros(b, 0, dtype=torch.long, device=state.query_content.device)
+            quantized = state.query_content.new_zeros(b, 0, self.config.code_dim)
+            tokens = state.query_content.new_zeros(b, 0, self.config.hidden_size).to(dtype)
+        else:
+            # encoder: block t's queries against [cached blocks < t ; own] and the references of blocks <= t
+            h = state.query_content[:, t, :count]
+            query_pos = (
+                self.query_index_embed[:count] + self.query_block_embed[t] + self.query_level_embed[level]
+            ).to(h.dtype)[None]
+            encoder_kv = []
+            for i, layer in enumerate(self.encoder_layers):
+                rk, rv = state.encoder_reference_kv[i]
+                ref_kv = (rk[:, :, : (t + 1) * n], rv[:, :, : (t + 1) * n])
+                h, kv = layer(h, ref_kv, query_pos=query_pos, past_kv=state.encoder_kv[i], return_kv=True)
+                encoder_kv.append(kv)
+            z = self.pre_quant_proj(self.encoder_norm(h))
+            vq = self.quantizer(z, return_logits=False)
+            indices, quantized = vq.indices, vq.quantized
+            tokens = self.post_quant_proj(quantized.to(self.post_quant_proj.weight.dtype))
         # decoder: block t's 3-D queries from its first token
         refs = self.token_norm(tokens)
         token_pos = (
             self.token_index_embed[:count] + self.token_block_embed[t] + self.token_level_embed[level]
         ).to(refs.dtype)[None]
-        b, d = tokens.shape[0], tokens.shape[-1]
         query_pos = self.decoder_query_pos[:, t * n : (t + 1) * n].to(tokens.dtype)
-        h = tokens[:, self._query_source_offsets(level)]
+        h = tokens.new_zeros(b, n, tokens.shape[-1]) if count == 0 else tokens[:, self._query_source_offsets(level)]
         carry = None
         if c.decoder_carry != "none":
             h = self._carry_block(h, torch.full((b,), level, dtype=torch.long, device=h.device), state.decoder_carry)
@@ -830,6 +870,8 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             h, kv = layer(h, (tk, tv), query_pos=query_pos, past_kv=state.decoder_kv[i], return_kv=True)
             decoder_kv.append(kv)
         if c.decoder_carry == "output":
+            if count == 0 and state.decoder_carry is not None:  # the repeat level: block t - 1's features
+                h = state.decoder_carry
             carry = h  # the next block carries these decoded features
         block = self.unpatchify(self.head(self.decoder_norm(h)))
         child = EvatokPrefixState(
@@ -842,4 +884,4 @@ class EvatokTokenizer(EvatokPreTrainedModel):
             decoder_token_kv=decoder_token_kv,
             decoder_carry=carry,
         )
-        return EvatokBlockOutput(block_index=t, reconstruction=block, indices=vq.indices, quantized=vq.quantized), child
+        return EvatokBlockOutput(block_index=t, reconstruction=block, indices=indices, quantized=quantized), child

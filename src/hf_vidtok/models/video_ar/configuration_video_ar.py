@@ -74,7 +74,8 @@ class VideoARGeneratorConfig(PretrainedConfig):
             ``[codebook_size, vocab_size)``.
         use_fixed_pe (`bool`): 1-D sin-cos absolute positions instead of learned ones.
         token_levels (`list[int]`, optional): allowed per-block token counts, ascending (EVATok
-            ``(32, 64, 128, 256, 512)``); None = fixed length.
+            ``(32, 64, 128, 256, 512)``); None = fixed length. A first level of 0 (a tokenizer's repeat level,
+            ``EvatokTokenizerConfig.token_levels``) is a block of its length token alone.
         num_blocks (`int`, optional): temporal blocks per clip (one length token each); needed with
             ``token_levels``.
         length_token_ids (`list[int]`, optional): id of the length token of each level; default
@@ -283,8 +284,8 @@ class VideoARGeneratorConfig(PretrainedConfig):
 
 
 def _check_levels(token_levels, num_blocks) -> tuple[list[int] | None, int | None]:
-    """Validate ``token_levels`` (positive, strictly ascending ints) and ``num_blocks`` (positive int);
-    both or neither must be given."""
+    """Validate ``token_levels`` (strictly ascending non-negative ints with at least one positive: a first 0 is
+    the tokenizer's repeat level) and ``num_blocks`` (positive int); both or neither must be given."""
     if token_levels is None and num_blocks is None:
         return None, None
     if token_levels is None or num_blocks is None:
@@ -295,8 +296,8 @@ def _check_levels(token_levels, num_blocks) -> tuple[list[int] | None, int | Non
     if isinstance(token_levels, (str, bytes)) or not hasattr(token_levels, "__iter__"):
         raise TypeError(f"`token_levels` must be a list of ints, got {type(token_levels).__name__}")
     levels = list(token_levels)
-    if not levels or any(isinstance(v, bool) or int(v) != v or v <= 0 for v in levels):
-        raise ValueError(f"`token_levels` must be a non-empty list of positive ints, got {levels}")
+    if not levels or any(isinstance(v, bool) or int(v) != v or v < 0 for v in levels) or max(levels) <= 0:
+        raise ValueError(f"`token_levels` must be a list of non-negative ints with a positive one, got {levels}")
     levels = [int(v) for v in levels]
     if any(b <= a for a, b in zip(levels, levels[1:])):
         raise ValueError(f"`token_levels` must be strictly ascending, got {levels}")
