@@ -870,6 +870,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data_dir", default="data/mixed-complexity", help="the benchmark (built here when missing)")
     p.add_argument("--window_fraction", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                    help="the benchmark's photograph windows (hf_vidtok.data.mixed_complexity; default: its own)")
+    p.add_argument("--clips_per_photograph", type=int, default=None,
+                   help="clips per photograph and category in each split (hf_vidtok.data.mixed_complexity; default: "
+                        "its own, 4): more clips of the same photographs, e.g. for the router; a new --data_dir")
     p.add_argument("--jobs", type=int, default=2, help="stages run at once (one thread each)")
     p.add_argument("--steps", type=int, default=None, help="tokenizer training steps (default: the recipe's)")
     p.add_argument("--fixed_levels", type=int, nargs="+", default=[4, 8, 16, 32],
@@ -927,6 +930,8 @@ def main(argv=None) -> dict:
     data_settings.update(num_frames=clip_size["num_frames"], resolution=clip_size["resolution"])
     if args.window_fraction is not None:
         data_settings["window_fraction"] = tuple(args.window_fraction)
+    if args.clips_per_photograph is not None:
+        data_settings["clips_per_photograph"] = args.clips_per_photograph
     manifest = build_mixed_complexity_dataset(args.data_dir, **data_settings)
     print(json.dumps({"stage": "data", "seconds": round(time.perf_counter() - t0, 1), "counts": manifest["counts"]}), flush=True)
     if args.smoke:

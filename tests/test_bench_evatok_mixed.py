@@ -301,6 +301,35 @@ def test_fixed_recipe_must_take_the_same_clips(tmp_path):
     assert not (tmp_path / "d").exists()  # refused before building anything
 
 
+def test_data_flags_reach_the_builder(tmp_path, monkeypatch):
+    """--clips_per_photograph / --window_fraction reach the benchmark's builder (over the smoke sizes too); a bad
+    value is the builder's ValueError, before any stage."""
+    import hf_vidtok.data.mixed_complexity as mixed
+
+    bench, seen = _bench(), {}
+
+    class Built(Exception):
+        pass
+
+    def fake_build(output_dir, **settings):
+        seen.update(settings)
+        raise Built
+
+    monkeypatch.setattr(mixed, "build_mixed_complexity_dataset", fake_build)
+    args = ["--output_dir", str(tmp_path / "o"), "--data_dir", str(tmp_path / "d")]
+    with pytest.raises(Built):
+        bench.main(args + ["--clips_per_photograph", "12", "--window_fraction", "0.1", "0.2"])
+    assert seen == {"num_frames": 16, "resolution": 32, "clips_per_photograph": 12, "window_fraction": (0.1, 0.2)}
+    seen.clear()
+    with pytest.raises(Built):
+        bench.main(args + ["--smoke", "--clips_per_photograph", "2"])
+    assert seen["clips_per_photograph"] == 2 and seen["train_clips_per_video"] == 1
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="clips_per_photograph"):
+        bench.main(args + ["--clips_per_photograph", "0"])
+    assert not (tmp_path / "d").exists()
+
+
 def _bench():
     sys.path.insert(0, str(REPO / "bench"))
     try:
