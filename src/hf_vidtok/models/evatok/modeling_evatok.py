@@ -799,8 +799,9 @@ class EvatokTokenizer(EvatokPreTrainedModel):
         refs, ref_pos = self._references(patches)
         token_kv = [None] * len(self.decoder_layers)
         if self.config.token_levels[0] == 0:  # the null token comes first among the decoder's keys
-            null = self.decoder_null_token.to(patches.dtype).expand(patches.shape[0], 1, -1)
-            token_kv = [layer.reference_kv(null, torch.zeros_like(null)) for layer in self.decoder_layers]
+            none = patches.new_zeros(patches.shape[0], 0, patches.shape[-1])  # (no tokens yet)
+            null, null_pos = self._with_null_token(none, none)
+            token_kv = [layer.reference_kv(null, null_pos) for layer in self.decoder_layers]
         return EvatokPrefixState(
             num_blocks_done=0,
             token_counts=(),
